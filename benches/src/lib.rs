@@ -1,0 +1,1 @@
+//! Benchmarks of NeighborBid: `cargo bench -p neighborbid-benches`.

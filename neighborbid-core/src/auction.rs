@@ -1,0 +1,191 @@
+//! Auctions and bids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AuctionId, BidId, UserId};
+use crate::money::Money;
+use crate::Timestamp;
+
+/// A neighbourhood, as the host application names it (`"seoul/mapo/mangwon"`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Region(pub String);
+
+impl Region {
+    /// A region from its name.
+    pub fn new(name: impl Into<String>) -> Region {
+        Region(name.into())
+    }
+
+    /// The region's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who may bid, and how the auction is delivered to watchers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scope {
+    /// A neighbourhood auction: only users the [`RegionPolicy`] admits may
+    /// bid or buy.
+    ///
+    /// [`RegionPolicy`]: crate::rules::RegionPolicy
+    Local {
+        /// The auction's neighbourhood.
+        region: Region,
+    },
+    /// A national live auction, open to everyone.
+    National,
+}
+
+/// Where an auction is in its life. Only `Open` auctions change; the others
+/// are final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuctionStatus {
+    /// Created and not yet closed. Bids are accepted between `starts_at`
+    /// and `ends_at`; after `ends_at` it waits for the closer.
+    Open,
+    /// Closed with a winner, who paid the final price.
+    Sold,
+    /// Closed without bids.
+    Unsold,
+    /// Ended early by a buy-now purchase.
+    BoughtNow,
+    /// Withdrawn by its seller before any bid.
+    Cancelled,
+}
+
+impl AuctionStatus {
+    /// The stable lowercase name (`"bought_now"`), as stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuctionStatus::Open => "open",
+            AuctionStatus::Sold => "sold",
+            AuctionStatus::Unsold => "unsold",
+            AuctionStatus::BoughtNow => "bought_now",
+            AuctionStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for AuctionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown status name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown auction status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for AuctionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [
+            AuctionStatus::Open,
+            AuctionStatus::Sold,
+            AuctionStatus::Unsold,
+            AuctionStatus::BoughtNow,
+            AuctionStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+        .ok_or_else(|| UnknownStatus(name.to_owned()))
+    }
+}
+
+/// An auction and its current state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auction {
+    /// Its id ([`AuctionId::UNASSIGNED`] until the store inserts it).
+    pub id: AuctionId,
+    /// Who sells; receives the final price.
+    pub seller: UserId,
+    /// Short title.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Local (one neighbourhood) or national.
+    pub scope: Scope,
+    /// The lowest acceptable first bid.
+    pub start_price: Money,
+    /// After the first bid, each bid must beat the current price by at least this.
+    pub bid_unit: Money,
+    /// Price at which anyone eligible may end the auction at once.
+    pub buy_now_price: Option<Money>,
+    /// Bids are accepted from this moment...
+    pub starts_at: Timestamp,
+    /// ...until just before this one.
+    pub ends_at: Timestamp,
+    /// Where it is in its life.
+    pub status: AuctionStatus,
+    /// The leading bid, or the start price while there is no bid.
+    pub current_price: Money,
+    /// The leading bidder, if any.
+    pub leader: Option<UserId>,
+    /// Bids accepted so far.
+    pub bid_count: u32,
+    /// Sequence number of the last change: 0 at creation, +1 per change.
+    /// Every event of this auction carries the number of its change.
+    pub seq: u64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was settled, bought or cancelled.
+    pub closed_at: Option<Timestamp>,
+}
+
+impl Auction {
+    /// The smallest bid the auction accepts now: the start price for the
+    /// first bid, then the current price plus one bid unit.
+    pub fn min_next_bid(&self) -> Money {
+        match self.leader {
+            None => self.start_price,
+            // Saturate at MAX: a bid above MAX cannot exist, so nothing can
+            // win against a leader at MAX anyway.
+            Some(_) => self
+                .current_price
+                .checked_add(self.bid_unit)
+                .unwrap_or(Money::MAX),
+        }
+    }
+
+    /// Whether the auction takes bids at `now`: open, started, not past its end.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.status == AuctionStatus::Open && self.starts_at <= now && now < self.ends_at
+    }
+
+    /// Whether the closer should settle it at `now`.
+    pub fn is_due(&self, now: Timestamp) -> bool {
+        self.status == AuctionStatus::Open && self.ends_at <= now
+    }
+}
+
+/// An accepted bid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    /// Its id ([`BidId::UNASSIGNED`] until the store inserts it).
+    pub id: BidId,
+    /// The auction bid on.
+    pub auction_id: AuctionId,
+    /// Who bid.
+    pub bidder: UserId,
+    /// How much.
+    pub amount: Money,
+    /// Server time of acceptance.
+    pub placed_at: Timestamp,
+    /// The auction's sequence number of this bid's change.
+    pub seq: u64,
+}

@@ -1,0 +1,237 @@
+//! Commands the engine executes, their receipts, and idempotency keys.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auction::{Auction, Bid, Region, Scope};
+use crate::ids::{AuctionId, UserId};
+use crate::money::Money;
+use crate::wallet::LedgerEntry;
+use crate::Timestamp;
+
+/// Put an auction up for sale.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAuction {
+    /// Who sells.
+    pub seller: UserId,
+    /// 1 to [`CreateAuction::MAX_TITLE`] characters.
+    pub title: String,
+    /// Up to [`CreateAuction::MAX_DESCRIPTION`] characters.
+    pub description: String,
+    /// Local or national.
+    pub scope: Scope,
+    /// Lowest first bid (positive).
+    pub start_price: Money,
+    /// Minimum raise over the current price (positive).
+    pub bid_unit: Money,
+    /// Optional instant price, at least the start price.
+    pub buy_now_price: Option<Money>,
+    /// When bidding opens; `None` means now.
+    pub starts_at: Option<Timestamp>,
+    /// When bidding closes; after `starts_at` and in the future.
+    pub ends_at: Timestamp,
+}
+
+impl CreateAuction {
+    /// Longest title, in characters.
+    pub const MAX_TITLE: usize = 200;
+    /// Longest description, in characters.
+    pub const MAX_DESCRIPTION: usize = 10_000;
+}
+
+/// Bid on an auction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceBid {
+    /// The auction.
+    pub auction_id: AuctionId,
+    /// Who bids.
+    pub bidder: UserId,
+    /// The bidder's region as the host application knows it; local auctions
+    /// admit bidders through the engine's region policy.
+    pub bidder_region: Option<Region>,
+    /// The bid.
+    pub amount: Money,
+}
+
+/// Buy at the auction's buy-now price, ending it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyNow {
+    /// The auction.
+    pub auction_id: AuctionId,
+    /// Who buys.
+    pub buyer: UserId,
+    /// The buyer's region, as for [`PlaceBid::bidder_region`].
+    pub buyer_region: Option<Region>,
+}
+
+/// The seller withdraws an auction that has no bid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelAuction {
+    /// The auction.
+    pub auction_id: AuctionId,
+    /// Who asks; must be the seller.
+    pub seller: UserId,
+}
+
+/// Add money to a wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deposit {
+    /// Whose wallet.
+    pub user: UserId,
+    /// How much (positive).
+    pub amount: Money,
+}
+
+/// Take available money out of a wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdraw {
+    /// Whose wallet.
+    pub user: UserId,
+    /// How much (positive, at most the available balance).
+    pub amount: Money,
+}
+
+/// Any mutating command a user can send. Stored with its receipt under an
+/// idempotency key, so a replay can be compared with the original.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// See [`CreateAuction`].
+    CreateAuction(CreateAuction),
+    /// See [`PlaceBid`].
+    PlaceBid(PlaceBid),
+    /// See [`BuyNow`].
+    BuyNow(BuyNow),
+    /// See [`CancelAuction`].
+    CancelAuction(CancelAuction),
+    /// See [`Deposit`].
+    Deposit(Deposit),
+    /// See [`Withdraw`].
+    Withdraw(Withdraw),
+}
+
+impl Command {
+    /// The user acting; idempotency keys are scoped to them.
+    pub fn actor(&self) -> UserId {
+        match self {
+            Command::CreateAuction(c) => c.seller,
+            Command::PlaceBid(c) => c.bidder,
+            Command::BuyNow(c) => c.buyer,
+            Command::CancelAuction(c) => c.seller,
+            Command::Deposit(c) => c.user,
+            Command::Withdraw(c) => c.user,
+        }
+    }
+}
+
+/// What a successful command returns. The same value is returned again for
+/// a replay with the same idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Receipt {
+    /// The auction as created.
+    AuctionCreated(Auction),
+    /// The accepted bid and the auction after it.
+    BidPlaced(BidReceipt),
+    /// The auction after the purchase.
+    BoughtNow(Auction),
+    /// The auction after cancelling.
+    Cancelled(Auction),
+    /// The deposit's history entry.
+    Deposited(LedgerEntry),
+    /// The withdrawal's history entry.
+    Withdrawn(LedgerEntry),
+}
+
+/// An accepted bid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BidReceipt {
+    /// The bid as recorded.
+    pub bid: Bid,
+    /// The auction after the bid.
+    pub auction: Auction,
+}
+
+/// A client-chosen key that makes a command safe to retry: the engine
+/// executes a command at most once per `(user, key)`.
+///
+/// 1 to 255 visible ASCII characters (a UUID is a good choice).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(String);
+
+/// A malformed idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an idempotency key is 1 to 255 visible ASCII characters")]
+pub struct InvalidIdempotencyKey;
+
+impl IdempotencyKey {
+    /// Longest key, in bytes.
+    pub const MAX_LEN: usize = 255;
+
+    /// Validates a key.
+    pub fn new(key: impl Into<String>) -> Result<IdempotencyKey, InvalidIdempotencyKey> {
+        let key = key.into();
+        let visible = key.bytes().all(|b| b.is_ascii_graphic());
+        if key.is_empty() || key.len() > Self::MAX_LEN || !visible {
+            return Err(InvalidIdempotencyKey);
+        }
+        Ok(IdempotencyKey(key))
+    }
+
+    /// The key's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = InvalidIdempotencyKey;
+
+    fn try_from(key: String) -> Result<Self, Self::Error> {
+        IdempotencyKey::new(key)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(key: IdempotencyKey) -> String {
+        key.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the store keeps under an idempotency key: the command as first
+/// executed and its receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// The command as first executed.
+    pub command: Command,
+    /// Its receipt.
+    pub receipt: Receipt,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_short_visible_ascii() {
+        assert!(IdempotencyKey::new("0b7c-4f1e").is_ok());
+        assert!(IdempotencyKey::new("x".repeat(255)).is_ok());
+        for bad in [
+            String::new(),
+            "x".repeat(256),
+            "a b".into(),
+            "ключ".into(),
+            "a\n".into(),
+        ] {
+            assert_eq!(IdempotencyKey::new(bad), Err(InvalidIdempotencyKey));
+        }
+    }
+}

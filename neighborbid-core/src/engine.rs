@@ -1,0 +1,535 @@
+//! The engine: load -> decide -> write -> commit -> notify.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auction::{Auction, Bid};
+use crate::clock::{Clock, SystemClock};
+use crate::command::{
+    BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, IdempotencyKey,
+    IdempotencyRecord, PlaceBid, Receipt, Withdraw,
+};
+use crate::error::{EngineError, Rejection};
+use crate::event::Event;
+use crate::ids::{AuctionId, UserId};
+use crate::money::Currency;
+use crate::notify::Notifier;
+use crate::rules::{
+    self, AuctionAction, AuctionState, Decision, RegionPolicy, RuleError, Rules, SameRegion,
+};
+use crate::store::{AuctionFilter, AuctionStore, Page, Store, Transaction, WalletLedger};
+use crate::wallet::{Hold, LedgerEntry, Wallet};
+use crate::Timestamp;
+
+/// How the engine retries a transaction that lost to a concurrent one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each further one. Zero
+    /// retries at once (right for the memory store).
+    pub base_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 20,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (1-based): exponential,
+    /// capped, with jitter in its upper half so retries spread out.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exponential = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let capped = exponential.min(self.max_delay);
+        capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
+    }
+}
+
+/// The engine's settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Amount limits.
+    pub currency: Currency,
+    /// Who may bid on local auctions.
+    pub region_policy: Arc<dyn RegionPolicy>,
+    /// Server time.
+    pub clock: Arc<dyn Clock>,
+    /// Retries of conflicting transactions.
+    pub retry: RetryPolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            currency: Currency::default(),
+            region_policy: Arc::new(SameRegion),
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// An auction with its latest bids.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuctionView {
+    /// The auction.
+    pub auction: Auction,
+    /// Its bids, newest first.
+    pub bids: Vec<Bid>,
+}
+
+/// A wallet with its latest history and open holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WalletView {
+    /// The wallet.
+    pub wallet: Wallet,
+    /// History entries, newest first.
+    pub history: Vec<LedgerEntry>,
+    /// Open escrow holds; their sum is `wallet.locked`.
+    pub holds: Vec<Hold>,
+}
+
+/// The auction engine, generic over a [`Store`] and a [`Notifier`].
+///
+/// Cheap to clone (an `Arc` inside); share one per process.
+pub struct Engine<S, N> {
+    inner: Arc<Inner<S, N>>,
+}
+
+struct Inner<S, N> {
+    store: S,
+    notifier: N,
+    config: EngineConfig,
+}
+
+impl<S, N> Clone for Engine<S, N> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// What one attempt produced: the result, and the event to publish after
+/// commit (none for a replayed or auction-less command).
+type Attempt<T> = Result<(T, Option<Event>), EngineError>;
+
+impl<S: Store, N: Notifier> Engine<S, N> {
+    /// An engine with the default configuration.
+    pub fn new(store: S, notifier: N) -> Self {
+        Engine::with_config(store, notifier, EngineConfig::default())
+    }
+
+    /// An engine with `config`.
+    pub fn with_config(store: S, notifier: N, config: EngineConfig) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                notifier,
+                config,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The notifier.
+    pub fn notifier(&self) -> &N {
+        &self.inner.notifier
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Server time, as the engine sees it.
+    pub fn now(&self) -> Timestamp {
+        self.inner.config.clock.now()
+    }
+
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            currency: &self.inner.config.currency,
+            region_policy: &*self.inner.config.region_policy,
+        }
+    }
+
+    /// Puts an auction up for sale.
+    pub async fn create_auction(
+        &self,
+        cmd: CreateAuction,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Auction, EngineError> {
+        match self.execute(Command::CreateAuction(cmd), key).await? {
+            Receipt::AuctionCreated(auction) => Ok(auction),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// Places a bid.
+    pub async fn place_bid(
+        &self,
+        cmd: PlaceBid,
+        key: Option<IdempotencyKey>,
+    ) -> Result<BidReceipt, EngineError> {
+        match self.execute(Command::PlaceBid(cmd), key).await? {
+            Receipt::BidPlaced(receipt) => Ok(receipt),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// Buys at the buy-now price, ending the auction.
+    pub async fn buy_now(
+        &self,
+        cmd: BuyNow,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Auction, EngineError> {
+        match self.execute(Command::BuyNow(cmd), key).await? {
+            Receipt::BoughtNow(auction) => Ok(auction),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// Cancels an auction without bids (seller only).
+    pub async fn cancel_auction(
+        &self,
+        cmd: CancelAuction,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Auction, EngineError> {
+        match self.execute(Command::CancelAuction(cmd), key).await? {
+            Receipt::Cancelled(auction) => Ok(auction),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// Adds money to a wallet.
+    pub async fn deposit(
+        &self,
+        cmd: Deposit,
+        key: Option<IdempotencyKey>,
+    ) -> Result<LedgerEntry, EngineError> {
+        match self.execute(Command::Deposit(cmd), key).await? {
+            Receipt::Deposited(entry) => Ok(entry),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// Takes available money out of a wallet.
+    pub async fn withdraw(
+        &self,
+        cmd: Withdraw,
+        key: Option<IdempotencyKey>,
+    ) -> Result<LedgerEntry, EngineError> {
+        match self.execute(Command::Withdraw(cmd), key).await? {
+            Receipt::Withdrawn(entry) => Ok(entry),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// Executes any command.
+    ///
+    /// With an idempotency key, the command runs at most once per
+    /// `(actor, key)`: a replay with the same command returns the first
+    /// receipt and changes nothing; a replay with a different command is
+    /// [`EngineError::IdempotencyConflict`]. Only successes are recorded: a
+    /// refused command leaves no trace, so retrying it decides afresh.
+    pub async fn execute(
+        &self,
+        command: Command,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Receipt, EngineError> {
+        self.retrying(|| self.attempt(&command, key.as_ref())).await
+    }
+
+    /// Settles up to `max` auctions whose end has passed, each in its own
+    /// transaction, and returns them as closed. Safe to run in several
+    /// processes at once: each auction is settled exactly once.
+    pub async fn close_due_auctions(&self, max: usize) -> Result<Vec<Auction>, EngineError> {
+        let mut closed = Vec::new();
+        while closed.len() < max {
+            match self.retrying(|| self.attempt_close_next()).await? {
+                Some(auction) => closed.push(auction),
+                None => break,
+            }
+        }
+        Ok(closed)
+    }
+
+    /// An auction with its latest bids (`bids` chooses which).
+    pub async fn auction(&self, id: AuctionId, bids: Page) -> Result<AuctionView, EngineError> {
+        let mut tx = self.inner.store.begin().await?;
+        let auction = tx
+            .get_auction(id)
+            .await?
+            .ok_or(Rejection::AuctionNotFound { auction_id: id })?;
+        let bids = tx.auction_bids(id, bids).await?;
+        Ok(AuctionView { auction, bids })
+    }
+
+    /// Auctions matching `filter`, newest first.
+    pub async fn list_auctions(
+        &self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, EngineError> {
+        let mut tx = self.inner.store.begin().await?;
+        Ok(tx.list_auctions(filter, page).await?)
+    }
+
+    /// The auctions `seller` created, newest first.
+    pub async fn user_auctions(
+        &self,
+        seller: UserId,
+        page: Page,
+    ) -> Result<Vec<Auction>, EngineError> {
+        let filter = AuctionFilter {
+            seller: Some(seller),
+            ..AuctionFilter::default()
+        };
+        self.list_auctions(&filter, page).await
+    }
+
+    /// The bids `user` placed, newest first.
+    pub async fn user_bids(&self, user: UserId, page: Page) -> Result<Vec<Bid>, EngineError> {
+        let mut tx = self.inner.store.begin().await?;
+        Ok(tx.user_bids(user, page).await?)
+    }
+
+    /// A wallet with its latest history (`history` chooses which) and open
+    /// holds.
+    pub async fn wallet(&self, user: UserId, history: Page) -> Result<WalletView, EngineError> {
+        let mut tx = self.inner.store.begin().await?;
+        Ok(WalletView {
+            wallet: tx.get_wallet(user).await?,
+            history: tx.wallet_history(user, history).await?,
+            holds: tx.user_holds(user).await?,
+        })
+    }
+
+    /// Committed events of an auction with `seq > after`, oldest first: for
+    /// a client that noticed a gap, or a relay.
+    pub async fn events_after(
+        &self,
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, EngineError> {
+        let mut tx = self.inner.store.begin().await?;
+        Ok(tx.events_after(id, after, limit).await?)
+    }
+
+    /// Runs attempts until one succeeds or fails for good, then hands its
+    /// event to the notifier: after commit, and a failure there changes
+    /// nothing.
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, EngineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let policy = self.inner.config.retry;
+        let mut tries = 1;
+        loop {
+            match attempt().await {
+                Ok((value, event)) => {
+                    if let Some(event) = event {
+                        self.publish(event).await;
+                    }
+                    return Ok(value);
+                }
+                Err(EngineError::Store(error))
+                    if error.is_retryable() && tries < policy.max_attempts =>
+                {
+                    tracing::debug!(%error, tries, "retrying transaction after conflict");
+                    let delay = policy.delay(tries);
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    tries += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn publish(&self, event: Event) {
+        let events = [event];
+        if let Err(error) = self.inner.notifier.notify(&events).await {
+            tracing::warn!(
+                %error,
+                auction_id = %events[0].auction_id,
+                seq = events[0].seq,
+                "notifier failed; the event stays in the outbox"
+            );
+        }
+    }
+
+    async fn attempt(&self, command: &Command, key: Option<&IdempotencyKey>) -> Attempt<Receipt> {
+        let mut tx = self.inner.store.begin().await?;
+        let actor = command.actor();
+        if let Some(key) = key {
+            if let Some(record) = tx.load_idempotency(actor, key).await? {
+                return if record.command == *command {
+                    Ok((record.receipt, None))
+                } else {
+                    Err(EngineError::IdempotencyConflict { key: key.clone() })
+                };
+            }
+        }
+        let now = self.now();
+        let rules = self.rules();
+        let (receipt, event) = match command {
+            Command::CreateAuction(cmd) => {
+                let auction = rules::create_auction(rules, cmd, now)?;
+                (
+                    Receipt::AuctionCreated(tx.insert_auction(&auction).await?),
+                    None,
+                )
+            }
+            Command::Deposit(cmd) => {
+                let wallet = lock_wallet(&mut tx, cmd.user).await?;
+                let decision = rules::deposit(rules, &wallet, cmd, now)?;
+                tx.save_wallet(&decision.wallet).await?;
+                tx.append_entry(&decision.entry).await?;
+                (Receipt::Deposited(decision.entry), None)
+            }
+            Command::Withdraw(cmd) => {
+                let wallet = lock_wallet(&mut tx, cmd.user).await?;
+                let decision = rules::withdraw(rules, &wallet, cmd, now)?;
+                tx.save_wallet(&decision.wallet).await?;
+                tx.append_entry(&decision.entry).await?;
+                (Receipt::Withdrawn(decision.entry), None)
+            }
+            Command::PlaceBid(cmd) => {
+                let action = AuctionAction::Bid(cmd.bidder);
+                let (decision, bid) = decide_and_write(&mut tx, cmd.auction_id, action, |state| {
+                    rules::place_bid(rules, state, cmd, now)
+                })
+                .await?;
+                let bid = bid.ok_or_else(|| invariant("an accepted bid was not recorded"))?;
+                let receipt = BidReceipt {
+                    bid,
+                    auction: decision.auction,
+                };
+                (Receipt::BidPlaced(receipt), Some(decision.event))
+            }
+            Command::BuyNow(cmd) => {
+                let action = AuctionAction::BuyNow(cmd.buyer);
+                let (decision, _) = decide_and_write(&mut tx, cmd.auction_id, action, |state| {
+                    rules::buy_now(rules, state, cmd, now)
+                })
+                .await?;
+                (Receipt::BoughtNow(decision.auction), Some(decision.event))
+            }
+            Command::CancelAuction(cmd) => {
+                let (decision, _) =
+                    decide_and_write(&mut tx, cmd.auction_id, AuctionAction::Cancel, |state| {
+                        rules::cancel(state, cmd, now)
+                    })
+                    .await?;
+                (Receipt::Cancelled(decision.auction), Some(decision.event))
+            }
+        };
+        if let Some(key) = key {
+            let record = IdempotencyRecord {
+                command: command.clone(),
+                receipt: receipt.clone(),
+            };
+            tx.save_idempotency(actor, key, &record).await?;
+        }
+        tx.commit().await?;
+        Ok((receipt, event))
+    }
+
+    async fn attempt_close_next(&self) -> Attempt<Option<Auction>> {
+        let mut tx = self.inner.store.begin().await?;
+        let now = self.now();
+        let Some(auction) = tx.claim_due_auction(now).await? else {
+            return Ok((None, None));
+        };
+        let (holds, wallets) = lock_parties(&mut tx, &auction, AuctionAction::Settle).await?;
+        let state = AuctionState {
+            auction: &auction,
+            holds: &holds,
+            wallets: &wallets,
+        };
+        let decision = rules::settle(state, now)?
+            .ok_or_else(|| invariant("the store claimed an auction that is not due"))?;
+        tx.write_decision(&decision).await?;
+        tx.commit().await?;
+        Ok((Some(decision.auction), Some(decision.event)))
+    }
+}
+
+/// Locks the auction, then the wallets the action touches (ascending),
+/// decides, and writes the decision.
+async fn decide_and_write<T: Transaction>(
+    tx: &mut T,
+    auction_id: AuctionId,
+    action: AuctionAction,
+    decide: impl FnOnce(AuctionState<'_>) -> Result<Decision, RuleError>,
+) -> Result<(Decision, Option<Bid>), EngineError> {
+    let auction = tx
+        .lock_auction(auction_id)
+        .await?
+        .ok_or(Rejection::AuctionNotFound { auction_id })?;
+    let (holds, wallets) = lock_parties(tx, &auction, action).await?;
+    let decision = decide(AuctionState {
+        auction: &auction,
+        holds: &holds,
+        wallets: &wallets,
+    })?;
+    let bid = tx.write_decision(&decision).await?;
+    Ok((decision, bid))
+}
+
+async fn lock_parties<T: Transaction>(
+    tx: &mut T,
+    auction: &Auction,
+    action: AuctionAction,
+) -> Result<(Vec<Hold>, Vec<Wallet>), EngineError> {
+    let holds = tx.auction_holds(auction.id).await?;
+    let users = rules::wallets_to_lock(auction, &holds, action);
+    let wallets = tx.lock_wallets(&users).await?;
+    Ok((holds, wallets))
+}
+
+async fn lock_wallet<T: Transaction>(tx: &mut T, user: UserId) -> Result<Wallet, EngineError> {
+    tx.lock_wallets(&[user])
+        .await?
+        .pop()
+        .ok_or_else(|| invariant("the store returned no wallet"))
+}
+
+fn invariant(message: &str) -> EngineError {
+    EngineError::Invariant(message.to_owned())
+}
+
+fn mismatched(receipt: Receipt) -> EngineError {
+    EngineError::Invariant(format!(
+        "a command returned a receipt of another kind: {receipt:?}"
+    ))
+}
+
+impl From<RuleError> for EngineError {
+    fn from(error: RuleError) -> Self {
+        match error {
+            RuleError::Rejected(rejection) => EngineError::Rejected(rejection),
+            RuleError::Inconsistent(message) => EngineError::Invariant(message),
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! [`MemoryStore`]: a real, thread-safe, transactional store in memory.
+//!
+//! Transactions are optimistic: a transaction reads committed rows, buffers
+//! its writes, and at commit checks under one short lock that no row it
+//! locked changed since it read it. If one did, the commit fails with a
+//! [`StoreErrorKind::Conflict`](crate::StoreErrorKind::Conflict) and the
+//! engine retries, so the outcome is the same as with Postgres row locks:
+//! every committed transaction saw the state it changed. Dropping a
+//! transaction discards its writes. The shared lock is never held across an
+//! `await`, so any async runtime can drive it.
+//!
+//! The store also checks the locking contract: writing an auction or a
+//! wallet that the transaction did not lock is an error.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+
+use crate::auction::{Auction, Bid};
+use crate::command::{IdempotencyKey, IdempotencyRecord};
+use crate::error::{StoreError, StoreErrorKind};
+use crate::event::Event;
+use crate::ids::{AuctionId, BidId, UserId};
+use crate::money::Money;
+use crate::store::{AuctionFilter, AuctionStore, Page, Store, Transaction, WalletLedger};
+use crate::wallet::{Hold, LedgerEntry, Wallet};
+use crate::Timestamp;
+
+#[cfg(loom)]
+use loom::sync::{Arc, Mutex, MutexGuard};
+#[cfg(not(loom))]
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// An in-memory store. Clones share the same data.
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    shared: Arc<Mutex<State>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore {
+            shared: Arc::new(Mutex::new(State::default())),
+        }
+    }
+}
+
+fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
+    // State is only changed inside `commit`, which cannot panic halfway
+    // through a change; a poisoned lock still guards consistent data.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Default)]
+struct State {
+    last_auction_id: i64,
+    last_bid_id: i64,
+    /// Bumped by every commit that changes rows; versions come from it.
+    commits: u64,
+    auctions: BTreeMap<AuctionId, Versioned<Auction>>,
+    wallets: BTreeMap<UserId, Versioned<Wallet>>,
+    bids: HashMap<AuctionId, Vec<Bid>>,
+    bids_by_user: HashMap<UserId, Vec<(AuctionId, usize)>>,
+    history: HashMap<UserId, Vec<LedgerEntry>>,
+    holds_by_auction: HashMap<AuctionId, BTreeMap<UserId, Money>>,
+    holds_by_user: BTreeMap<(UserId, AuctionId), Money>,
+    events: HashMap<AuctionId, Vec<Event>>,
+    idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyRecord>,
+}
+
+#[derive(Debug)]
+struct Versioned<T> {
+    version: u64,
+    value: T,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Row {
+    Auction(AuctionId),
+    Wallet(UserId),
+}
+
+impl State {
+    /// The version of a row; 0 when it does not exist.
+    fn version(&self, row: Row) -> u64 {
+        match row {
+            Row::Auction(id) => self.auctions.get(&id).map_or(0, |r| r.version),
+            Row::Wallet(user) => self.wallets.get(&user).map_or(0, |r| r.version),
+        }
+    }
+
+    fn set_hold(&mut self, hold: &Hold) {
+        let by_auction = self.holds_by_auction.entry(hold.auction_id).or_default();
+        let key = (hold.user, hold.auction_id);
+        if hold.amount.is_zero() {
+            by_auction.remove(&hold.user);
+            self.holds_by_user.remove(&key);
+        } else {
+            by_auction.insert(hold.user, hold.amount);
+            self.holds_by_user.insert(key, hold.amount);
+        }
+    }
+}
+
+/// A transaction on a [`MemoryStore`].
+#[derive(Debug)]
+pub struct MemoryTx {
+    shared: Arc<Mutex<State>>,
+    /// Rows this transaction locked, with the version it saw.
+    locked: HashMap<Row, u64>,
+    auctions: BTreeMap<AuctionId, Auction>,
+    wallets: BTreeMap<UserId, Wallet>,
+    bids: Vec<Bid>,
+    entries: Vec<LedgerEntry>,
+    holds: Vec<Hold>,
+    events: Vec<Event>,
+    idempotency: Vec<(UserId, IdempotencyKey, IdempotencyRecord)>,
+}
+
+impl MemoryTx {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    /// The shared state, provided no row this transaction locked has
+    /// changed since: a transaction never decides on a mix of old and new
+    /// rows, it fails with a conflict and is retried instead.
+    fn consistent<'s>(
+        &self,
+        shared: &'s Mutex<State>,
+    ) -> Result<MutexGuard<'s, State>, StoreError> {
+        let state = lock(shared);
+        match self.changed_row(&state) {
+            Some(row) => Err(StoreError::conflict(format!(
+                "{row:?} changed since this transaction locked it"
+            ))),
+            None => Ok(state),
+        }
+    }
+
+    fn changed_row(&self, state: &State) -> Option<Row> {
+        self.locked
+            .iter()
+            .find(|(row, seen)| state.version(**row) != **seen)
+            .map(|(row, _)| *row)
+    }
+
+    fn remember(&mut self, row: Row, version: u64) {
+        self.locked.entry(row).or_insert(version);
+    }
+
+    fn require_locked(&self, row: Row) -> Result<(), StoreError> {
+        if self.locked.contains_key(&row) {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("{row:?} written without being locked in this transaction"),
+            ))
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    type Tx = MemoryTx;
+
+    async fn begin(&self) -> Result<MemoryTx, StoreError> {
+        Ok(MemoryTx {
+            shared: Arc::clone(&self.shared),
+            locked: HashMap::new(),
+            auctions: BTreeMap::new(),
+            wallets: BTreeMap::new(),
+            bids: Vec::new(),
+            entries: Vec::new(),
+            holds: Vec::new(),
+            events: Vec::new(),
+            idempotency: Vec::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl Transaction for MemoryTx {
+    async fn commit(self) -> Result<(), StoreError> {
+        let mut state = self.consistent(&self.shared)?;
+        for (user, key, _) in &self.idempotency {
+            if state.idempotency.contains_key(&(*user, key.clone())) {
+                return Err(StoreError::conflict(format!(
+                    "idempotency key {key} of user {user} was stored concurrently"
+                )));
+            }
+        }
+        // Validated: from here on nothing can fail.
+        state.commits += 1;
+        let version = state.commits;
+        for (id, auction) in self.auctions {
+            state.auctions.insert(
+                id,
+                Versioned {
+                    version,
+                    value: auction,
+                },
+            );
+        }
+        for (user, wallet) in self.wallets {
+            state.wallets.insert(
+                user,
+                Versioned {
+                    version,
+                    value: wallet,
+                },
+            );
+        }
+        for bid in self.bids {
+            let list = state.bids.entry(bid.auction_id).or_default();
+            list.push(bid.clone());
+            let index = list.len() - 1;
+            state
+                .bids_by_user
+                .entry(bid.bidder)
+                .or_default()
+                .push((bid.auction_id, index));
+        }
+        for entry in self.entries {
+            state.history.entry(entry.user).or_default().push(entry);
+        }
+        for hold in &self.holds {
+            state.set_hold(hold);
+        }
+        for event in self.events {
+            state
+                .events
+                .entry(event.auction_id)
+                .or_default()
+                .push(event);
+        }
+        for (user, key, record) in self.idempotency {
+            state.idempotency.insert((user, key), record);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuctionStore for MemoryTx {
+    async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
+        let id = {
+            let mut state = self.state();
+            state.last_auction_id += 1;
+            AuctionId(state.last_auction_id)
+        };
+        let auction = Auction {
+            id,
+            ..auction.clone()
+        };
+        self.remember(Row::Auction(id), 0);
+        self.auctions.insert(id, auction.clone());
+        Ok(auction)
+    }
+
+    async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        if let Some(auction) = self.auctions.get(&id) {
+            return Ok(Some(auction.clone()));
+        }
+        let shared = Arc::clone(&self.shared);
+        let state = self.consistent(&shared)?;
+        Ok(state.auctions.get(&id).map(|row| {
+            self.remember(Row::Auction(id), row.version);
+            row.value.clone()
+        }))
+    }
+
+    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let state = self.consistent(&shared)?;
+        let due = state
+            .auctions
+            .values()
+            .filter(|row| row.value.is_due(now))
+            .min_by_key(|row| (row.value.ends_at, row.value.id));
+        Ok(due.map(|row| {
+            self.remember(Row::Auction(row.value.id), row.version);
+            row.value.clone()
+        }))
+    }
+
+    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
+        self.require_locked(Row::Auction(auction.id))?;
+        self.auctions.insert(auction.id, auction.clone());
+        Ok(())
+    }
+
+    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
+        self.require_locked(Row::Auction(bid.auction_id))?;
+        let id = {
+            let mut state = self.state();
+            state.last_bid_id += 1;
+            BidId(state.last_bid_id)
+        };
+        let bid = Bid { id, ..bid.clone() };
+        self.bids.push(bid.clone());
+        Ok(bid)
+    }
+
+    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        self.require_locked(Row::Auction(event.auction_id))?;
+        self.events.push(event.clone());
+        Ok(())
+    }
+
+    async fn load_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.state().idempotency.get(&(user, key.clone())).cloned())
+    }
+
+    async fn save_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError> {
+        self.idempotency.push((user, key.clone(), record.clone()));
+        Ok(())
+    }
+
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        Ok(self.state().auctions.get(&id).map(|row| row.value.clone()))
+    }
+
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError> {
+        Ok(paged(
+            self.state()
+                .auctions
+                .values()
+                .rev()
+                .map(|row| &row.value)
+                .filter(|auction| filter.matches(auction)),
+            page,
+        ))
+    }
+
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let state = self.state();
+        let bids = state.bids.get(&id).map(Vec::as_slice).unwrap_or_default();
+        Ok(paged(bids.iter().rev(), page))
+    }
+
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let state = self.state();
+        let refs = state
+            .bids_by_user
+            .get(&user)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(paged(
+            refs.iter()
+                .rev()
+                .map(|(auction, index)| &state.bids[auction][*index]),
+            page,
+        ))
+    }
+
+    async fn events_after(
+        &mut self,
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let state = self.state();
+        let events = state.events.get(&id).map(Vec::as_slice).unwrap_or_default();
+        Ok(events
+            .iter()
+            .filter(|event| event.seq > after)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl WalletLedger for MemoryTx {
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let state = self.consistent(&shared)?;
+        let mut wallets = Vec::with_capacity(users.len());
+        for &user in users {
+            if let Some(wallet) = self.wallets.get(&user) {
+                wallets.push(wallet.clone());
+                continue;
+            }
+            let (version, wallet) = match state.wallets.get(&user) {
+                Some(row) => (row.version, row.value.clone()),
+                None => (0, Wallet::empty(user)),
+            };
+            self.remember(Row::Wallet(user), version);
+            wallets.push(wallet);
+        }
+        Ok(wallets)
+    }
+
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
+        self.require_locked(Row::Auction(auction))?;
+        let shared = Arc::clone(&self.shared);
+        let mut holds: BTreeMap<UserId, Money> = self
+            .consistent(&shared)?
+            .holds_by_auction
+            .get(&auction)
+            .cloned()
+            .unwrap_or_default();
+        for hold in self.holds.iter().filter(|hold| hold.auction_id == auction) {
+            holds.insert(hold.user, hold.amount);
+        }
+        Ok(holds
+            .into_iter()
+            .filter(|(_, amount)| !amount.is_zero())
+            .map(|(user, amount)| Hold {
+                auction_id: auction,
+                user,
+                amount,
+            })
+            .collect())
+    }
+
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
+        self.require_locked(Row::Wallet(wallet.user))?;
+        self.wallets.insert(wallet.user, wallet.clone());
+        Ok(())
+    }
+
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        self.require_locked(Row::Wallet(entry.user))?;
+        self.entries.push(entry.clone());
+        Ok(())
+    }
+
+    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
+        self.require_locked(Row::Auction(hold.auction_id))?;
+        self.require_locked(Row::Wallet(hold.user))?;
+        self.holds.push(hold.clone());
+        Ok(())
+    }
+
+    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
+        Ok(self
+            .state()
+            .wallets
+            .get(&user)
+            .map_or_else(|| Wallet::empty(user), |row| row.value.clone()))
+    }
+
+    async fn wallet_history(
+        &mut self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let state = self.state();
+        let history = state
+            .history
+            .get(&user)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(paged(history.iter().rev(), page))
+    }
+
+    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .holds_by_user
+            .range((user, AuctionId(i64::MIN))..=(user, AuctionId(i64::MAX)))
+            .map(|(&(user, auction_id), &amount)| Hold {
+                auction_id,
+                user,
+                amount,
+            })
+            .collect())
+    }
+}
+
+fn paged<'a, T: Clone + 'a>(items: impl Iterator<Item = &'a T>, page: Page) -> Vec<T> {
+    items
+        .skip(page.offset as usize)
+        .take(page.limit as usize)
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,543 @@
+//! The auction rules as pure functions: no I/O, no clock, no async.
+//!
+//! Each function takes the state the engine loaded (under lock), the
+//! command and the server time, and returns a [`Decision`]: the new auction
+//! state, the bid, the wallet postings with their history entries, the
+//! holds, and the event. The engine writes the decision and commits; if a
+//! rule refuses, nothing is written.
+//!
+//! The rules are the original NeighborBid's:
+//!
+//! - the first bid is at least the start price, later bids at least the
+//!   current price plus the bid unit;
+//! - bids are taken only while the auction is open, started and before
+//!   `ends_at`, even if the closer has not run yet;
+//! - the seller cannot bid or buy; a local auction admits only users its
+//!   [`RegionPolicy`] accepts;
+//! - the new leader's bid is held in escrow (balance -> locked) and the
+//!   previous leader's hold is released in the same decision;
+//! - **a leader who bids again** simply replaces their own bid: their old
+//!   hold is released and the new one placed in the same decision, so only
+//!   the difference needs to be available and nothing is held twice; no
+//!   outbid notice is sent to them;
+//! - buy-now releases every hold, debits the buyer's balance, credits the
+//!   seller and ends the auction; it is not offered once the leading bid has
+//!   reached the buy-now price;
+//! - settlement pays the seller from the winner's hold; an auction without
+//!   bids ends unsold;
+//! - the seller may cancel an auction without bids until it ends.
+
+use std::fmt;
+
+use crate::auction::{Auction, AuctionStatus, Bid, Region, Scope};
+use crate::clock::to_micros;
+use crate::command::{BuyNow, CancelAuction, CreateAuction, Deposit, PlaceBid, Withdraw};
+use crate::error::Rejection;
+use crate::event::{Event, PrivateEvent, PrivateNotice, PublicEvent};
+use crate::ids::{AuctionId, BidId, UserId};
+use crate::money::{Currency, Money};
+use crate::wallet::{EntryKind, Hold, LedgerEntry, LedgerError, Postings, Wallet};
+use crate::Timestamp;
+
+/// Decides who may bid on a local auction. The embedder can replace it
+/// (same district, a radius, ...).
+pub trait RegionPolicy: Send + Sync + fmt::Debug + 'static {
+    /// Whether a user from `user_region` (unknown: `None`) may bid on or buy
+    /// from an auction of `auction_region`.
+    fn admits(&self, auction_region: &Region, user_region: Option<&Region>) -> bool;
+}
+
+/// The original policy: only users of exactly the auction's region.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SameRegion;
+
+impl RegionPolicy for SameRegion {
+    fn admits(&self, auction_region: &Region, user_region: Option<&Region>) -> bool {
+        user_region == Some(auction_region)
+    }
+}
+
+/// The configuration the rules read.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'a> {
+    /// Amount limits.
+    pub currency: &'a Currency,
+    /// Who may bid on local auctions.
+    pub region_policy: &'a dyn RegionPolicy,
+}
+
+/// The state a decision about an auction is made on, loaded under lock.
+#[derive(Clone, Copy, Debug)]
+pub struct AuctionState<'a> {
+    /// The auction.
+    pub auction: &'a Auction,
+    /// Its open holds.
+    pub holds: &'a [Hold],
+    /// The wallets the command touches (see [`wallets_to_lock`]).
+    pub wallets: &'a [Wallet],
+}
+
+/// Everything a command changes about one auction, to be written in one
+/// transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The auction after the change (its `seq` raised by one).
+    pub auction: Auction,
+    /// The bid to record, if one was accepted.
+    pub bid: Option<Bid>,
+    /// New states of the wallets touched, in ascending user order.
+    pub wallets: Vec<Wallet>,
+    /// History entries, in the order they happened.
+    pub entries: Vec<LedgerEntry>,
+    /// New amounts of the holds touched; zero means closed.
+    pub holds: Vec<Hold>,
+    /// The event of this change.
+    pub event: Event,
+}
+
+/// A deposit or withdrawal, to be written in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletDecision {
+    /// The wallet after it.
+    pub wallet: Wallet,
+    /// Its history entry.
+    pub entry: LedgerEntry,
+}
+
+/// Why a rule produced no decision.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// The command is not allowed.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The loaded state is inconsistent (a bug or a damaged store).
+    #[error("inconsistent state: {0}")]
+    Inconsistent(String),
+}
+
+/// The commands that change an auction, for [`wallets_to_lock`].
+#[derive(Clone, Copy, Debug)]
+pub enum AuctionAction {
+    /// A bid by this user.
+    Bid(UserId),
+    /// A buy-now by this user.
+    BuyNow(UserId),
+    /// Settlement by the closer.
+    Settle,
+    /// Cancellation by the seller.
+    Cancel,
+}
+
+/// The wallets an action may touch, ascending and without duplicates: the
+/// engine locks them in this order, after the auction.
+pub fn wallets_to_lock(auction: &Auction, holds: &[Hold], action: AuctionAction) -> Vec<UserId> {
+    let mut users: Vec<UserId> = holds.iter().map(|hold| hold.user).collect();
+    match action {
+        AuctionAction::Bid(user) => users.push(user),
+        AuctionAction::BuyNow(user) => users.extend([user, auction.seller]),
+        AuctionAction::Settle => users.push(auction.seller),
+        AuctionAction::Cancel => {}
+    }
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// Validates a new auction. The store assigns its id.
+pub fn create_auction(
+    rules: Rules<'_>,
+    cmd: &CreateAuction,
+    now: Timestamp,
+) -> Result<Auction, Rejection> {
+    let invalid = |reason: &str| Rejection::InvalidAuction {
+        reason: reason.to_owned(),
+    };
+    let title = cmd.title.trim();
+    if title.is_empty() || title.chars().count() > CreateAuction::MAX_TITLE {
+        return Err(invalid("title must be 1 to 200 characters"));
+    }
+    if cmd.description.chars().count() > CreateAuction::MAX_DESCRIPTION {
+        return Err(invalid("description must be at most 10000 characters"));
+    }
+    if let Scope::Local { region } = &cmd.scope {
+        if region.as_str().trim().is_empty() || region.as_str().len() > 200 {
+            return Err(invalid(
+                "a local auction needs a region name of 1 to 200 bytes",
+            ));
+        }
+    }
+    let positive = |field, amount| {
+        rules
+            .currency
+            .check_positive(amount)
+            .map_err(|reason| Rejection::InvalidAmount { field, reason })
+    };
+    let start_price = positive("start_price", cmd.start_price)?;
+    let bid_unit = positive("bid_unit", cmd.bid_unit)?;
+    let buy_now_price = cmd
+        .buy_now_price
+        .map(|price| positive("buy_now_price", price))
+        .transpose()?;
+    if buy_now_price.is_some_and(|price| price < start_price) {
+        return Err(invalid("buy_now_price must be at least start_price"));
+    }
+    let starts_at = to_micros(cmd.starts_at.unwrap_or(now));
+    let ends_at = to_micros(cmd.ends_at);
+    if ends_at <= starts_at || ends_at <= now {
+        return Err(invalid("ends_at must be after starts_at and in the future"));
+    }
+    Ok(Auction {
+        id: AuctionId::UNASSIGNED,
+        seller: cmd.seller,
+        title: title.to_owned(),
+        description: cmd.description.clone(),
+        scope: cmd.scope.clone(),
+        start_price,
+        bid_unit,
+        buy_now_price,
+        starts_at,
+        ends_at,
+        status: AuctionStatus::Open,
+        current_price: start_price,
+        leader: None,
+        bid_count: 0,
+        seq: 0,
+        created_at: now,
+        closed_at: None,
+    })
+}
+
+/// Decides a bid.
+pub fn place_bid(
+    rules: Rules<'_>,
+    state: AuctionState<'_>,
+    cmd: &PlaceBid,
+    now: Timestamp,
+) -> Result<Decision, RuleError> {
+    let auction = state.auction;
+    let amount = rules
+        .currency
+        .check_positive(cmd.amount)
+        .map_err(|reason| Rejection::InvalidAmount {
+            field: "amount",
+            reason,
+        })?;
+    check_live(auction, now)?;
+    check_participant(rules, auction, cmd.bidder, cmd.bidder_region.as_ref())?;
+    let min_next_bid = auction.min_next_bid();
+    if amount < min_next_bid {
+        return Err(Rejection::BidTooLow { min_next_bid }.into());
+    }
+
+    let mut postings = Postings::new(now, state.wallets, state.holds);
+    let released = postings.release_all(auction.id).map_err(ledger(amount))?;
+    postings
+        .post(cmd.bidder, EntryKind::BidHold, amount, Some(auction.id))
+        .map_err(ledger(amount))?;
+
+    let mut next = advance(auction);
+    next.current_price = amount;
+    next.leader = Some(cmd.bidder);
+    next.bid_count = next.bid_count.saturating_add(1);
+    let public = vec![PublicEvent::BidPlaced {
+        bidder: cmd.bidder,
+        amount,
+        bid_count: next.bid_count,
+        min_next_bid: next.min_next_bid(),
+    }];
+    let outbid = outbid_notices(&released, cmd.bidder, amount);
+    let bid = Bid {
+        id: BidId::UNASSIGNED,
+        auction_id: auction.id,
+        bidder: cmd.bidder,
+        amount,
+        placed_at: now,
+        seq: next.seq,
+    };
+    Ok(decision(next, Some(bid), postings, public, outbid, now))
+}
+
+/// Decides a buy-now purchase.
+pub fn buy_now(
+    rules: Rules<'_>,
+    state: AuctionState<'_>,
+    cmd: &BuyNow,
+    now: Timestamp,
+) -> Result<Decision, RuleError> {
+    let auction = state.auction;
+    check_live(auction, now)?;
+    check_participant(rules, auction, cmd.buyer, cmd.buyer_region.as_ref())?;
+    let price = auction.buy_now_price.ok_or(Rejection::BuyNowUnavailable)?;
+    if auction.leader.is_some() && auction.current_price >= price {
+        return Err(Rejection::BuyNowUnavailable.into());
+    }
+
+    let mut postings = Postings::new(now, state.wallets, state.holds);
+    let released = postings.release_all(auction.id).map_err(ledger(price))?;
+    postings
+        .post(cmd.buyer, EntryKind::BuyNowDebit, price, Some(auction.id))
+        .map_err(ledger(price))?;
+    postings
+        .post(
+            auction.seller,
+            EntryKind::BuyNowCredit,
+            price,
+            Some(auction.id),
+        )
+        .map_err(ledger(price))?;
+
+    let mut next = advance(auction);
+    next.status = AuctionStatus::BoughtNow;
+    next.current_price = price;
+    next.leader = Some(cmd.buyer);
+    next.closed_at = Some(now);
+    let public = vec![PublicEvent::BoughtNow {
+        buyer: cmd.buyer,
+        price,
+    }];
+    let mut private = outbid_notices(&released, cmd.buyer, price);
+    private.push(PrivateNotice {
+        user: cmd.buyer,
+        event: PrivateEvent::Won { price },
+    });
+    Ok(decision(next, None, postings, public, private, now))
+}
+
+/// Decides a cancellation by the seller.
+pub fn cancel(
+    state: AuctionState<'_>,
+    cmd: &CancelAuction,
+    now: Timestamp,
+) -> Result<Decision, RuleError> {
+    let auction = state.auction;
+    if cmd.seller != auction.seller {
+        return Err(Rejection::NotSeller.into());
+    }
+    check_open(auction)?;
+    if auction.leader.is_some() {
+        return Err(Rejection::HasBids.into());
+    }
+    if now >= auction.ends_at {
+        return Err(Rejection::AuctionEnded {
+            ended_at: auction.ends_at,
+        }
+        .into());
+    }
+    let postings = Postings::new(now, state.wallets, state.holds);
+    let mut next = advance(auction);
+    next.status = AuctionStatus::Cancelled;
+    next.closed_at = Some(now);
+    Ok(decision(
+        next,
+        None,
+        postings,
+        vec![PublicEvent::Cancelled],
+        vec![],
+        now,
+    ))
+}
+
+/// Settles an auction whose end has passed: the winner's hold pays the
+/// seller (any rest of the hold is released), or it ends unsold. `None`
+/// when the auction is not due (still running, or already closed).
+pub fn settle(state: AuctionState<'_>, now: Timestamp) -> Result<Option<Decision>, RuleError> {
+    let auction = state.auction;
+    if !auction.is_due(now) {
+        return Ok(None);
+    }
+    let mut postings = Postings::new(now, state.wallets, state.holds);
+    let mut next = advance(auction);
+    next.closed_at = Some(now);
+    let (public, private) = match auction.leader {
+        Some(winner) => {
+            let price = auction.current_price;
+            postings
+                .post(winner, EntryKind::SettlementDebit, price, Some(auction.id))
+                .map_err(ledger(price))?;
+            postings
+                .post(
+                    auction.seller,
+                    EntryKind::SaleCredit,
+                    price,
+                    Some(auction.id),
+                )
+                .map_err(ledger(price))?;
+            next.status = AuctionStatus::Sold;
+            (
+                PublicEvent::Sold { winner, price },
+                vec![PrivateNotice {
+                    user: winner,
+                    event: PrivateEvent::Won { price },
+                }],
+            )
+        }
+        None => {
+            next.status = AuctionStatus::Unsold;
+            (PublicEvent::Unsold, vec![])
+        }
+    };
+    // Whatever escrow remains (none under the original rules) goes back.
+    postings
+        .release_all(auction.id)
+        .map_err(ledger(auction.current_price))?;
+    Ok(Some(decision(
+        next,
+        None,
+        postings,
+        vec![public],
+        private,
+        now,
+    )))
+}
+
+/// Decides a deposit.
+pub fn deposit(
+    rules: Rules<'_>,
+    wallet: &Wallet,
+    cmd: &Deposit,
+    now: Timestamp,
+) -> Result<WalletDecision, RuleError> {
+    wallet_movement(rules, wallet, EntryKind::Deposit, cmd.amount, now)
+}
+
+/// Decides a withdrawal of available balance.
+pub fn withdraw(
+    rules: Rules<'_>,
+    wallet: &Wallet,
+    cmd: &Withdraw,
+    now: Timestamp,
+) -> Result<WalletDecision, RuleError> {
+    wallet_movement(rules, wallet, EntryKind::Withdrawal, cmd.amount, now)
+}
+
+fn wallet_movement(
+    rules: Rules<'_>,
+    wallet: &Wallet,
+    kind: EntryKind,
+    amount: Money,
+    now: Timestamp,
+) -> Result<WalletDecision, RuleError> {
+    let amount =
+        rules
+            .currency
+            .check_positive(amount)
+            .map_err(|reason| Rejection::InvalidAmount {
+                field: "amount",
+                reason,
+            })?;
+    let mut postings = Postings::new(now, std::slice::from_ref(wallet), &[]);
+    postings
+        .post(wallet.user, kind, amount, None)
+        .map_err(ledger(amount))?;
+    let (mut wallets, mut entries, _) = postings.finish();
+    match (wallets.pop(), entries.pop()) {
+        (Some(wallet), Some(entry)) => Ok(WalletDecision { wallet, entry }),
+        _ => Err(RuleError::Inconsistent("a posting left no entry".into())),
+    }
+}
+
+fn check_open(auction: &Auction) -> Result<(), Rejection> {
+    match auction.status {
+        AuctionStatus::Open => Ok(()),
+        AuctionStatus::Cancelled => Err(Rejection::AuctionCancelled),
+        AuctionStatus::Sold | AuctionStatus::Unsold | AuctionStatus::BoughtNow => {
+            Err(Rejection::AuctionEnded {
+                ended_at: auction.closed_at.unwrap_or(auction.ends_at),
+            })
+        }
+    }
+}
+
+fn check_live(auction: &Auction, now: Timestamp) -> Result<(), Rejection> {
+    check_open(auction)?;
+    if now < auction.starts_at {
+        return Err(Rejection::AuctionNotStarted {
+            starts_at: auction.starts_at,
+        });
+    }
+    if now >= auction.ends_at {
+        return Err(Rejection::AuctionEnded {
+            ended_at: auction.ends_at,
+        });
+    }
+    Ok(())
+}
+
+fn check_participant(
+    rules: Rules<'_>,
+    auction: &Auction,
+    user: UserId,
+    region: Option<&Region>,
+) -> Result<(), Rejection> {
+    if user == auction.seller {
+        return Err(Rejection::SellerCannotBid);
+    }
+    if let Scope::Local { region: local } = &auction.scope {
+        if !rules.region_policy.admits(local, region) {
+            return Err(Rejection::RegionNotEligible {
+                region: local.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The auction with its sequence number raised for one more change.
+fn advance(auction: &Auction) -> Auction {
+    let mut next = auction.clone();
+    next.seq += 1;
+    next
+}
+
+fn outbid_notices(released: &[Hold], new_leader: UserId, price: Money) -> Vec<PrivateNotice> {
+    released
+        .iter()
+        .filter(|hold| hold.user != new_leader)
+        .map(|hold| PrivateNotice {
+            user: hold.user,
+            event: PrivateEvent::Outbid { price },
+        })
+        .collect()
+}
+
+fn decision(
+    auction: Auction,
+    bid: Option<Bid>,
+    postings: Postings,
+    public: Vec<PublicEvent>,
+    private: Vec<PrivateNotice>,
+    now: Timestamp,
+) -> Decision {
+    let (wallets, entries, holds) = postings.finish();
+    let event = Event {
+        auction_id: auction.id,
+        seq: auction.seq,
+        at: now,
+        public,
+        private,
+    };
+    Decision {
+        auction,
+        bid,
+        wallets,
+        entries,
+        holds,
+        event,
+    }
+}
+
+/// Turns a ledger refusal into the rejection a client sees.
+fn ledger(required: Money) -> impl Fn(LedgerError) -> RuleError {
+    move |error| match error {
+        LedgerError::Insufficient { available } => Rejection::InsufficientFunds {
+            available,
+            required,
+        }
+        .into(),
+        LedgerError::LimitExceeded => Rejection::BalanceLimit.into(),
+        LedgerError::Inconsistent { .. } => RuleError::Inconsistent(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,697 @@
+//! Each rule and each rejection, on plain values.
+
+use chrono::{TimeDelta, TimeZone, Utc};
+
+use super::*;
+use crate::event::PrivateEvent;
+
+const SELLER: UserId = UserId(1);
+const ALICE: UserId = UserId(2);
+const BOB: UserId = UserId(3);
+
+fn m(units: u64) -> Money {
+    Money::units(units)
+}
+
+fn t0() -> Timestamp {
+    Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0)
+        .single()
+        .expect("date")
+}
+
+fn rules_with(currency: &Currency) -> Rules<'_> {
+    Rules {
+        currency,
+        region_policy: &SameRegion,
+    }
+}
+
+fn auction() -> Auction {
+    Auction {
+        id: AuctionId(7),
+        seller: SELLER,
+        title: "Desk".into(),
+        description: String::new(),
+        scope: Scope::National,
+        start_price: m(100),
+        bid_unit: m(10),
+        buy_now_price: Some(m(500)),
+        starts_at: t0(),
+        ends_at: t0() + TimeDelta::hours(1),
+        status: AuctionStatus::Open,
+        current_price: m(100),
+        leader: None,
+        bid_count: 0,
+        seq: 0,
+        created_at: t0(),
+        closed_at: None,
+    }
+}
+
+fn wallet(user: UserId, balance: u64, locked: u64) -> Wallet {
+    Wallet {
+        user,
+        balance: m(balance),
+        locked: m(locked),
+    }
+}
+
+/// The auction after ALICE's accepted bid of 150, with her hold.
+fn led_by_alice() -> (Auction, Vec<Hold>) {
+    let auction = Auction {
+        current_price: m(150),
+        leader: Some(ALICE),
+        bid_count: 1,
+        seq: 1,
+        ..auction()
+    };
+    let holds = vec![Hold {
+        auction_id: auction.id,
+        user: ALICE,
+        amount: m(150),
+    }];
+    (auction, holds)
+}
+
+fn bid(bidder: UserId, amount: u64) -> PlaceBid {
+    PlaceBid {
+        auction_id: AuctionId(7),
+        bidder,
+        bidder_region: None,
+        amount: m(amount),
+    }
+}
+
+fn rejected<T: std::fmt::Debug>(result: Result<T, RuleError>) -> Rejection {
+    match result {
+        Err(RuleError::Rejected(rejection)) => rejection,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn place(
+    auction: &Auction,
+    holds: &[Hold],
+    wallets: &[Wallet],
+    cmd: &PlaceBid,
+    now: Timestamp,
+) -> Result<Decision, RuleError> {
+    let currency = Currency::default();
+    let state = AuctionState {
+        auction,
+        holds,
+        wallets,
+    };
+    place_bid(rules_with(&currency), state, cmd, now)
+}
+
+#[test]
+fn first_bid_needs_the_start_price() {
+    let a = auction();
+    let wallets = [wallet(ALICE, 1_000, 0)];
+    let low = place(&a, &[], &wallets, &bid(ALICE, 99), t0());
+    assert_eq!(
+        rejected(low),
+        Rejection::BidTooLow {
+            min_next_bid: m(100)
+        }
+    );
+    let d = place(&a, &[], &wallets, &bid(ALICE, 100), t0()).expect("accepted");
+    assert_eq!(
+        (d.auction.current_price, d.auction.leader, d.auction.seq),
+        (m(100), Some(ALICE), 1)
+    );
+    assert_eq!(d.wallets, [wallet(ALICE, 900, 100)]);
+    assert_eq!(
+        d.holds,
+        [Hold {
+            auction_id: a.id,
+            user: ALICE,
+            amount: m(100)
+        }]
+    );
+    assert_eq!(d.entries.len(), 1);
+    assert_eq!(
+        (d.entries[0].kind, d.entries[0].balance_after),
+        (EntryKind::BidHold, m(900))
+    );
+    let bid = d.bid.expect("bid");
+    assert_eq!((bid.amount, bid.seq, bid.placed_at), (m(100), 1, t0()));
+    assert_eq!((d.event.seq, d.event.at), (1, t0()));
+}
+
+#[test]
+fn later_bids_need_current_price_plus_unit_and_release_the_leader() {
+    let (a, holds) = led_by_alice();
+    let wallets = [wallet(ALICE, 850, 150), wallet(BOB, 1_000, 0)];
+    let low = place(&a, &holds, &wallets, &bid(BOB, 159), t0());
+    assert_eq!(
+        rejected(low),
+        Rejection::BidTooLow {
+            min_next_bid: m(160)
+        }
+    );
+    let d = place(&a, &holds, &wallets, &bid(BOB, 160), t0()).expect("accepted");
+    assert_eq!(d.wallets, [wallet(ALICE, 1_000, 0), wallet(BOB, 840, 160)]);
+    assert_eq!(
+        d.holds,
+        [
+            Hold {
+                auction_id: a.id,
+                user: ALICE,
+                amount: Money::ZERO
+            },
+            Hold {
+                auction_id: a.id,
+                user: BOB,
+                amount: m(160)
+            },
+        ]
+    );
+    let kinds: Vec<_> = d.entries.iter().map(|e| (e.user, e.kind)).collect();
+    assert_eq!(
+        kinds,
+        [(ALICE, EntryKind::HoldRelease), (BOB, EntryKind::BidHold)]
+    );
+    assert_eq!(
+        d.event.private,
+        [PrivateNotice {
+            user: ALICE,
+            event: PrivateEvent::Outbid { price: m(160) }
+        }]
+    );
+    assert_eq!(d.auction.min_next_bid(), m(170));
+}
+
+#[test]
+fn a_leader_bidding_again_replaces_their_hold() {
+    let (a, holds) = led_by_alice();
+    let wallets = [wallet(ALICE, 50, 150)];
+    let d = place(&a, &holds, &wallets, &bid(ALICE, 200), t0()).expect("raise");
+    assert_eq!(d.wallets, [wallet(ALICE, 0, 200)]);
+    assert_eq!(
+        d.holds,
+        [Hold {
+            auction_id: a.id,
+            user: ALICE,
+            amount: m(200)
+        }]
+    );
+    assert!(d.event.private.is_empty());
+    let short = place(&a, &holds, &wallets, &bid(ALICE, 210), t0());
+    assert_eq!(
+        rejected(short),
+        Rejection::InsufficientFunds {
+            available: m(200),
+            required: m(210)
+        }
+    );
+}
+
+#[test]
+fn bids_outside_the_window_or_on_closed_auctions_are_refused() {
+    let a = auction();
+    let wallets = [wallet(ALICE, 1_000, 0)];
+    let early = place(
+        &a,
+        &[],
+        &wallets,
+        &bid(ALICE, 100),
+        t0() - TimeDelta::seconds(1),
+    );
+    assert_eq!(
+        rejected(early),
+        Rejection::AuctionNotStarted { starts_at: t0() }
+    );
+    let late = place(&a, &[], &wallets, &bid(ALICE, 100), a.ends_at);
+    assert_eq!(
+        rejected(late),
+        Rejection::AuctionEnded {
+            ended_at: a.ends_at
+        }
+    );
+    let cancelled = Auction {
+        status: AuctionStatus::Cancelled,
+        ..auction()
+    };
+    let result = place(&cancelled, &[], &wallets, &bid(ALICE, 100), t0());
+    assert_eq!(rejected(result), Rejection::AuctionCancelled);
+    let closed_at = t0() + TimeDelta::minutes(5);
+    for status in [
+        AuctionStatus::Sold,
+        AuctionStatus::Unsold,
+        AuctionStatus::BoughtNow,
+    ] {
+        let closed = Auction {
+            status,
+            closed_at: Some(closed_at),
+            ..auction()
+        };
+        let result = place(&closed, &[], &wallets, &bid(ALICE, 100), t0());
+        assert_eq!(
+            rejected(result),
+            Rejection::AuctionEnded {
+                ended_at: closed_at
+            }
+        );
+    }
+}
+
+#[test]
+fn sellers_and_foreign_regions_cannot_bid() {
+    let wallets = [wallet(SELLER, 1_000, 0), wallet(ALICE, 1_000, 0)];
+    let a = auction();
+    let own = place(&a, &[], &wallets, &bid(SELLER, 100), t0());
+    assert_eq!(rejected(own), Rejection::SellerCannotBid);
+    let region = Region::new("mangwon");
+    let local = Auction {
+        scope: Scope::Local {
+            region: region.clone(),
+        },
+        ..auction()
+    };
+    for from in [None, Some(Region::new("hapjeong"))] {
+        let cmd = PlaceBid {
+            bidder_region: from,
+            ..bid(ALICE, 100)
+        };
+        let result = place(&local, &[], &wallets, &cmd, t0());
+        assert_eq!(
+            rejected(result),
+            Rejection::RegionNotEligible {
+                region: region.clone()
+            }
+        );
+    }
+    let neighbour = PlaceBid {
+        bidder_region: Some(region),
+        ..bid(ALICE, 100)
+    };
+    assert!(place(&local, &[], &wallets, &neighbour, t0()).is_ok());
+}
+
+#[derive(Debug)]
+struct Anyone;
+
+impl RegionPolicy for Anyone {
+    fn admits(&self, _: &Region, _: Option<&Region>) -> bool {
+        true
+    }
+}
+
+#[test]
+fn the_region_policy_is_replaceable() {
+    let local = Auction {
+        scope: Scope::Local {
+            region: Region::new("mangwon"),
+        },
+        ..auction()
+    };
+    let currency = Currency::default();
+    let rules = Rules {
+        currency: &currency,
+        region_policy: &Anyone,
+    };
+    let wallets = [wallet(ALICE, 1_000, 0)];
+    let state = AuctionState {
+        auction: &local,
+        holds: &[],
+        wallets: &wallets,
+    };
+    assert!(place_bid(rules, state, &bid(ALICE, 100), t0()).is_ok());
+}
+
+#[test]
+fn bad_bid_amounts_are_refused_before_anything_else() {
+    let a = Auction {
+        status: AuctionStatus::Cancelled,
+        ..auction()
+    };
+    let wallets = [wallet(ALICE, 1_000, 0)];
+    let zero = PlaceBid {
+        amount: Money::ZERO,
+        ..bid(ALICE, 0)
+    };
+    let result = place(&a, &[], &wallets, &zero, t0());
+    assert_eq!(
+        rejected(result),
+        Rejection::InvalidAmount {
+            field: "amount",
+            reason: crate::MoneyError::Zero
+        }
+    );
+    let precise = PlaceBid {
+        amount: "100.001".parse().expect("money"),
+        ..bid(ALICE, 0)
+    };
+    let result = place(&a, &[], &wallets, &precise, t0());
+    assert_eq!(rejected(result).code(), "invalid_amount");
+}
+
+#[test]
+fn insufficient_balance_is_refused() {
+    let a = auction();
+    let result = place(&a, &[], &[wallet(ALICE, 99, 0)], &bid(ALICE, 100), t0());
+    assert_eq!(
+        rejected(result),
+        Rejection::InsufficientFunds {
+            available: m(99),
+            required: m(100)
+        }
+    );
+}
+
+fn buy(
+    a: &Auction,
+    holds: &[Hold],
+    wallets: &[Wallet],
+    buyer: UserId,
+) -> Result<Decision, RuleError> {
+    let currency = Currency::default();
+    let state = AuctionState {
+        auction: a,
+        holds,
+        wallets,
+    };
+    let cmd = BuyNow {
+        auction_id: a.id,
+        buyer,
+        buyer_region: None,
+    };
+    buy_now(rules_with(&currency), state, &cmd, t0())
+}
+
+#[test]
+fn buy_now_releases_the_leader_and_pays_the_seller() {
+    let (a, holds) = led_by_alice();
+    let wallets = [
+        wallet(SELLER, 0, 0),
+        wallet(ALICE, 850, 150),
+        wallet(BOB, 600, 0),
+    ];
+    let d = buy(&a, &holds, &wallets, BOB).expect("bought");
+    assert_eq!(
+        d.wallets,
+        [
+            wallet(SELLER, 500, 0),
+            wallet(ALICE, 1_000, 0),
+            wallet(BOB, 100, 0)
+        ]
+    );
+    assert_eq!(
+        (d.auction.status, d.auction.leader, d.auction.closed_at),
+        (AuctionStatus::BoughtNow, Some(BOB), Some(t0()))
+    );
+    let kinds: Vec<_> = d.entries.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EntryKind::HoldRelease,
+            EntryKind::BuyNowDebit,
+            EntryKind::BuyNowCredit
+        ]
+    );
+    assert_eq!(
+        d.event.public,
+        [PublicEvent::BoughtNow {
+            buyer: BOB,
+            price: m(500)
+        }]
+    );
+    // The leader may buy too: their own hold comes back first.
+    let wallets = [wallet(SELLER, 0, 0), wallet(ALICE, 350, 150)];
+    let d = buy(&a, &holds, &wallets, ALICE).expect("leader buys");
+    assert_eq!(d.wallets, [wallet(SELLER, 500, 0), wallet(ALICE, 0, 0)]);
+    assert_eq!(
+        d.event.notices_for(ALICE).collect::<Vec<_>>(),
+        [&PrivateEvent::Won { price: m(500) }]
+    );
+}
+
+#[test]
+fn buy_now_refusals() {
+    let wallets = [wallet(SELLER, 0, 0), wallet(BOB, 100, 0)];
+    let none = Auction {
+        buy_now_price: None,
+        ..auction()
+    };
+    assert_eq!(
+        rejected(buy(&none, &[], &wallets, BOB)),
+        Rejection::BuyNowUnavailable
+    );
+    let passed = Auction {
+        current_price: m(500),
+        leader: Some(ALICE),
+        ..auction()
+    };
+    assert_eq!(
+        rejected(buy(&passed, &[], &wallets, BOB)),
+        Rejection::BuyNowUnavailable
+    );
+    assert_eq!(
+        rejected(buy(&auction(), &[], &wallets, BOB)),
+        Rejection::InsufficientFunds {
+            available: m(100),
+            required: m(500)
+        }
+    );
+    assert_eq!(
+        rejected(buy(&auction(), &[], &wallets, SELLER)),
+        Rejection::SellerCannotBid
+    );
+}
+
+#[test]
+fn settlement_pays_the_seller_from_the_winners_hold() {
+    let (a, holds) = led_by_alice();
+    let wallets = [wallet(SELLER, 0, 0), wallet(ALICE, 850, 150)];
+    let state = AuctionState {
+        auction: &a,
+        holds: &holds,
+        wallets: &wallets,
+    };
+    assert_eq!(
+        settle(state, a.ends_at - TimeDelta::microseconds(1)),
+        Ok(None),
+        "not due yet"
+    );
+    let d = settle(state, a.ends_at).expect("settles").expect("due");
+    assert_eq!(d.wallets, [wallet(SELLER, 150, 0), wallet(ALICE, 850, 0)]);
+    assert_eq!(
+        d.holds,
+        [Hold {
+            auction_id: a.id,
+            user: ALICE,
+            amount: Money::ZERO
+        }]
+    );
+    assert_eq!((d.auction.status, d.auction.seq), (AuctionStatus::Sold, 2));
+    assert_eq!(
+        d.event.public,
+        [PublicEvent::Sold {
+            winner: ALICE,
+            price: m(150)
+        }]
+    );
+
+    let sold = d.auction;
+    let state = AuctionState {
+        auction: &sold,
+        holds: &[],
+        wallets: &wallets,
+    };
+    assert_eq!(settle(state, sold.ends_at), Ok(None), "settled once");
+}
+
+#[test]
+fn settlement_without_bids_is_unsold_and_a_broken_hold_is_an_invariant_error() {
+    let a = auction();
+    let state = AuctionState {
+        auction: &a,
+        holds: &[],
+        wallets: &[],
+    };
+    let d = settle(state, a.ends_at).expect("ok").expect("due");
+    assert_eq!(d.auction.status, AuctionStatus::Unsold);
+    assert!(d.entries.is_empty());
+
+    let (a, _) = led_by_alice();
+    let wallets = [wallet(SELLER, 0, 0), wallet(ALICE, 1_000, 0)];
+    let state = AuctionState {
+        auction: &a,
+        holds: &[],
+        wallets: &wallets,
+    };
+    assert!(matches!(
+        settle(state, a.ends_at),
+        Err(RuleError::Inconsistent(_))
+    ));
+}
+
+#[test]
+fn cancel_rules() {
+    let a = auction();
+    let by = |seller| CancelAuction {
+        auction_id: a.id,
+        seller,
+    };
+    let state = AuctionState {
+        auction: &a,
+        holds: &[],
+        wallets: &[],
+    };
+    assert_eq!(
+        rejected(cancel(state, &by(ALICE), t0())),
+        Rejection::NotSeller
+    );
+    let d = cancel(state, &by(SELLER), t0()).expect("cancelled");
+    assert_eq!(
+        (d.auction.status, d.event.public.clone()),
+        (AuctionStatus::Cancelled, vec![PublicEvent::Cancelled])
+    );
+    assert_eq!(
+        rejected(cancel(state, &by(SELLER), a.ends_at)),
+        Rejection::AuctionEnded {
+            ended_at: a.ends_at
+        }
+    );
+    let (led, holds) = led_by_alice();
+    let state = AuctionState {
+        auction: &led,
+        holds: &holds,
+        wallets: &[],
+    };
+    assert_eq!(
+        rejected(cancel(state, &by(SELLER), t0())),
+        Rejection::HasBids
+    );
+}
+
+#[test]
+fn auctions_are_validated_on_creation() {
+    let currency = Currency::default();
+    let rules = rules_with(&currency);
+    let cmd = CreateAuction {
+        seller: SELLER,
+        title: "  Desk  ".into(),
+        description: String::new(),
+        scope: Scope::National,
+        start_price: m(100),
+        bid_unit: m(10),
+        buy_now_price: None,
+        starts_at: None,
+        ends_at: t0() + TimeDelta::hours(1) + TimeDelta::nanoseconds(1_500),
+    };
+    let a = create_auction(rules, &cmd, t0()).expect("valid");
+    assert_eq!((a.title.as_str(), a.starts_at, a.seq), ("Desk", t0(), 0));
+    assert_eq!(
+        a.ends_at,
+        t0() + TimeDelta::hours(1) + TimeDelta::microseconds(1),
+        "kept to the microsecond"
+    );
+    let long = CreateAuction {
+        description: "x".repeat(10_001),
+        ..cmd.clone()
+    };
+    assert_eq!(
+        create_auction(rules, &long, t0()).map_err(|r| r.code()),
+        Err("invalid_auction")
+    );
+    let precise = CreateAuction {
+        bid_unit: "0.001".parse().expect("money"),
+        ..cmd
+    };
+    assert_eq!(
+        create_auction(rules, &precise, t0()).map_err(|r| r.code()),
+        Err("invalid_amount")
+    );
+}
+
+#[test]
+fn deposits_and_withdrawals() {
+    let currency = Currency::default();
+    let rules = rules_with(&currency);
+    let w = wallet(ALICE, 100, 40);
+    let d = deposit(
+        rules,
+        &w,
+        &Deposit {
+            user: ALICE,
+            amount: m(5),
+        },
+        t0(),
+    )
+    .expect("deposit");
+    assert_eq!(
+        (d.wallet, d.entry.balance_after, d.entry.locked_after),
+        (wallet(ALICE, 105, 40), m(105), m(40))
+    );
+    let d = withdraw(
+        rules,
+        &w,
+        &Withdraw {
+            user: ALICE,
+            amount: m(100),
+        },
+        t0(),
+    )
+    .expect("withdraw");
+    assert_eq!(d.wallet, wallet(ALICE, 0, 40));
+    let over = withdraw(
+        rules,
+        &w,
+        &Withdraw {
+            user: ALICE,
+            amount: m(101),
+        },
+        t0(),
+    );
+    assert_eq!(
+        rejected(over),
+        Rejection::InsufficientFunds {
+            available: m(100),
+            required: m(101)
+        }
+    );
+    let full = wallet(ALICE, 0, 0);
+    let big = Currency::new(2, Money::MAX);
+    let full = Wallet {
+        balance: Money::MAX,
+        ..full
+    };
+    let over = deposit(
+        rules_with(&big),
+        &full,
+        &Deposit {
+            user: ALICE,
+            amount: m(1),
+        },
+        t0(),
+    );
+    assert_eq!(rejected(over), Rejection::BalanceLimit);
+}
+
+#[test]
+fn wallets_are_locked_in_ascending_order_and_only_when_needed() {
+    let (a, holds) = led_by_alice();
+    assert_eq!(
+        wallets_to_lock(&a, &holds, AuctionAction::Bid(BOB)),
+        [ALICE, BOB]
+    );
+    assert_eq!(
+        wallets_to_lock(&a, &holds, AuctionAction::Bid(ALICE)),
+        [ALICE]
+    );
+    assert_eq!(
+        wallets_to_lock(&a, &holds, AuctionAction::BuyNow(BOB)),
+        [SELLER, ALICE, BOB]
+    );
+    assert_eq!(
+        wallets_to_lock(&a, &holds, AuctionAction::Settle),
+        [SELLER, ALICE]
+    );
+    assert_eq!(
+        wallets_to_lock(&a, &[], AuctionAction::Cancel),
+        Vec::<UserId>::new()
+    );
+}

@@ -1,0 +1,249 @@
+//! The storage traits every backend implements.
+//!
+//! A [`Store`] opens transactions. A transaction value implements
+//! [`AuctionStore`] and [`WalletLedger`]; the engine drives it through
+//! load -> decide -> write -> [`Transaction::commit`]. Dropping a
+//! transaction without committing rolls it back, so a refused or failed
+//! command leaves no trace.
+//!
+//! **Locking contract.** `lock_*` methods lock what they return until the
+//! transaction ends (Postgres: `SELECT ... FOR UPDATE`; the memory store
+//! validates at commit instead). The engine always locks one auction first,
+//! then wallets in ascending user id, so no two transactions can wait on
+//! each other in a cycle.
+//!
+//! **Retries.** A backend reports a failure caused by a concurrent
+//! transaction (serialization failure, deadlock, lock timeout, a duplicate
+//! idempotency key, a lost optimistic race) as
+//! [`StoreErrorKind::Conflict`](crate::StoreErrorKind::Conflict); the engine
+//! then retries the whole transaction.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::auction::{Auction, AuctionStatus, Bid, Region};
+use crate::command::{IdempotencyKey, IdempotencyRecord};
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::ids::{AuctionId, UserId};
+use crate::rules::Decision;
+use crate::wallet::{Hold, LedgerEntry, Wallet};
+use crate::Timestamp;
+
+/// A window into a list, newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: u32,
+    /// Items to return, at most [`Page::MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl Page {
+    /// The largest page.
+    pub const MAX_LIMIT: u32 = 500;
+
+    /// A page, its limit clamped to 1..=[`Page::MAX_LIMIT`].
+    pub fn new(offset: u32, limit: u32) -> Page {
+        Page {
+            offset,
+            limit: limit.clamp(1, Page::MAX_LIMIT),
+        }
+    }
+
+    /// The first `limit` items.
+    pub fn first(limit: u32) -> Page {
+        Page::new(0, limit)
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page::first(50)
+    }
+}
+
+/// Which kind of auction a listing wants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScopeFilter {
+    /// National auctions.
+    National,
+    /// Local auctions, of one region or of any.
+    Local {
+        /// Only this region, when given.
+        region: Option<Region>,
+    },
+}
+
+/// Which auctions a listing wants; every field that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuctionFilter {
+    /// Only this status.
+    pub status: Option<AuctionStatus>,
+    /// Only this scope.
+    pub scope: Option<ScopeFilter>,
+    /// Only this seller's auctions.
+    pub seller: Option<UserId>,
+}
+
+impl AuctionFilter {
+    /// Whether `auction` matches. Backends filtering in Rust use this;
+    /// SQL backends must agree with it.
+    pub fn matches(&self, auction: &Auction) -> bool {
+        use crate::auction::Scope;
+        let scope_ok = match (&self.scope, &auction.scope) {
+            (None, _) => true,
+            (Some(ScopeFilter::National), Scope::National) => true,
+            (Some(ScopeFilter::Local { region: None }), Scope::Local { .. }) => true,
+            (Some(ScopeFilter::Local { region: Some(want) }), Scope::Local { region }) => {
+                want == region
+            }
+            _ => false,
+        };
+        scope_ok
+            && self.status.is_none_or(|status| status == auction.status)
+            && self.seller.is_none_or(|seller| seller == auction.seller)
+    }
+}
+
+/// A storage backend: opens transactions.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The transaction value.
+    type Tx: Transaction;
+
+    /// Starts a transaction.
+    async fn begin(&self) -> Result<Self::Tx, StoreError>;
+}
+
+/// An open transaction. Dropping it without [`commit`](Transaction::commit)
+/// rolls back everything it wrote.
+#[async_trait]
+pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
+    /// Makes every write of this transaction durable and visible at once.
+    async fn commit(self) -> Result<(), StoreError>;
+
+    /// Writes a decision about an auction: the auction row, the bid, the
+    /// wallets, the history entries, the holds and the event (outbox).
+    /// Returns the stored bid (with its id). Backends may override this to
+    /// batch statements; the result must be the same.
+    async fn write_decision(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
+        self.update_auction(&decision.auction).await?;
+        let bid = match &decision.bid {
+            Some(bid) => Some(self.insert_bid(bid).await?),
+            None => None,
+        };
+        for wallet in &decision.wallets {
+            self.save_wallet(wallet).await?;
+        }
+        for entry in &decision.entries {
+            self.append_entry(entry).await?;
+        }
+        for hold in &decision.holds {
+            self.set_hold(hold).await?;
+        }
+        self.append_event(&decision.event).await?;
+        Ok(bid)
+    }
+}
+
+/// Auctions, bids, the event outbox and idempotency records.
+#[async_trait]
+pub trait AuctionStore: Send {
+    /// Inserts a new auction, assigning its id (the given id is ignored).
+    async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError>;
+
+    /// Locks and returns an auction.
+    async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;
+
+    /// Locks and returns one open auction whose `ends_at` is at or before
+    /// `now`, skipping auctions other transactions hold locked, so several
+    /// closers can work side by side. `None` when there is none.
+    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError>;
+
+    /// Overwrites a locked auction's state.
+    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError>;
+
+    /// Records a bid, assigning its id (the given id is ignored).
+    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError>;
+
+    /// Appends an event to the outbox, in the same transaction as its change.
+    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError>;
+
+    /// The record stored under `(user, key)`, if any.
+    async fn load_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Stores a record under `(user, key)`. If a concurrent transaction
+    /// stored one first, this (or the commit) fails with a conflict, and the
+    /// engine's retry then finds that record.
+    async fn save_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError>;
+
+    /// An auction, without locking it.
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;
+
+    /// Auctions matching `filter`, newest first.
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError>;
+
+    /// An auction's bids, newest first.
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError>;
+
+    /// A user's bids on all auctions, newest first.
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError>;
+
+    /// An auction's events with `seq > after`, oldest first, at most `limit`.
+    async fn events_after(
+        &mut self,
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+}
+
+/// Wallets, their history and escrow holds.
+#[async_trait]
+pub trait WalletLedger: Send {
+    /// Locks and returns the wallets of `users` (given ascending, without
+    /// duplicates), in that order. A user without a wallet gets an empty
+    /// one.
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError>;
+
+    /// The open holds on an auction. The caller has locked the auction,
+    /// which guards its holds.
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError>;
+
+    /// Overwrites a locked wallet.
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError>;
+
+    /// Appends a history entry.
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
+
+    /// Sets a hold's amount; zero closes (deletes) it.
+    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError>;
+
+    /// A wallet, without locking it (empty for an unknown user).
+    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError>;
+
+    /// A wallet's history, newest first.
+    async fn wallet_history(
+        &mut self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// A user's open holds, by auction id.
+    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError>;
+}

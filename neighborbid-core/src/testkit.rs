@@ -1,0 +1,1428 @@
+//! The conformance suite every store runs against itself (feature `testkit`).
+//!
+//! Each behaviour is one `pub async fn name<S: Store>(store: S)` that panics
+//! on failure. [`conformance_tests!`](crate::conformance_tests) turns the
+//! whole list into `#[tokio::test]`s for a store factory:
+//!
+//! ```
+//! async fn fresh_store() -> neighborbid_core::MemoryStore {
+//!     neighborbid_core::MemoryStore::new()
+//! }
+//! neighborbid_core::conformance_tests!(fresh_store);
+//! # fn main() {}
+//! ```
+//!
+//! The calling crate needs `tokio` with the `macros` and `rt-multi-thread`
+//! features among its dev-dependencies.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{TimeDelta, TimeZone, Utc};
+
+use crate::{
+    Auction, AuctionFilter, AuctionId, AuctionStatus, BidReceipt, BuyNow, CancelAuction,
+    CreateAuction, Deposit, Engine, EngineConfig, EngineError, EntryKind, Event, IdempotencyKey,
+    ManualClock, Money, MoneyError, Notifier, NotifyError, Page, PlaceBid, PrivateEvent,
+    PublicEvent, Region, Rejection, RetryPolicy, Scope, ScopeFilter, Store, Timestamp, UserId,
+    Wallet, Withdraw,
+};
+
+/// Generates one `#[tokio::test]` per conformance behaviour for a store
+/// factory: the path of an `async fn() -> S` returning a fresh store.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@each $factory;
+            deposit_and_withdraw,
+            auction_round_trip,
+            invalid_auctions_are_not_stored,
+            first_bid_and_minimum_increment,
+            outbid_releases_previous_hold,
+            leader_raises_own_bid,
+            insufficient_funds_leave_no_trace,
+            bids_only_while_live,
+            seller_and_region_rules,
+            buy_now_ends_auction,
+            settlement_pays_seller_once,
+            cancel_rules,
+            idempotent_replays,
+            concurrent_idempotent_requests,
+            events_have_gapless_sequence,
+            notifier_failure_keeps_commit,
+            reads_are_paged_newest_first,
+            double_spend_across_auctions,
+            concurrent_bidding_conserves_money,
+        );
+    };
+    (@each $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::testkit::$name($factory().await).await;
+            }
+        )*
+    };
+}
+
+/// A notifier that records every event, and can be told to fail.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    events: Mutex<Vec<Event>>,
+    failing: AtomicBool,
+}
+
+impl RecordingNotifier {
+    /// Every event delivered so far, in delivery order.
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes every later delivery fail (without recording) or succeed.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    async fn notify(&self, events: &[Event]) -> Result<(), NotifyError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(NotifyError("the test notifier is failing".into()));
+        }
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// An engine on a test store with a manual clock and a recording notifier,
+/// and shorthands for the commands the suite uses.
+pub struct Harness<S> {
+    /// The engine.
+    pub engine: Engine<S, Arc<RecordingNotifier>>,
+    /// Its clock (starts at 2030-01-01T00:00:00Z).
+    pub clock: Arc<ManualClock>,
+    /// What the engine delivered.
+    pub notifier: Arc<RecordingNotifier>,
+}
+
+/// The seller in the suite's scenarios.
+pub const SELLER: UserId = UserId(1);
+/// A bidder.
+pub const ALICE: UserId = UserId(2);
+/// Another bidder.
+pub const BOB: UserId = UserId(3);
+/// A third bidder.
+pub const CAROL: UserId = UserId(4);
+
+/// Shorthand for whole amounts.
+pub fn money(units: u64) -> Money {
+    Money::units(units)
+}
+
+impl<S: Store> Harness<S> {
+    /// A harness on `store`.
+    pub fn new(store: S) -> Harness<S> {
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+                .single()
+                .expect("a valid date"),
+        ));
+        let notifier = Arc::new(RecordingNotifier::default());
+        let config = EngineConfig {
+            clock: clock.clone(),
+            retry: RetryPolicy {
+                max_attempts: 100,
+                ..RetryPolicy::default()
+            },
+            ..EngineConfig::default()
+        };
+        Harness {
+            engine: Engine::with_config(store, notifier.clone(), config),
+            clock,
+            notifier,
+        }
+    }
+
+    /// The engine's current time.
+    pub fn now(&self) -> Timestamp {
+        self.engine.now()
+    }
+
+    /// Deposits `units` into `user`'s wallet.
+    pub async fn fund(&self, user: UserId, units: u64) {
+        self.engine
+            .deposit(
+                Deposit {
+                    user,
+                    amount: money(units),
+                },
+                None,
+            )
+            .await
+            .expect("deposit");
+    }
+
+    /// A national auction by [`SELLER`] ending in an hour.
+    pub fn national(&self, start: u64, unit: u64) -> CreateAuction {
+        CreateAuction {
+            seller: SELLER,
+            title: "Limited edition sneakers".into(),
+            description: "Size 270, unworn".into(),
+            scope: Scope::National,
+            start_price: money(start),
+            bid_unit: money(unit),
+            buy_now_price: None,
+            starts_at: None,
+            ends_at: self.now() + TimeDelta::hours(1),
+        }
+    }
+
+    /// Creates an auction.
+    pub async fn create(&self, cmd: CreateAuction) -> Auction {
+        self.engine
+            .create_auction(cmd, None)
+            .await
+            .expect("create auction")
+    }
+
+    /// `bidder` (of no region) bids `units` on `auction`.
+    pub async fn bid(
+        &self,
+        auction: AuctionId,
+        bidder: UserId,
+        units: u64,
+    ) -> Result<BidReceipt, EngineError> {
+        let cmd = PlaceBid {
+            auction_id: auction,
+            bidder,
+            bidder_region: None,
+            amount: money(units),
+        };
+        self.engine.place_bid(cmd, None).await
+    }
+
+    /// A wallet.
+    pub async fn wallet(&self, user: UserId) -> Wallet {
+        self.engine
+            .wallet(user, Page::first(1))
+            .await
+            .expect("wallet")
+            .wallet
+    }
+
+    /// An auction.
+    pub async fn auction(&self, id: AuctionId) -> Auction {
+        self.engine
+            .auction(id, Page::first(1))
+            .await
+            .expect("auction")
+            .auction
+    }
+
+    /// Asserts the books of `users`: `balance + locked` sums to
+    /// `net_deposits`, and each wallet's `locked` is the sum of its holds.
+    pub async fn assert_books(&self, users: &[UserId], net_deposits: Money) {
+        assert_books(&self.engine, users, net_deposits).await;
+    }
+}
+
+/// Asserts the books of `users` (who must be every user with money): the
+/// sum of `balance + locked` is `net_deposits` (deposits minus
+/// withdrawals), and each wallet's `locked` equals the sum of its open holds.
+pub async fn assert_books<S: Store, N: Notifier>(
+    engine: &Engine<S, N>,
+    users: &[UserId],
+    net_deposits: Money,
+) {
+    let mut total = Money::ZERO;
+    for &user in users {
+        let view = engine.wallet(user, Page::first(1)).await.expect("wallet");
+        let held = view
+            .holds
+            .iter()
+            .try_fold(Money::ZERO, |sum, hold| sum.checked_add(hold.amount))
+            .expect("holds overflow");
+        assert_eq!(
+            view.wallet.locked, held,
+            "locked of {user} is not the sum of its holds"
+        );
+        total = total
+            .checked_add(view.wallet.balance)
+            .and_then(|t| t.checked_add(view.wallet.locked))
+            .expect("total overflow");
+    }
+    assert_eq!(total, net_deposits, "money was created or destroyed");
+}
+
+fn rejection<T: std::fmt::Debug>(result: Result<T, EngineError>) -> Rejection {
+    match result {
+        Err(EngineError::Rejected(rejection)) => rejection,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn key(text: &str) -> Option<IdempotencyKey> {
+    Some(IdempotencyKey::new(text).expect("valid key"))
+}
+
+/// Deposits and withdrawals move the balance and write history with the
+/// balance after each entry; bad amounts and overdrafts change nothing.
+pub async fn deposit_and_withdraw<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 100).await;
+    let entry = h
+        .engine
+        .withdraw(
+            Withdraw {
+                user: ALICE,
+                amount: money(30),
+            },
+            None,
+        )
+        .await
+        .expect("withdraw");
+    assert_eq!(
+        (entry.kind, entry.balance_after),
+        (EntryKind::Withdrawal, money(70))
+    );
+
+    let overdraft = h
+        .engine
+        .withdraw(
+            Withdraw {
+                user: ALICE,
+                amount: money(71),
+            },
+            None,
+        )
+        .await;
+    assert_eq!(
+        rejection(overdraft),
+        Rejection::InsufficientFunds {
+            available: money(70),
+            required: money(71)
+        }
+    );
+    let bad_amounts = [
+        (Money::ZERO, MoneyError::Zero),
+        (
+            "0.001".parse().expect("money"),
+            MoneyError::TooPrecise { max_scale: 2 },
+        ),
+        (
+            money(1_000_000_000_001),
+            MoneyError::TooLarge {
+                max: money(1_000_000_000_000),
+            },
+        ),
+    ];
+    for (amount, reason) in bad_amounts {
+        let result = h
+            .engine
+            .deposit(
+                Deposit {
+                    user: ALICE,
+                    amount,
+                },
+                None,
+            )
+            .await;
+        assert_eq!(
+            rejection(result),
+            Rejection::InvalidAmount {
+                field: "amount",
+                reason
+            }
+        );
+    }
+
+    let view = h
+        .engine
+        .wallet(ALICE, Page::default())
+        .await
+        .expect("wallet");
+    assert_eq!(
+        (view.wallet.balance, view.wallet.locked),
+        (money(70), Money::ZERO)
+    );
+    let kinds: Vec<_> = view
+        .history
+        .iter()
+        .map(|e| (e.kind, e.amount, e.balance_after))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EntryKind::Withdrawal, money(30), money(70)),
+            (EntryKind::Deposit, money(100), money(100)),
+        ]
+    );
+    assert_eq!(
+        h.wallet(BOB).await,
+        Wallet::empty(BOB),
+        "unknown users have empty wallets"
+    );
+    h.assert_books(&[ALICE], money(70)).await;
+}
+
+/// An auction reads back exactly as created, and listings filter it.
+pub async fn auction_round_trip<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let mut cmd = h.national(100, 10);
+    cmd.buy_now_price = Some("999.99".parse().expect("money"));
+    cmd.description = "multi-line\ndescription — with ünïcode".into();
+    let national = h.create(cmd).await;
+    assert_ne!(national.id, AuctionId::UNASSIGNED);
+    assert_eq!(
+        (
+            national.status,
+            national.current_price,
+            national.leader,
+            national.seq
+        ),
+        (AuctionStatus::Open, money(100), None, 0)
+    );
+    assert_eq!(national.min_next_bid(), money(100));
+
+    let mut cmd = h.national(5, 1);
+    cmd.seller = BOB;
+    cmd.scope = Scope::Local {
+        region: Region::new("mangwon"),
+    };
+    cmd.starts_at = Some(h.now() + TimeDelta::minutes(10));
+    let local = h.create(cmd).await;
+
+    assert_eq!(h.auction(national.id).await, national);
+    assert_eq!(h.auction(local.id).await, local);
+
+    let list = |filter: AuctionFilter| {
+        let engine = h.engine.clone();
+        async move {
+            let found = engine
+                .list_auctions(&filter, Page::default())
+                .await
+                .expect("list");
+            found.into_iter().map(|a| a.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(AuctionFilter::default()).await,
+        [local.id, national.id]
+    );
+    let national_only = AuctionFilter {
+        scope: Some(ScopeFilter::National),
+        ..Default::default()
+    };
+    assert_eq!(list(national_only).await, [national.id]);
+    let in_region = |name: &str| AuctionFilter {
+        scope: Some(ScopeFilter::Local {
+            region: Some(Region::new(name)),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(list(in_region("mangwon")).await, [local.id]);
+    assert!(list(in_region("hapjeong")).await.is_empty());
+    let sold = AuctionFilter {
+        status: Some(AuctionStatus::Sold),
+        ..Default::default()
+    };
+    assert!(list(sold).await.is_empty());
+    let mine = h
+        .engine
+        .user_auctions(BOB, Page::default())
+        .await
+        .expect("mine");
+    assert_eq!(mine, [local]);
+}
+
+/// Malformed auctions are refused with a reason, and nothing is stored.
+pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let base = h.national(100, 10);
+    let now = h.now();
+    let cases: Vec<(CreateAuction, &str)> = vec![
+        (
+            CreateAuction {
+                title: "   ".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                title: "x".repeat(201),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                ends_at: now,
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                starts_at: Some(now + TimeDelta::hours(2)),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                start_price: Money::ZERO,
+                ..base.clone()
+            },
+            "invalid_amount",
+        ),
+        (
+            CreateAuction {
+                bid_unit: Money::ZERO,
+                ..base.clone()
+            },
+            "invalid_amount",
+        ),
+        (
+            CreateAuction {
+                buy_now_price: Some(money(99)),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                scope: Scope::Local {
+                    region: Region::new(""),
+                },
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+    ];
+    for (cmd, code) in cases {
+        let result = h.engine.create_auction(cmd.clone(), None).await;
+        assert_eq!(rejection(result).code(), code, "{cmd:?}");
+    }
+    let all = h
+        .engine
+        .list_auctions(&AuctionFilter::default(), Page::default())
+        .await;
+    assert!(all.expect("list").is_empty());
+}
+
+/// The first bid must reach the start price; each later one must beat the
+/// current price by a bid unit. A low bid says what the minimum is.
+pub async fn first_bid_and_minimum_increment<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 1_000).await;
+    h.fund(BOB, 1_000).await;
+    let auction = h.create(h.national(100, 10)).await;
+
+    let low = h.bid(auction.id, ALICE, 99).await;
+    assert_eq!(
+        rejection(low),
+        Rejection::BidTooLow {
+            min_next_bid: money(100)
+        }
+    );
+    let first = h
+        .bid(auction.id, ALICE, 100)
+        .await
+        .expect("first bid at start price");
+    assert_eq!(first.auction.min_next_bid(), money(110));
+    assert_eq!(first.bid.seq, 1);
+
+    let low = h.bid(auction.id, BOB, 109).await;
+    assert_eq!(
+        rejection(low),
+        Rejection::BidTooLow {
+            min_next_bid: money(110)
+        }
+    );
+    let second = h.bid(auction.id, BOB, 110).await.expect("bid at minimum");
+    assert_eq!(
+        (
+            second.auction.current_price,
+            second.auction.leader,
+            second.auction.bid_count
+        ),
+        (money(110), Some(BOB), 2)
+    );
+    assert_ne!(first.bid.id, second.bid.id);
+}
+
+/// Outbidding returns the previous leader's escrow in the same transaction
+/// and tells them privately.
+pub async fn outbid_releases_previous_hold<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 500).await;
+    let auction = h.create(h.national(100, 10)).await;
+    h.bid(auction.id, ALICE, 120).await.expect("alice bids");
+    let alice = h.wallet(ALICE).await;
+    assert_eq!((alice.balance, alice.locked), (money(380), money(120)));
+
+    h.bid(auction.id, BOB, 130).await.expect("bob outbids");
+    let alice = h
+        .engine
+        .wallet(ALICE, Page::default())
+        .await
+        .expect("wallet");
+    assert_eq!(
+        (alice.wallet.balance, alice.wallet.locked),
+        (money(500), Money::ZERO)
+    );
+    assert!(alice.holds.is_empty());
+    let kinds: Vec<_> = alice.history.iter().map(|e| (e.kind, e.amount)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (EntryKind::HoldRelease, money(120)),
+            (EntryKind::BidHold, money(120)),
+            (EntryKind::Deposit, money(500)),
+        ]
+    );
+    let bob = h.engine.wallet(BOB, Page::default()).await.expect("wallet");
+    assert_eq!(
+        (bob.wallet.balance, bob.wallet.locked),
+        (money(370), money(130))
+    );
+    assert_eq!(bob.holds.len(), 1);
+    assert_eq!(
+        (bob.holds[0].auction_id, bob.holds[0].amount),
+        (auction.id, money(130))
+    );
+
+    let events = h.notifier.events();
+    let last = events.last().expect("events");
+    assert_eq!(last.seq, 2);
+    assert_eq!(
+        last.notices_for(ALICE).collect::<Vec<_>>(),
+        [&PrivateEvent::Outbid { price: money(130) }]
+    );
+    assert_eq!(last.notices_for(BOB).count(), 0);
+    assert!(matches!(
+        last.public.as_slice(),
+        [PublicEvent::BidPlaced { bidder, amount, bid_count: 2, .. }]
+            if *bidder == BOB && *amount == money(130)
+    ));
+    h.assert_books(&[ALICE, BOB, SELLER], money(1_000)).await;
+}
+
+/// A leader bidding again replaces their own bid: the old hold is released
+/// and the new one placed, so only the difference must be available, and
+/// no outbid notice is sent to them.
+pub async fn leader_raises_own_bid<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 200).await;
+    let auction = h.create(h.national(100, 10)).await;
+    h.bid(auction.id, ALICE, 120).await.expect("first");
+    // 80 available, 200 needed: fine, because the 120 held comes back first.
+    let raised = h.bid(auction.id, ALICE, 200).await.expect("raise");
+    assert_eq!(
+        (raised.auction.current_price, raised.auction.leader),
+        (money(200), Some(ALICE))
+    );
+    let view = h
+        .engine
+        .wallet(ALICE, Page::default())
+        .await
+        .expect("wallet");
+    assert_eq!(
+        (view.wallet.balance, view.wallet.locked),
+        (Money::ZERO, money(200))
+    );
+    assert_eq!(view.holds.len(), 1, "one hold, not two");
+    assert_eq!(view.holds[0].amount, money(200));
+    let last = h.notifier.events().pop().expect("event");
+    assert!(last.private.is_empty(), "no outbid notice to oneself");
+    let too_much = h.bid(auction.id, ALICE, 210).await;
+    assert_eq!(
+        rejection(too_much),
+        Rejection::InsufficientFunds {
+            available: money(200),
+            required: money(210)
+        }
+    );
+    h.assert_books(&[ALICE], money(200)).await;
+}
+
+/// A bid the bidder cannot cover changes nothing at all.
+pub async fn insufficient_funds_leave_no_trace<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 50).await;
+    let auction = h.create(h.national(100, 10)).await;
+    h.bid(auction.id, ALICE, 120).await.expect("alice bids");
+    let before = (
+        h.auction(auction.id).await,
+        h.wallet(ALICE).await,
+        h.wallet(BOB).await,
+    );
+    let events_before = h.notifier.events().len();
+
+    let result = h.bid(auction.id, BOB, 130).await;
+    assert_eq!(
+        rejection(result),
+        Rejection::InsufficientFunds {
+            available: money(50),
+            required: money(130)
+        }
+    );
+    let after = (
+        h.auction(auction.id).await,
+        h.wallet(ALICE).await,
+        h.wallet(BOB).await,
+    );
+    assert_eq!(before, after);
+    assert_eq!(h.notifier.events().len(), events_before);
+    let view = h
+        .engine
+        .auction(auction.id, Page::default())
+        .await
+        .expect("auction");
+    assert_eq!(view.bids.len(), 1);
+    let stored = h
+        .engine
+        .events_after(auction.id, 0, 100)
+        .await
+        .expect("events");
+    assert_eq!(stored.len(), 1);
+    let bob = h.engine.wallet(BOB, Page::default()).await.expect("wallet");
+    assert_eq!(bob.history.len(), 1, "only the deposit");
+}
+
+/// Bids are taken only while the auction is open, started and before its
+/// end, even when the closer has not run yet.
+pub async fn bids_only_while_live<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 1_000).await;
+    let missing = h.bid(AuctionId(999_999), ALICE, 100).await;
+    assert_eq!(
+        rejection(missing),
+        Rejection::AuctionNotFound {
+            auction_id: AuctionId(999_999)
+        }
+    );
+
+    let mut cmd = h.national(100, 10);
+    let starts_at = h.now() + TimeDelta::minutes(30);
+    cmd.starts_at = Some(starts_at);
+    let scheduled = h.create(cmd).await;
+    assert_eq!(
+        rejection(h.bid(scheduled.id, ALICE, 100).await),
+        Rejection::AuctionNotStarted { starts_at }
+    );
+
+    let running = h.create(h.national(100, 10)).await;
+    h.clock.advance(TimeDelta::minutes(30));
+    h.bid(scheduled.id, ALICE, 100).await.expect("open now");
+    h.clock.advance(TimeDelta::minutes(30));
+    // Exactly at ends_at: over, though nobody closed it.
+    assert_eq!(
+        rejection(h.bid(running.id, ALICE, 100).await),
+        Rejection::AuctionEnded {
+            ended_at: running.ends_at
+        }
+    );
+    h.engine.close_due_auctions(10).await.expect("close");
+    let closed_at = h.auction(running.id).await.closed_at.expect("closed_at");
+    assert_eq!(
+        rejection(h.bid(running.id, ALICE, 100).await),
+        Rejection::AuctionEnded {
+            ended_at: closed_at
+        }
+    );
+
+    let cancelled = h.create(h.national(100, 10)).await;
+    let cancel = CancelAuction {
+        auction_id: cancelled.id,
+        seller: SELLER,
+    };
+    h.engine.cancel_auction(cancel, None).await.expect("cancel");
+    assert_eq!(
+        rejection(h.bid(cancelled.id, ALICE, 100).await),
+        Rejection::AuctionCancelled
+    );
+}
+
+/// The seller cannot bid or buy; local auctions admit only their region.
+pub async fn seller_and_region_rules<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(SELLER, 1_000).await;
+    h.fund(ALICE, 1_000).await;
+    let mut cmd = h.national(100, 10);
+    cmd.scope = Scope::Local {
+        region: Region::new("mangwon"),
+    };
+    cmd.buy_now_price = Some(money(500));
+    let local = h.create(cmd).await;
+    assert_eq!(
+        rejection(h.bid(local.id, SELLER, 100).await),
+        Rejection::SellerCannotBid
+    );
+    let buy = BuyNow {
+        auction_id: local.id,
+        buyer: SELLER,
+        buyer_region: None,
+    };
+    assert_eq!(
+        rejection(h.engine.buy_now(buy, None).await),
+        Rejection::SellerCannotBid
+    );
+
+    let bid_from = |region: Option<&str>| PlaceBid {
+        auction_id: local.id,
+        bidder: ALICE,
+        bidder_region: region.map(Region::new),
+        amount: money(100),
+    };
+    let not_eligible = Rejection::RegionNotEligible {
+        region: Region::new("mangwon"),
+    };
+    for region in [None, Some("hapjeong")] {
+        let result = h.engine.place_bid(bid_from(region), None).await;
+        assert_eq!(rejection(result), not_eligible);
+    }
+    let buy = BuyNow {
+        auction_id: local.id,
+        buyer: ALICE,
+        buyer_region: Some(Region::new("hapjeong")),
+    };
+    assert_eq!(rejection(h.engine.buy_now(buy, None).await), not_eligible);
+    h.engine
+        .place_bid(bid_from(Some("mangwon")), None)
+        .await
+        .expect("a neighbour may bid");
+
+    let national = h.create(h.national(100, 10)).await;
+    h.bid(national.id, ALICE, 100)
+        .await
+        .expect("anyone may bid nationally");
+}
+
+/// Buy-now refunds the leader, debits the buyer, pays the seller and ends
+/// the auction.
+pub async fn buy_now_ends_auction<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 1_000).await;
+    h.fund(BOB, 1_000).await;
+    h.fund(CAROL, 100).await;
+    let without = h.create(h.national(100, 10)).await;
+    let buy = |auction: AuctionId, buyer: UserId| BuyNow {
+        auction_id: auction,
+        buyer,
+        buyer_region: None,
+    };
+    let result = h.engine.buy_now(buy(without.id, BOB), None).await;
+    assert_eq!(rejection(result), Rejection::BuyNowUnavailable);
+
+    let mut cmd = h.national(100, 10);
+    cmd.buy_now_price = Some(money(300));
+    let auction = h.create(cmd).await;
+    h.bid(auction.id, ALICE, 150).await.expect("alice leads");
+    let poor = h.engine.buy_now(buy(auction.id, CAROL), None).await;
+    assert_eq!(
+        rejection(poor),
+        Rejection::InsufficientFunds {
+            available: money(100),
+            required: money(300)
+        }
+    );
+    assert_eq!(h.auction(auction.id).await.leader, Some(ALICE));
+
+    let bought = h
+        .engine
+        .buy_now(buy(auction.id, BOB), None)
+        .await
+        .expect("buy now");
+    assert_eq!(
+        (bought.status, bought.leader, bought.current_price),
+        (AuctionStatus::BoughtNow, Some(BOB), money(300))
+    );
+    assert_eq!(bought.closed_at, Some(h.now()));
+    let alice = h.wallet(ALICE).await;
+    assert_eq!((alice.balance, alice.locked), (money(1_000), Money::ZERO));
+    let bob = h.wallet(BOB).await;
+    assert_eq!((bob.balance, bob.locked), (money(700), Money::ZERO));
+    assert_eq!(h.wallet(SELLER).await.balance, money(300));
+    let event = h.notifier.events().pop().expect("event");
+    assert_eq!(
+        event.public,
+        [PublicEvent::BoughtNow {
+            buyer: BOB,
+            price: money(300)
+        }]
+    );
+    assert_eq!(
+        event.notices_for(ALICE).collect::<Vec<_>>(),
+        [&PrivateEvent::Outbid { price: money(300) }]
+    );
+    assert_eq!(
+        event.notices_for(BOB).collect::<Vec<_>>(),
+        [&PrivateEvent::Won { price: money(300) }]
+    );
+    let again = h.engine.buy_now(buy(auction.id, ALICE), None).await;
+    assert!(matches!(rejection(again), Rejection::AuctionEnded { .. }));
+    assert!(matches!(
+        rejection(h.bid(auction.id, ALICE, 400).await),
+        Rejection::AuctionEnded { .. }
+    ));
+
+    // Once bidding reaches the buy-now price, buy-now is gone.
+    let mut cmd = h.national(100, 10);
+    cmd.buy_now_price = Some(money(200));
+    let passed = h.create(cmd).await;
+    h.bid(passed.id, ALICE, 200)
+        .await
+        .expect("bid at buy-now price");
+    let late = h.engine.buy_now(buy(passed.id, BOB), None).await;
+    assert_eq!(rejection(late), Rejection::BuyNowUnavailable);
+    h.assert_books(&[SELLER, ALICE, BOB, CAROL], money(2_100))
+        .await;
+}
+
+/// At its end the winner's escrow pays the seller, exactly once; an
+/// auction without bids ends unsold; running auctions are left alone.
+pub async fn settlement_pays_seller_once<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 500).await;
+    let sold = h.create(h.national(100, 10)).await;
+    let unsold = h.create(h.national(100, 10)).await;
+    let mut later = h.national(100, 10);
+    later.ends_at = h.now() + TimeDelta::hours(2);
+    let later = h.create(later).await;
+    h.bid(sold.id, ALICE, 120).await.expect("alice");
+    h.bid(sold.id, BOB, 130).await.expect("bob");
+
+    assert!(h
+        .engine
+        .close_due_auctions(10)
+        .await
+        .expect("close")
+        .is_empty());
+    h.clock.advance(TimeDelta::hours(1));
+    let closed = h.engine.close_due_auctions(10).await.expect("close");
+    let mut outcomes: Vec<_> = closed.iter().map(|a| (a.id, a.status)).collect();
+    outcomes.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        outcomes,
+        [
+            (sold.id, AuctionStatus::Sold),
+            (unsold.id, AuctionStatus::Unsold)
+        ]
+    );
+    assert!(
+        h.engine
+            .close_due_auctions(10)
+            .await
+            .expect("again")
+            .is_empty(),
+        "exactly once"
+    );
+    assert_eq!(h.auction(later.id).await.status, AuctionStatus::Open);
+
+    let bob = h.engine.wallet(BOB, Page::default()).await.expect("wallet");
+    assert_eq!(
+        (bob.wallet.balance, bob.wallet.locked),
+        (money(370), Money::ZERO)
+    );
+    assert!(bob.holds.is_empty());
+    assert_eq!(bob.history[0].kind, EntryKind::SettlementDebit);
+    let seller = h
+        .engine
+        .wallet(SELLER, Page::default())
+        .await
+        .expect("wallet");
+    assert_eq!(seller.wallet.balance, money(130));
+    assert_eq!(seller.history.len(), 1);
+    assert_eq!(seller.history[0].kind, EntryKind::SaleCredit);
+
+    let events = h
+        .engine
+        .events_after(sold.id, 0, 100)
+        .await
+        .expect("events");
+    let last = events.last().expect("settlement event");
+    assert_eq!(
+        last.public,
+        [PublicEvent::Sold {
+            winner: BOB,
+            price: money(130)
+        }]
+    );
+    assert_eq!(
+        last.notices_for(BOB).collect::<Vec<_>>(),
+        [&PrivateEvent::Won { price: money(130) }]
+    );
+    let events = h
+        .engine
+        .events_after(unsold.id, 0, 100)
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].public, [PublicEvent::Unsold]);
+    h.assert_books(&[SELLER, ALICE, BOB], money(1_000)).await;
+}
+
+/// Only the seller can cancel, only without bids and before the end.
+pub async fn cancel_rules<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    let cancel = |auction: AuctionId, seller: UserId| CancelAuction {
+        auction_id: auction,
+        seller,
+    };
+    let with_bid = h.create(h.national(100, 10)).await;
+    h.bid(with_bid.id, ALICE, 100).await.expect("bid");
+    let result = h
+        .engine
+        .cancel_auction(cancel(with_bid.id, SELLER), None)
+        .await;
+    assert_eq!(rejection(result), Rejection::HasBids);
+
+    let auction = h.create(h.national(100, 10)).await;
+    let result = h
+        .engine
+        .cancel_auction(cancel(auction.id, ALICE), None)
+        .await;
+    assert_eq!(rejection(result), Rejection::NotSeller);
+    let cancelled = h
+        .engine
+        .cancel_auction(cancel(auction.id, SELLER), None)
+        .await
+        .expect("cancel");
+    assert_eq!(
+        (cancelled.status, cancelled.seq),
+        (AuctionStatus::Cancelled, 1)
+    );
+    let events = h
+        .engine
+        .events_after(auction.id, 0, 10)
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].public, [PublicEvent::Cancelled]);
+    let again = h
+        .engine
+        .cancel_auction(cancel(auction.id, SELLER), None)
+        .await;
+    assert_eq!(rejection(again), Rejection::AuctionCancelled);
+
+    let ended = h.create(h.national(100, 10)).await;
+    h.clock.advance(TimeDelta::hours(1));
+    let late = h
+        .engine
+        .cancel_auction(cancel(ended.id, SELLER), None)
+        .await;
+    assert_eq!(
+        rejection(late),
+        Rejection::AuctionEnded {
+            ended_at: ended.ends_at
+        }
+    );
+    h.engine.close_due_auctions(10).await.expect("close");
+    assert_eq!(h.auction(ended.id).await.status, AuctionStatus::Unsold);
+}
+
+/// A replay with the same key returns the first receipt and changes
+/// nothing; another command under the same key is a conflict; keys belong
+/// to one user.
+pub async fn idempotent_replays<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let deposit = Deposit {
+        user: ALICE,
+        amount: money(500),
+    };
+    let first = h
+        .engine
+        .deposit(deposit.clone(), key("dep-1"))
+        .await
+        .expect("deposit");
+    let replay = h
+        .engine
+        .deposit(deposit.clone(), key("dep-1"))
+        .await
+        .expect("replay");
+    assert_eq!(first, replay);
+    assert_eq!(h.wallet(ALICE).await.balance, money(500));
+    let other = Deposit {
+        user: ALICE,
+        amount: money(501),
+    };
+    let conflict = h.engine.deposit(other, key("dep-1")).await;
+    assert!(
+        matches!(conflict, Err(EngineError::IdempotencyConflict { ref key }) if key.as_str() == "dep-1"),
+        "{conflict:?}"
+    );
+    // The same key text from another user is another key.
+    let bob = Deposit {
+        user: BOB,
+        amount: money(500),
+    };
+    h.engine
+        .deposit(bob, key("dep-1"))
+        .await
+        .expect("bob's own key");
+
+    let auction = h.create(h.national(100, 10)).await;
+    let bid = PlaceBid {
+        auction_id: auction.id,
+        bidder: ALICE,
+        bidder_region: None,
+        amount: money(150),
+    };
+    let placed = h
+        .engine
+        .place_bid(bid.clone(), key("bid-1"))
+        .await
+        .expect("bid");
+    h.bid(auction.id, BOB, 160).await.expect("bob outbids");
+    let replayed = h
+        .engine
+        .place_bid(bid.clone(), key("bid-1"))
+        .await
+        .expect("replay");
+    assert_eq!(placed, replayed, "a replay answers with the first receipt");
+    let view = h
+        .engine
+        .auction(auction.id, Page::default())
+        .await
+        .expect("auction");
+    assert_eq!(view.bids.len(), 2, "no second bid");
+    assert_eq!(view.auction.leader, Some(BOB));
+    let reused = PlaceBid {
+        amount: money(170),
+        ..bid
+    };
+    let conflict = h.engine.place_bid(reused, key("bid-1")).await;
+    assert!(matches!(
+        conflict,
+        Err(EngineError::IdempotencyConflict { .. })
+    ));
+
+    // A refused command is not recorded: retrying it decides afresh.
+    let withdraw = Withdraw {
+        user: ALICE,
+        amount: money(600),
+    };
+    let refused = h.engine.withdraw(withdraw.clone(), key("wd-1")).await;
+    assert!(matches!(
+        rejection(refused),
+        Rejection::InsufficientFunds { .. }
+    ));
+    h.fund(ALICE, 100).await;
+    h.engine
+        .withdraw(withdraw, key("wd-1"))
+        .await
+        .expect("now covered");
+    h.assert_books(&[ALICE, BOB, SELLER], money(500)).await;
+}
+
+/// The same key sent twice at once has exactly one effect, and both
+/// callers get the same receipt.
+pub async fn concurrent_idempotent_requests<S: Store>(store: S) {
+    let h = Harness::new(store);
+    for round in 0..20 {
+        let deposit = Deposit {
+            user: ALICE,
+            amount: money(10),
+        };
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let (engine, barrier, deposit) =
+                    (h.engine.clone(), barrier.clone(), deposit.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    engine.deposit(deposit, key(&format!("same-{round}"))).await
+                })
+            })
+            .collect();
+        let mut receipts = Vec::new();
+        for task in tasks {
+            receipts.push(task.await.expect("task").expect("deposit"));
+        }
+        assert_eq!(receipts[0], receipts[1]);
+        assert_eq!(h.wallet(ALICE).await.balance, money(10 * (round + 1)));
+    }
+}
+
+/// Every change of an auction has the next sequence number, in the outbox
+/// and at the notifier, with no gaps.
+pub async fn events_have_gapless_sequence<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 10_000).await;
+    h.fund(BOB, 10_000).await;
+    let auction = h.create(h.national(100, 10)).await;
+    let other = h.create(h.national(100, 10)).await;
+    for (i, bidder) in [ALICE, BOB, ALICE, BOB, BOB].into_iter().enumerate() {
+        h.bid(auction.id, bidder, 100 + 10 * i as u64)
+            .await
+            .expect("bid");
+        // Refused bids and other auctions' bids take no number.
+        assert!(h.bid(auction.id, bidder, 1).await.is_err());
+        h.bid(other.id, bidder, 100 + 10 * i as u64)
+            .await
+            .expect("other");
+    }
+    h.clock.advance(TimeDelta::hours(1));
+    h.engine.close_due_auctions(10).await.expect("close");
+
+    let stored = h
+        .engine
+        .events_after(auction.id, 0, 1_000)
+        .await
+        .expect("events");
+    let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+    assert_eq!(h.auction(auction.id).await.seq, 6);
+    let delivered: Vec<Event> = h
+        .notifier
+        .events()
+        .into_iter()
+        .filter(|e| e.auction_id == auction.id)
+        .collect();
+    assert_eq!(
+        delivered, stored,
+        "the notifier got exactly what was committed, in order"
+    );
+    let tail = h
+        .engine
+        .events_after(auction.id, 4, 1_000)
+        .await
+        .expect("tail");
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 6]);
+    let bids = h
+        .engine
+        .auction(auction.id, Page::default())
+        .await
+        .expect("view")
+        .bids;
+    let bid_seqs: Vec<u64> = bids.iter().rev().map(|b| b.seq).collect();
+    assert_eq!(
+        bid_seqs,
+        [1, 2, 3, 4, 5],
+        "bids carry the number of their change"
+    );
+}
+
+/// A failing notifier never undoes a committed change.
+pub async fn notifier_failure_keeps_commit<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    let auction = h.create(h.national(100, 10)).await;
+    h.notifier.set_failing(true);
+    let receipt = h.bid(auction.id, ALICE, 100).await.expect("the bid stands");
+    assert_eq!(h.auction(auction.id).await, receipt.auction);
+    assert_eq!(h.wallet(ALICE).await.locked, money(100));
+    assert!(h.notifier.events().is_empty());
+    let outbox = h
+        .engine
+        .events_after(auction.id, 0, 10)
+        .await
+        .expect("events");
+    assert_eq!(outbox.len(), 1, "the event waits in the outbox");
+}
+
+/// Lists come newest first and pages do not overlap.
+pub async fn reads_are_paged_newest_first<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 10_000).await;
+    let mut auctions = Vec::new();
+    for _ in 0..3 {
+        auctions.push(h.create(h.national(100, 10)).await.id);
+    }
+    for (i, auction) in auctions.iter().enumerate() {
+        h.bid(*auction, ALICE, 100 + i as u64).await.expect("bid");
+    }
+    let bids = h
+        .engine
+        .user_bids(ALICE, Page::new(0, 2))
+        .await
+        .expect("bids");
+    let seen: Vec<_> = bids.iter().map(|b| b.auction_id).collect();
+    assert_eq!(seen, [auctions[2], auctions[1]]);
+    let rest = h
+        .engine
+        .user_bids(ALICE, Page::new(2, 2))
+        .await
+        .expect("bids");
+    assert_eq!(
+        rest.iter().map(|b| b.auction_id).collect::<Vec<_>>(),
+        [auctions[0]]
+    );
+    assert!(h
+        .engine
+        .user_bids(BOB, Page::default())
+        .await
+        .expect("none")
+        .is_empty());
+
+    let history = h
+        .engine
+        .wallet(ALICE, Page::new(1, 2))
+        .await
+        .expect("wallet")
+        .history;
+    let amounts: Vec<_> = history.iter().map(|e| e.amount).collect();
+    assert_eq!(amounts, [money(101), money(100)]);
+    let listed = h
+        .engine
+        .list_auctions(&AuctionFilter::default(), Page::new(1, 1))
+        .await;
+    assert_eq!(
+        listed
+            .expect("list")
+            .iter()
+            .map(|a| a.id)
+            .collect::<Vec<_>>(),
+        [auctions[1]]
+    );
+}
+
+/// The original double-spend test: one wallet with 10,000 bids 10,000 on
+/// two auctions at the same moment; exactly one bid wins, every time.
+pub async fn double_spend_across_auctions<S: Store>(store: S) {
+    let h = Harness::new(store);
+    const ROUNDS: u64 = 100;
+    for round in 0..ROUNDS {
+        let spender = UserId(1_000 + round as i64);
+        h.fund(spender, 10_000).await;
+        let first = h.create(h.national(10_000, 100)).await;
+        let second = h.create(h.national(10_000, 100)).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = [first.id, second.id]
+            .into_iter()
+            .map(|auction| {
+                let (engine, barrier) = (h.engine.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let bid = PlaceBid {
+                        auction_id: auction,
+                        bidder: spender,
+                        bidder_region: None,
+                        amount: money(10_000),
+                    };
+                    engine.place_bid(bid, None).await
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(_) => accepted += 1,
+                Err(EngineError::Rejected(Rejection::InsufficientFunds { available, .. })) => {
+                    assert_eq!(available, Money::ZERO);
+                }
+                Err(other) => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(accepted, 1, "round {round}: exactly one bid may win");
+        let wallet = h.wallet(spender).await;
+        assert_eq!(
+            (wallet.balance, wallet.locked),
+            (Money::ZERO, money(10_000))
+        );
+    }
+}
+
+/// Many tasks bidding on a few auctions from shared wallets: every accepted
+/// bid beats the one before, and money is conserved.
+pub async fn concurrent_bidding_conserves_money<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let bidders: Vec<UserId> = (10..16).map(UserId).collect();
+    for &bidder in &bidders {
+        h.fund(bidder, 2_000).await;
+    }
+    let mut auctions = Vec::new();
+    for _ in 0..3 {
+        auctions.push(h.create(h.national(10, 1)).await.id);
+    }
+    let tasks: Vec<_> = (0..8u64)
+        .map(|task| {
+            let (engine, bidders, auctions) = (h.engine.clone(), bidders.clone(), auctions.clone());
+            tokio::spawn(async move {
+                let mut accepted = 0;
+                for i in 0..25u64 {
+                    let auction = auctions[((task + i) % 3) as usize];
+                    let bidder = bidders[((task * 7 + i) % 6) as usize];
+                    let view = engine.auction(auction, Page::first(1)).await.expect("view");
+                    let bid = PlaceBid {
+                        auction_id: auction,
+                        bidder,
+                        bidder_region: None,
+                        amount: view.auction.min_next_bid(),
+                    };
+                    match engine.place_bid(bid, None).await {
+                        Ok(_) => accepted += 1,
+                        Err(EngineError::Rejected(_)) => {}
+                        Err(other) => panic!("unexpected {other:?}"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task.await.expect("task");
+    }
+    assert!(accepted > 0);
+    let mut recorded = 0;
+    for &auction in &auctions {
+        let view = h
+            .engine
+            .auction(auction, Page::new(0, 500))
+            .await
+            .expect("view");
+        recorded += view.bids.len();
+        let amounts: Vec<Money> = view.bids.iter().rev().map(|b| b.amount).collect();
+        assert!(
+            amounts.windows(2).all(|w| w[0] < w[1]),
+            "accepted bids only rise"
+        );
+        let seqs: Vec<u64> = view.bids.iter().rev().map(|b| b.seq).collect();
+        assert_eq!(seqs, (1..=view.auction.seq).collect::<Vec<_>>());
+        let holds: Vec<_> = {
+            let mut all = Vec::new();
+            for &bidder in &bidders {
+                let view = h
+                    .engine
+                    .wallet(bidder, Page::first(1))
+                    .await
+                    .expect("wallet");
+                all.extend(
+                    view.holds
+                        .into_iter()
+                        .filter(|hold| hold.auction_id == auction),
+                );
+            }
+            all
+        };
+        match view.auction.leader {
+            Some(leader) => {
+                assert_eq!(holds.len(), 1);
+                assert_eq!(
+                    (holds[0].user, holds[0].amount),
+                    (leader, view.auction.current_price)
+                );
+            }
+            None => assert!(holds.is_empty()),
+        }
+    }
+    assert_eq!(recorded, accepted);
+    let mut everyone = bidders.clone();
+    everyone.push(SELLER);
+    h.assert_books(&everyone, money(12_000)).await;
+}

@@ -1,0 +1,347 @@
+//! Wallets, escrow holds and the append-only history of money movements.
+//!
+//! Every movement is one [`LedgerEntry`] of a fixed [`EntryKind`]; the kind
+//! alone decides how `balance` and `locked` change, in
+//! [`EntryKind::apply`]. Money enters only by deposit and leaves only by
+//! withdrawal; every other kind moves it between wallets or between
+//! `balance` and `locked`, so `balance + locked` summed over all wallets
+//! always equals deposits minus withdrawals.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AuctionId, UserId};
+use crate::money::Money;
+use crate::Timestamp;
+
+/// A user's money: `balance` is available, `locked` is held in escrow for
+/// auctions the user currently leads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wallet {
+    /// The owner.
+    pub user: UserId,
+    /// Available to bid, buy or withdraw.
+    pub balance: Money,
+    /// Held for leading bids; always the sum of the user's open [`Hold`]s.
+    pub locked: Money,
+}
+
+impl Wallet {
+    /// A wallet with nothing in it. Every user has one implicitly.
+    pub fn empty(user: UserId) -> Wallet {
+        Wallet {
+            user,
+            balance: Money::ZERO,
+            locked: Money::ZERO,
+        }
+    }
+}
+
+/// What a history entry did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Money in: balance up.
+    Deposit,
+    /// Money out: balance down.
+    Withdrawal,
+    /// A bid's escrow: balance down, locked up.
+    BidHold,
+    /// Escrow returned (outbid, bought out, cancelled): locked down, balance up.
+    HoldRelease,
+    /// The winner pays from escrow at settlement: locked down.
+    SettlementDebit,
+    /// The seller is paid at settlement: balance up.
+    SaleCredit,
+    /// The buyer pays a buy-now price from their balance: balance down.
+    BuyNowDebit,
+    /// The seller is paid a buy-now price: balance up.
+    BuyNowCredit,
+}
+
+/// A movement that would break a wallet.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// Not enough available balance.
+    #[error("insufficient funds: {available} available")]
+    Insufficient {
+        /// The available balance before the movement.
+        available: Money,
+    },
+    /// The balance would exceed [`Money::MAX`].
+    #[error("balance limit exceeded")]
+    LimitExceeded,
+    /// Escrow would go negative: the stored state is inconsistent (a bug or
+    /// a damaged database, never a user error).
+    #[error("escrow of user {user} would go negative")]
+    Inconsistent {
+        /// The wallet.
+        user: UserId,
+    },
+}
+
+impl EntryKind {
+    /// The stable lowercase name (`"bid_hold"`), as stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Deposit => "deposit",
+            EntryKind::Withdrawal => "withdrawal",
+            EntryKind::BidHold => "bid_hold",
+            EntryKind::HoldRelease => "hold_release",
+            EntryKind::SettlementDebit => "settlement_debit",
+            EntryKind::SaleCredit => "sale_credit",
+            EntryKind::BuyNowDebit => "buy_now_debit",
+            EntryKind::BuyNowCredit => "buy_now_credit",
+        }
+    }
+
+    /// All kinds, for stores that map names back.
+    pub const ALL: [EntryKind; 8] = [
+        EntryKind::Deposit,
+        EntryKind::Withdrawal,
+        EntryKind::BidHold,
+        EntryKind::HoldRelease,
+        EntryKind::SettlementDebit,
+        EntryKind::SaleCredit,
+        EntryKind::BuyNowDebit,
+        EntryKind::BuyNowCredit,
+    ];
+
+    /// Applies a movement of `amount` to `wallet`, or says why it cannot.
+    pub fn apply(self, wallet: &mut Wallet, amount: Money) -> Result<(), LedgerError> {
+        let user = wallet.user;
+        let take_balance = |balance: Money| {
+            balance
+                .checked_sub(amount)
+                .ok_or(LedgerError::Insufficient { available: balance })
+        };
+        let add = |to: Money| to.checked_add(amount).ok_or(LedgerError::LimitExceeded);
+        let take_locked = |locked: Money| {
+            locked
+                .checked_sub(amount)
+                .ok_or(LedgerError::Inconsistent { user })
+        };
+        let (balance, locked) = match self {
+            EntryKind::Deposit | EntryKind::SaleCredit | EntryKind::BuyNowCredit => {
+                (add(wallet.balance)?, wallet.locked)
+            }
+            EntryKind::Withdrawal | EntryKind::BuyNowDebit => {
+                (take_balance(wallet.balance)?, wallet.locked)
+            }
+            EntryKind::BidHold => (take_balance(wallet.balance)?, add(wallet.locked)?),
+            EntryKind::HoldRelease => (add(wallet.balance)?, take_locked(wallet.locked)?),
+            EntryKind::SettlementDebit => (wallet.balance, take_locked(wallet.locked)?),
+        };
+        wallet.balance = balance;
+        wallet.locked = locked;
+        Ok(())
+    }
+
+    /// How the movement changes the user's hold on the entry's auction:
+    /// `Some(true)` adds, `Some(false)` subtracts, `None` leaves it alone.
+    fn hold_effect(self) -> Option<bool> {
+        match self {
+            EntryKind::BidHold => Some(true),
+            EntryKind::HoldRelease | EntryKind::SettlementDebit => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// One line of a wallet's history. Never updated or deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Whose wallet.
+    pub user: UserId,
+    /// What happened.
+    pub kind: EntryKind,
+    /// How much moved (always positive).
+    pub amount: Money,
+    /// The auction it was for, if any.
+    pub auction_id: Option<AuctionId>,
+    /// `balance` right after this entry.
+    pub balance_after: Money,
+    /// `locked` right after this entry.
+    pub locked_after: Money,
+    /// Server time.
+    pub at: Timestamp,
+}
+
+/// Money one user has in escrow for one auction. A wallet's `locked` is
+/// the sum of its open holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The auction.
+    pub auction_id: AuctionId,
+    /// The user.
+    pub user: UserId,
+    /// How much is held; zero in a decision means the hold is closed.
+    pub amount: Money,
+}
+
+/// Builds the postings of one decision: applies entries to the loaded
+/// wallets and holds, in order, each entry recording the balance after it.
+#[derive(Debug)]
+pub(crate) struct Postings {
+    at: Timestamp,
+    wallets: BTreeMap<UserId, Wallet>,
+    holds: BTreeMap<(AuctionId, UserId), Money>,
+    touched_holds: Vec<(AuctionId, UserId)>,
+    entries: Vec<LedgerEntry>,
+}
+
+impl Postings {
+    pub(crate) fn new(at: Timestamp, wallets: &[Wallet], holds: &[Hold]) -> Postings {
+        Postings {
+            at,
+            wallets: wallets.iter().map(|w| (w.user, w.clone())).collect(),
+            holds: holds
+                .iter()
+                .map(|h| ((h.auction_id, h.user), h.amount))
+                .collect(),
+            touched_holds: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The wallet as it stands after the postings so far.
+    pub(crate) fn wallet(&self, user: UserId) -> Wallet {
+        self.wallets
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| Wallet::empty(user))
+    }
+
+    pub(crate) fn post(
+        &mut self,
+        user: UserId,
+        kind: EntryKind,
+        amount: Money,
+        auction_id: Option<AuctionId>,
+    ) -> Result<(), LedgerError> {
+        let mut wallet = self.wallet(user);
+        kind.apply(&mut wallet, amount)?;
+        if let (Some(add), Some(auction)) = (kind.hold_effect(), auction_id) {
+            let held = self
+                .holds
+                .get(&(auction, user))
+                .copied()
+                .unwrap_or_default();
+            let held = if add {
+                held.checked_add(amount).ok_or(LedgerError::LimitExceeded)?
+            } else {
+                held.checked_sub(amount)
+                    .ok_or(LedgerError::Inconsistent { user })?
+            };
+            self.holds.insert((auction, user), held);
+            if !self.touched_holds.contains(&(auction, user)) {
+                self.touched_holds.push((auction, user));
+            }
+        }
+        self.entries.push(LedgerEntry {
+            user,
+            kind,
+            amount,
+            auction_id,
+            balance_after: wallet.balance,
+            locked_after: wallet.locked,
+            at: self.at,
+        });
+        self.wallets.insert(user, wallet);
+        Ok(())
+    }
+
+    /// Releases every open hold on `auction`, returning who was holding what.
+    pub(crate) fn release_all(&mut self, auction: AuctionId) -> Result<Vec<Hold>, LedgerError> {
+        let open: Vec<Hold> = self
+            .holds
+            .iter()
+            .filter(|((a, _), amount)| *a == auction && !amount.is_zero())
+            .map(|(&(auction_id, user), &amount)| Hold {
+                auction_id,
+                user,
+                amount,
+            })
+            .collect();
+        for hold in &open {
+            self.post(
+                hold.user,
+                EntryKind::HoldRelease,
+                hold.amount,
+                Some(auction),
+            )?;
+        }
+        Ok(open)
+    }
+
+    /// The wallets and holds touched, and the entries, in posting order.
+    pub(crate) fn finish(self) -> (Vec<Wallet>, Vec<LedgerEntry>, Vec<Hold>) {
+        let mut touched: Vec<UserId> = self.entries.iter().map(|e| e.user).collect();
+        touched.sort();
+        touched.dedup();
+        let wallets = touched
+            .iter()
+            .map(|user| self.wallets[user].clone())
+            .collect();
+        let holds = self
+            .touched_holds
+            .iter()
+            .map(|&(auction_id, user)| Hold {
+                auction_id,
+                user,
+                amount: self.holds[&(auction_id, user)],
+            })
+            .collect();
+        (wallets, self.entries, holds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_moves_money_as_documented() {
+        let start = || Wallet {
+            user: UserId(1),
+            balance: Money::units(100),
+            locked: Money::units(50),
+        };
+        let after = |kind: EntryKind| {
+            let mut wallet = start();
+            kind.apply(&mut wallet, Money::units(10)).unwrap();
+            (wallet.balance, wallet.locked)
+        };
+        let m = Money::units;
+        assert_eq!(after(EntryKind::Deposit), (m(110), m(50)));
+        assert_eq!(after(EntryKind::Withdrawal), (m(90), m(50)));
+        assert_eq!(after(EntryKind::BidHold), (m(90), m(60)));
+        assert_eq!(after(EntryKind::HoldRelease), (m(110), m(40)));
+        assert_eq!(after(EntryKind::SettlementDebit), (m(100), m(40)));
+        assert_eq!(after(EntryKind::SaleCredit), (m(110), m(50)));
+        assert_eq!(after(EntryKind::BuyNowDebit), (m(90), m(50)));
+        assert_eq!(after(EntryKind::BuyNowCredit), (m(110), m(50)));
+    }
+
+    #[test]
+    fn refuses_to_go_negative() {
+        let mut wallet = Wallet::empty(UserId(7));
+        assert_eq!(
+            EntryKind::BidHold.apply(&mut wallet, Money::units(1)),
+            Err(LedgerError::Insufficient {
+                available: Money::ZERO
+            })
+        );
+        assert_eq!(
+            EntryKind::HoldRelease.apply(&mut wallet, Money::units(1)),
+            Err(LedgerError::Inconsistent { user: UserId(7) })
+        );
+        assert_eq!(wallet, Wallet::empty(UserId(7)));
+        wallet.balance = Money::MAX;
+        assert_eq!(
+            EntryKind::Deposit.apply(&mut wallet, Money::units(1)),
+            Err(LedgerError::LimitExceeded)
+        );
+    }
+}

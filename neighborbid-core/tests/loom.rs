@@ -1,0 +1,106 @@
+//! loom model of the memory store's concurrency: every interleaving of two
+//! threads that bid the same wallet's whole balance on two auctions.
+//!
+//! Runs only under `--cfg loom` (`.ci/run` does this):
+//! `RUSTFLAGS="--cfg loom" cargo test -p neighborbid-core --test loom --release`
+
+#![cfg(loom)]
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use loom::future::block_on;
+use loom::sync::Arc;
+use loom::thread;
+use neighborbid_core::{
+    CreateAuction, Deposit, Engine, EngineConfig, EngineError, ManualClock, MemoryStore, Money,
+    NoopNotifier, Page, PlaceBid, Rejection, RetryPolicy, Scope, UserId,
+};
+
+fn engine() -> Engine<MemoryStore, NoopNotifier> {
+    let start = Utc
+        .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .expect("date");
+    let config = EngineConfig {
+        clock: std::sync::Arc::new(ManualClock::new(start)),
+        // No sleeping inside the model: conflicts retry at once.
+        retry: RetryPolicy {
+            max_attempts: 50,
+            base_delay: std::time::Duration::ZERO,
+            max_delay: std::time::Duration::ZERO,
+        },
+        ..EngineConfig::default()
+    };
+    Engine::with_config(MemoryStore::new(), NoopNotifier, config)
+}
+
+#[test]
+fn two_threads_one_wallet_two_auctions() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let engine = engine();
+        let spender = UserId(9);
+        let auctions = block_on(async {
+            let amount = Money::units(10_000);
+            engine
+                .deposit(
+                    Deposit {
+                        user: spender,
+                        amount,
+                    },
+                    None,
+                )
+                .await
+                .expect("deposit");
+            let mut ids = Vec::new();
+            for _ in 0..2 {
+                let cmd = CreateAuction {
+                    seller: UserId(1),
+                    title: "loom".into(),
+                    description: String::new(),
+                    scope: Scope::National,
+                    start_price: amount,
+                    bid_unit: Money::units(1),
+                    buy_now_price: None,
+                    starts_at: None,
+                    ends_at: engine.now() + TimeDelta::hours(1),
+                };
+                ids.push(engine.create_auction(cmd, None).await.expect("auction").id);
+            }
+            ids
+        });
+        let engine = Arc::new(engine);
+        let threads: Vec<_> = auctions
+            .into_iter()
+            .map(|auction_id| {
+                let engine = engine.clone();
+                thread::spawn(move || {
+                    let bid = PlaceBid {
+                        auction_id,
+                        bidder: spender,
+                        bidder_region: None,
+                        amount: Money::units(10_000),
+                    };
+                    block_on(engine.place_bid(bid, None))
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("join"))
+            .collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(results.iter().any(|r| matches!(
+            r,
+            Err(EngineError::Rejected(Rejection::InsufficientFunds { .. }))
+        )));
+        let wallet = block_on(engine.wallet(spender, Page::first(1))).expect("wallet");
+        assert_eq!(wallet.wallet.balance, Money::ZERO);
+        assert_eq!(wallet.wallet.locked, Money::units(10_000));
+        assert_eq!(wallet.holds.len(), 1);
+    });
+}
