@@ -212,3 +212,33 @@ impl EngineError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_keep_their_source_and_say_if_retryable() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let error = StoreError::new(StoreErrorKind::Unavailable, "connection lost").with_source(io);
+        assert!(!error.is_retryable());
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("reset by peer")
+        );
+        assert!(StoreError::conflict("deadlock").is_retryable());
+        let engine: EngineError = error.into();
+        assert!(engine.rejection().is_none());
+    }
+
+    #[test]
+    fn rejections_have_stable_codes_and_say_what_to_do() {
+        let low = Rejection::BidTooLow {
+            min_next_bid: Money::units(130),
+        };
+        assert_eq!(low.code(), "bid_too_low");
+        assert_eq!(low.to_string(), "bid too low: at least 130 is required");
+        let engine = EngineError::from(low.clone());
+        assert_eq!(engine.rejection(), Some(&low));
+    }
+}
