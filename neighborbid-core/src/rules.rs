@@ -166,12 +166,7 @@ pub fn create_auction(
             ));
         }
     }
-    let positive = |field, amount| {
-        rules
-            .currency
-            .check_positive(amount)
-            .map_err(|reason| Rejection::InvalidAmount { field, reason })
-    };
+    let positive = |field, amount| positive(rules, field, amount);
     let start_price = positive("start_price", cmd.start_price)?;
     let bid_unit = positive("bid_unit", cmd.bid_unit)?;
     let buy_now_price = cmd
@@ -215,13 +210,7 @@ pub fn place_bid(
     now: Timestamp,
 ) -> Result<Decision, RuleError> {
     let auction = state.auction;
-    let amount = rules
-        .currency
-        .check_positive(cmd.amount)
-        .map_err(|reason| Rejection::InvalidAmount {
-            field: "amount",
-            reason,
-        })?;
+    let amount = positive(rules, "amount", cmd.amount)?;
     check_live(auction, now)?;
     check_participant(rules, auction, cmd.bidder, cmd.bidder_region.as_ref())?;
     let min_next_bid = auction.min_next_bid();
@@ -417,14 +406,7 @@ fn wallet_movement(
     amount: Money,
     now: Timestamp,
 ) -> Result<WalletDecision, RuleError> {
-    let amount =
-        rules
-            .currency
-            .check_positive(amount)
-            .map_err(|reason| Rejection::InvalidAmount {
-                field: "amount",
-                reason,
-            })?;
+    let amount = positive(rules, "amount", amount)?;
     let mut postings = Postings::new(now, std::slice::from_ref(wallet), &[]);
     postings
         .post(wallet.user, kind, amount, None)
@@ -434,6 +416,14 @@ fn wallet_movement(
         (Some(wallet), Some(entry)) => Ok(WalletDecision { wallet, entry }),
         _ => Err(RuleError::Inconsistent("a posting left no entry".into())),
     }
+}
+
+/// A positive amount valid in the currency, or why `field` is not.
+fn positive(rules: Rules<'_>, field: &'static str, amount: Money) -> Result<Money, Rejection> {
+    rules
+        .currency
+        .check_positive(amount)
+        .map_err(|reason| Rejection::InvalidAmount { field, reason })
 }
 
 fn check_open(auction: &Auction) -> Result<(), Rejection> {

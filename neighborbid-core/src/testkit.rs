@@ -26,7 +26,7 @@ use crate::{
     CreateAuction, Deposit, Engine, EngineConfig, EngineError, EntryKind, Event, IdempotencyKey,
     ManualClock, Money, MoneyError, Notifier, NotifyError, Page, PlaceBid, PrivateEvent,
     PublicEvent, Region, Rejection, RetryPolicy, Scope, ScopeFilter, Store, Timestamp, UserId,
-    Wallet, Withdraw,
+    Wallet, WalletView, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
@@ -218,6 +218,31 @@ impl<S: Store> Harness<S> {
             .wallet
     }
 
+    /// A wallet with its latest history (first page) and open holds.
+    pub async fn wallet_view(&self, user: UserId) -> WalletView {
+        self.engine
+            .wallet(user, Page::default())
+            .await
+            .expect("wallet")
+    }
+
+    /// Every committed event of an auction, from the store's outbox.
+    pub async fn outbox(&self, auction: AuctionId) -> Vec<Event> {
+        self.engine
+            .events_after(auction, 0, 10_000)
+            .await
+            .expect("events")
+    }
+
+    /// The events of an auction the notifier received, in delivery order.
+    pub fn delivered(&self, auction: AuctionId) -> Vec<Event> {
+        self.notifier
+            .events()
+            .into_iter()
+            .filter(|event| event.auction_id == auction)
+            .collect()
+    }
+
     /// An auction.
     pub async fn auction(&self, id: AuctionId) -> Auction {
         self.engine
@@ -344,11 +369,7 @@ pub async fn deposit_and_withdraw<S: Store>(store: S) {
         );
     }
 
-    let view = h
-        .engine
-        .wallet(ALICE, Page::default())
-        .await
-        .expect("wallet");
+    let view = h.wallet_view(ALICE).await;
     assert_eq!(
         (view.wallet.balance, view.wallet.locked),
         (money(70), Money::ZERO)
@@ -572,11 +593,7 @@ pub async fn outbid_releases_previous_hold<S: Store>(store: S) {
     assert_eq!((alice.balance, alice.locked), (money(380), money(120)));
 
     h.bid(auction.id, BOB, 130).await.expect("bob outbids");
-    let alice = h
-        .engine
-        .wallet(ALICE, Page::default())
-        .await
-        .expect("wallet");
+    let alice = h.wallet_view(ALICE).await;
     assert_eq!(
         (alice.wallet.balance, alice.wallet.locked),
         (money(500), Money::ZERO)
@@ -591,7 +608,7 @@ pub async fn outbid_releases_previous_hold<S: Store>(store: S) {
             (EntryKind::Deposit, money(500)),
         ]
     );
-    let bob = h.engine.wallet(BOB, Page::default()).await.expect("wallet");
+    let bob = h.wallet_view(BOB).await;
     assert_eq!(
         (bob.wallet.balance, bob.wallet.locked),
         (money(370), money(130))
@@ -632,11 +649,7 @@ pub async fn leader_raises_own_bid<S: Store>(store: S) {
         (raised.auction.current_price, raised.auction.leader),
         (money(200), Some(ALICE))
     );
-    let view = h
-        .engine
-        .wallet(ALICE, Page::default())
-        .await
-        .expect("wallet");
+    let view = h.wallet_view(ALICE).await;
     assert_eq!(
         (view.wallet.balance, view.wallet.locked),
         (Money::ZERO, money(200))
@@ -691,13 +704,9 @@ pub async fn insufficient_funds_leave_no_trace<S: Store>(store: S) {
         .await
         .expect("auction");
     assert_eq!(view.bids.len(), 1);
-    let stored = h
-        .engine
-        .events_after(auction.id, 0, 100)
-        .await
-        .expect("events");
+    let stored = h.outbox(auction.id).await;
     assert_eq!(stored.len(), 1);
-    let bob = h.engine.wallet(BOB, Page::default()).await.expect("wallet");
+    let bob = h.wallet_view(BOB).await;
     assert_eq!(bob.history.len(), 1, "only the deposit");
 }
 
@@ -932,27 +941,19 @@ pub async fn settlement_pays_seller_once<S: Store>(store: S) {
     );
     assert_eq!(h.auction(later.id).await.status, AuctionStatus::Open);
 
-    let bob = h.engine.wallet(BOB, Page::default()).await.expect("wallet");
+    let bob = h.wallet_view(BOB).await;
     assert_eq!(
         (bob.wallet.balance, bob.wallet.locked),
         (money(370), Money::ZERO)
     );
     assert!(bob.holds.is_empty());
     assert_eq!(bob.history[0].kind, EntryKind::SettlementDebit);
-    let seller = h
-        .engine
-        .wallet(SELLER, Page::default())
-        .await
-        .expect("wallet");
+    let seller = h.wallet_view(SELLER).await;
     assert_eq!(seller.wallet.balance, money(130));
     assert_eq!(seller.history.len(), 1);
     assert_eq!(seller.history[0].kind, EntryKind::SaleCredit);
 
-    let events = h
-        .engine
-        .events_after(sold.id, 0, 100)
-        .await
-        .expect("events");
+    let events = h.outbox(sold.id).await;
     let last = events.last().expect("settlement event");
     assert_eq!(
         last.public,
@@ -965,11 +966,7 @@ pub async fn settlement_pays_seller_once<S: Store>(store: S) {
         last.notices_for(BOB).collect::<Vec<_>>(),
         [&PrivateEvent::Won { price: money(130) }]
     );
-    let events = h
-        .engine
-        .events_after(unsold.id, 0, 100)
-        .await
-        .expect("events");
+    let events = h.outbox(unsold.id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].public, [PublicEvent::Unsold]);
     h.assert_books(&[SELLER, ALICE, BOB], money(1_000)).await;
@@ -1006,11 +1003,7 @@ pub async fn cancel_rules<S: Store>(store: S) {
         (cancelled.status, cancelled.seq),
         (AuctionStatus::Cancelled, 1)
     );
-    let events = h
-        .engine
-        .events_after(auction.id, 0, 10)
-        .await
-        .expect("events");
+    let events = h.outbox(auction.id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].public, [PublicEvent::Cancelled]);
     let again = h
@@ -1187,14 +1180,9 @@ pub async fn events_have_gapless_sequence<S: Store>(store: S) {
     let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
     assert_eq!(h.auction(auction.id).await.seq, 6);
-    let delivered: Vec<Event> = h
-        .notifier
-        .events()
-        .into_iter()
-        .filter(|e| e.auction_id == auction.id)
-        .collect();
     assert_eq!(
-        delivered, stored,
+        h.delivered(auction.id),
+        stored,
         "the notifier got exactly what was committed, in order"
     );
     let tail = h
@@ -1227,11 +1215,7 @@ pub async fn notifier_failure_keeps_commit<S: Store>(store: S) {
     assert_eq!(h.auction(auction.id).await, receipt.auction);
     assert_eq!(h.wallet(ALICE).await.locked, money(100));
     assert!(h.notifier.events().is_empty());
-    let outbox = h
-        .engine
-        .events_after(auction.id, 0, 10)
-        .await
-        .expect("events");
+    let outbox = h.outbox(auction.id).await;
     assert_eq!(outbox.len(), 1, "the event waits in the outbox");
 }
 

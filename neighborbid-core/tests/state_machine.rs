@@ -141,12 +141,7 @@ async fn snapshot(h: &Harness<MemoryStore>, model: &Model) -> Snapshot {
             .auction(id, Page::first(500))
             .await
             .expect("auction");
-        let events = h
-            .engine
-            .events_after(id, 0, 10_000)
-            .await
-            .expect("events")
-            .len();
+        let events = h.outbox(id).await.len();
         auctions.push((view.auction, view.bids.len(), events));
     }
     Snapshot { wallets, auctions }
@@ -187,24 +182,18 @@ async fn check_invariants(h: &Harness<MemoryStore>, model: &Model) {
             }
             _ => assert!(on_auction.is_empty(), "no escrow on {auction:?}"),
         }
-        let events = h
-            .engine
-            .events_after(auction.id, 0, 10_000)
-            .await
-            .expect("events");
+        let events = h.outbox(auction.id).await;
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
         assert_eq!(
             seqs,
             (1..=auction.seq).collect::<Vec<_>>(),
             "gapless sequence"
         );
-        let delivered: Vec<_> = h
-            .notifier
-            .events()
-            .into_iter()
-            .filter(|e| e.auction_id == auction.id)
-            .collect();
-        assert_eq!(delivered, events, "delivered exactly what was committed");
+        assert_eq!(
+            h.delivered(auction.id),
+            events,
+            "delivered exactly what was committed"
+        );
     }
 }
 
