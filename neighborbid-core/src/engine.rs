@@ -272,7 +272,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
 
     /// An auction with its latest bids (`bids` chooses which).
     pub async fn auction(&self, id: AuctionId, bids: Page) -> Result<AuctionView, EngineError> {
-        let mut tx = self.inner.store.begin().await?;
+        let mut tx = self.inner.store.begin_read().await?;
         let auction = tx
             .get_auction(id)
             .await?
@@ -287,7 +287,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, EngineError> {
-        let mut tx = self.inner.store.begin().await?;
+        let mut tx = self.inner.store.begin_read().await?;
         Ok(tx.list_auctions(filter, page).await?)
     }
 
@@ -306,14 +306,14 @@ impl<S: Store, N: Notifier> Engine<S, N> {
 
     /// The bids `user` placed, newest first.
     pub async fn user_bids(&self, user: UserId, page: Page) -> Result<Vec<Bid>, EngineError> {
-        let mut tx = self.inner.store.begin().await?;
+        let mut tx = self.inner.store.begin_read().await?;
         Ok(tx.user_bids(user, page).await?)
     }
 
     /// A wallet with its latest history (`history` chooses which) and open
     /// holds.
     pub async fn wallet(&self, user: UserId, history: Page) -> Result<WalletView, EngineError> {
-        let mut tx = self.inner.store.begin().await?;
+        let mut tx = self.inner.store.begin_read().await?;
         Ok(WalletView {
             wallet: tx.get_wallet(user).await?,
             history: tx.wallet_history(user, history).await?,
@@ -329,7 +329,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         after: u64,
         limit: u32,
     ) -> Result<Vec<Event>, EngineError> {
-        let mut tx = self.inner.store.begin().await?;
+        let mut tx = self.inner.store.begin_read().await?;
         Ok(tx.events_after(id, after, limit).await?)
     }
 

@@ -83,7 +83,8 @@
 //! simulation. With the `testkit` feature, `testkit` holds the conformance
 //! suite every store runs against itself: in a test file, give
 //! `conformance_tests!` the path of an `async fn` that returns a fresh
-//! store, and it generates one `#[tokio::test]` per behaviour.
+//! store (and a guard that cleans up after the test), and it generates one
+//! `#[tokio::test]` per behaviour.
 
 mod auction;
 mod clock;

@@ -115,6 +115,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Starts a transaction.
     async fn begin(&self) -> Result<Self::Tx, StoreError>;
+
+    /// Starts a transaction that only reads, from one consistent snapshot.
+    /// Backends may run it without taking write locks (SQLite does); the
+    /// default is [`begin`](Store::begin).
+    async fn begin_read(&self) -> Result<Self::Tx, StoreError> {
+        self.begin().await
+    }
 }
 
 /// An open transaction. Dropping it without [`commit`](Transaction::commit)

@@ -2,11 +2,14 @@
 //!
 //! Each behaviour is one `pub async fn name<S: Store>(store: S)` that panics
 //! on failure. [`conformance_tests!`](crate::conformance_tests) turns the
-//! whole list into `#[tokio::test]`s for a store factory:
+//! whole list into `#[tokio::test]`s for a store factory. The factory
+//! returns the store and a guard that lives until the test ends (a
+//! temporary database that its `Drop` removes, say; `()` when there is
+//! nothing to clean up):
 //!
 //! ```
-//! async fn fresh_store() -> neighborbid_core::MemoryStore {
-//!     neighborbid_core::MemoryStore::new()
+//! async fn fresh_store() -> (neighborbid_core::MemoryStore, ()) {
+//!     (neighborbid_core::MemoryStore::new(), ())
 //! }
 //! neighborbid_core::conformance_tests!(fresh_store);
 //! # fn main() {}
@@ -14,6 +17,16 @@
 //!
 //! The calling crate needs `tokio` with the `macros` and `rt-multi-thread`
 //! features among its dev-dependencies.
+//!
+//! Beyond the suite: [`FaultyStore`] injects a failure into any store, and
+//! [`hot_auction`] and [`many_auctions`] are load tests whose size the
+//! caller picks.
+
+mod faulty;
+mod stress;
+
+pub use faulty::{Fault, FaultSwitch, FaultyStore, FaultyTx};
+pub use stress::{hot_auction, many_auctions, StressReport};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,12 +38,13 @@ use crate::{
     Auction, AuctionFilter, AuctionId, AuctionStatus, BidReceipt, BuyNow, CancelAuction,
     CreateAuction, Deposit, Engine, EngineConfig, EngineError, EntryKind, Event, IdempotencyKey,
     ManualClock, Money, MoneyError, Notifier, NotifyError, Page, PlaceBid, PrivateEvent,
-    PublicEvent, Region, Rejection, RetryPolicy, Scope, ScopeFilter, Store, Timestamp, UserId,
-    Wallet, WalletView, Withdraw,
+    PublicEvent, Region, Rejection, RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind,
+    Timestamp, UserId, Wallet, WalletView, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
-/// factory: the path of an `async fn() -> S` returning a fresh store.
+/// factory: the path of an `async fn() -> (S, G)` returning a fresh store
+/// and a guard dropped when the test ends.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
@@ -54,13 +68,17 @@ macro_rules! conformance_tests {
             reads_are_paged_newest_first,
             double_spend_across_auctions,
             concurrent_bidding_conserves_money,
+            failures_leave_no_trace,
+            closers_race,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::testkit::$name($factory().await).await;
+                let (store, guard) = $factory().await;
+                $crate::testkit::$name(store).await;
+                drop(guard);
             }
         )*
     };
@@ -1409,4 +1427,188 @@ pub async fn concurrent_bidding_conserves_money<S: Store>(store: S) {
     let mut everyone = bidders.clone();
     everyone.push(SELLER);
     h.assert_books(&everyone, money(12_000)).await;
+}
+
+/// What a failed command must not change.
+#[derive(Debug, PartialEq)]
+struct Books {
+    auction: crate::AuctionView,
+    outbox: Vec<Event>,
+    wallets: Vec<WalletView>,
+    delivered: usize,
+}
+
+async fn books<S: Store>(h: &Harness<S>, auction: AuctionId, users: &[UserId]) -> Books {
+    let mut wallets = Vec::new();
+    for &user in users {
+        wallets.push(h.wallet_view(user).await);
+    }
+    Books {
+        auction: h
+            .engine
+            .auction(auction, Page::default())
+            .await
+            .expect("auction"),
+        outbox: h.outbox(auction).await,
+        wallets,
+        delivered: h.notifier.events().len(),
+    }
+}
+
+/// A store failure after any write of a bid, a deposit or a settlement
+/// rolls the whole command back: same wallets and history, no bid, no
+/// outbox row, no idempotency record, nothing delivered. The same request
+/// then succeeds, once.
+pub async fn failures_leave_no_trace<S: Store>(store: S) {
+    let store = FaultyStore::new(store);
+    let faulty = store.switch();
+    let h = Harness::new(store);
+    let parties = [ALICE, BOB, CAROL, SELLER];
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 500).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+    h.bid(auction, ALICE, 100).await.expect("first bid");
+
+    let injected = |result: Result<_, EngineError>, fault: Fault| match result {
+        Err(EngineError::Store(error)) if error.kind() == StoreErrorKind::Other => {}
+        other => panic!("{fault:?}: expected the injected failure, got {other:?}"),
+    };
+    let outbid = PlaceBid {
+        auction_id: auction,
+        bidder: BOB,
+        bidder_region: None,
+        amount: money(110),
+    };
+    for fault in Fault::ALL {
+        let before = books(&h, auction, &parties).await;
+        faulty.arm(fault);
+        injected(
+            h.engine
+                .place_bid(outbid.clone(), key("bob-outbids"))
+                .await
+                .map(|_| ()),
+            fault,
+        );
+        assert!(faulty.fired(), "a bid reaches {fault:?}");
+        assert_eq!(books(&h, auction, &parties).await, before, "{fault:?}");
+    }
+    let receipt = h
+        .engine
+        .place_bid(outbid.clone(), key("bob-outbids"))
+        .await
+        .expect("the same request now succeeds");
+    let replay = h.engine.place_bid(outbid, key("bob-outbids")).await;
+    assert_eq!(replay.expect("replay"), receipt);
+    assert_eq!(h.wallet(BOB).await.locked, money(110));
+    assert_eq!(h.wallet(ALICE).await.locked, Money::ZERO);
+
+    let deposit = Deposit {
+        user: CAROL,
+        amount: money(50),
+    };
+    for fault in [
+        Fault::SaveWallet,
+        Fault::AppendEntry,
+        Fault::SaveIdempotency,
+        Fault::Commit,
+    ] {
+        let before = books(&h, auction, &parties).await;
+        faulty.arm(fault);
+        let result = h
+            .engine
+            .deposit(deposit.clone(), key("carol-tops-up"))
+            .await;
+        injected(result.map(|_| ()), fault);
+        assert!(faulty.fired(), "a deposit reaches {fault:?}");
+        assert_eq!(books(&h, auction, &parties).await, before, "{fault:?}");
+    }
+    h.engine
+        .deposit(deposit, key("carol-tops-up"))
+        .await
+        .expect("the deposit now succeeds");
+
+    h.clock.advance(TimeDelta::hours(2));
+    for fault in [
+        Fault::UpdateAuction,
+        Fault::SaveWallet,
+        Fault::AppendEntry,
+        Fault::SetHold,
+        Fault::AppendEvent,
+        Fault::Commit,
+    ] {
+        let before = books(&h, auction, &parties).await;
+        faulty.arm(fault);
+        injected(h.engine.close_due_auctions(10).await.map(|_| ()), fault);
+        assert!(faulty.fired(), "a settlement reaches {fault:?}");
+        assert_eq!(books(&h, auction, &parties).await, before, "{fault:?}");
+    }
+    let closed = h.engine.close_due_auctions(10).await.expect("close");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(h.wallet(SELLER).await.balance, money(110));
+    h.assert_books(&parties, money(1_050)).await;
+}
+
+/// Two closers running at once on the same due auctions settle each one
+/// exactly once.
+pub async fn closers_race<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let bidders = [ALICE, BOB, CAROL];
+    for bidder in bidders {
+        h.fund(bidder, 10_000).await;
+    }
+    let mut auctions = Vec::new();
+    let mut sales = Money::ZERO;
+    for i in 0..12u64 {
+        let auction = h.create(h.national(100, 10)).await.id;
+        if i % 3 != 2 {
+            h.bid(auction, bidders[(i % 3) as usize], 100 + i)
+                .await
+                .expect("bid");
+            sales = sales.checked_add(money(100 + i)).expect("small");
+        }
+        auctions.push(auction);
+    }
+    h.clock.advance(TimeDelta::hours(2));
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let closers: Vec<_> = (0..2)
+        .map(|_| {
+            let (engine, barrier) = (h.engine.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                engine.close_due_auctions(usize::MAX).await
+            })
+        })
+        .collect();
+    let mut closed = Vec::new();
+    for closer in closers {
+        let auctions = closer.await.expect("closer task").expect("close");
+        closed.extend(auctions.into_iter().map(|auction| auction.id));
+    }
+    closed.sort();
+    assert_eq!(closed, auctions, "every due auction closed by exactly one");
+    for &auction in &auctions {
+        let endings = h
+            .outbox(auction)
+            .await
+            .iter()
+            .flat_map(|event| &event.public)
+            .filter(|public| matches!(public, PublicEvent::Sold { .. } | PublicEvent::Unsold))
+            .count();
+        assert_eq!(endings, 1, "{auction} settled once");
+        assert!(!h.auction(auction).await.is_live(h.now()));
+    }
+    assert_eq!(
+        h.wallet(SELLER).await.balance,
+        sales,
+        "the seller is paid once"
+    );
+    let mut everyone = bidders.to_vec();
+    everyone.push(SELLER);
+    h.assert_books(&everyone, money(30_000)).await;
+    assert!(h
+        .engine
+        .close_due_auctions(10)
+        .await
+        .expect("nothing left")
+        .is_empty());
 }

@@ -1,7 +1,25 @@
-//! The conformance suite on the memory store.
+//! The conformance suite on the memory store, and the load tests at a
+//! size that suits a unit-test run.
 
-async fn fresh_store() -> neighborbid_core::MemoryStore {
-    neighborbid_core::MemoryStore::new()
+use std::time::Duration;
+
+use neighborbid_core::testkit;
+use neighborbid_core::MemoryStore;
+
+async fn fresh_store() -> (MemoryStore, ()) {
+    (MemoryStore::new(), ())
 }
 
 neighborbid_core::conformance_tests!(fresh_store);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_auction_under_load() {
+    let report = testkit::hot_auction(MemoryStore::new(), 16, Duration::from_millis(500)).await;
+    assert!(report.accepted > 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_auctions_under_load() {
+    let report = testkit::many_auctions(MemoryStore::new(), 16, Duration::from_millis(500)).await;
+    assert!(report.accepted > 0, "{report:?}");
+}

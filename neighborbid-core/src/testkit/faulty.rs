@@ -1,0 +1,265 @@
+//! [`FaultyStore`]: any store, with one failure injected on demand.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::{
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, Hold, IdempotencyKey,
+    IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
+    Transaction, UserId, Wallet, WalletLedger,
+};
+
+/// A write after which [`FaultyStore`] fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// After [`AuctionStore::update_auction`].
+    UpdateAuction,
+    /// After [`AuctionStore::insert_bid`].
+    InsertBid,
+    /// After [`WalletLedger::save_wallet`].
+    SaveWallet,
+    /// After [`WalletLedger::append_entry`].
+    AppendEntry,
+    /// After [`WalletLedger::set_hold`].
+    SetHold,
+    /// After [`AuctionStore::append_event`].
+    AppendEvent,
+    /// After [`AuctionStore::save_idempotency`].
+    SaveIdempotency,
+    /// Instead of [`Transaction::commit`]: the transaction is dropped.
+    Commit,
+}
+
+impl Fault {
+    /// Every fault, in the order a bid reaches them.
+    pub const ALL: [Fault; 8] = [
+        Fault::UpdateAuction,
+        Fault::InsertBid,
+        Fault::SaveWallet,
+        Fault::AppendEntry,
+        Fault::SetHold,
+        Fault::AppendEvent,
+        Fault::SaveIdempotency,
+        Fault::Commit,
+    ];
+}
+
+/// Wraps a store and, once its [`FaultSwitch`] is armed, fails the next
+/// transaction that reaches the armed write, right after the write went
+/// through, as a dropped connection would. The error is not retryable, so
+/// the engine gives up and the transaction must roll back without a trace.
+#[derive(Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    switch: FaultSwitch,
+}
+
+impl<S> FaultyStore<S> {
+    /// `inner`, unarmed.
+    pub fn new(inner: S) -> FaultyStore<S> {
+        FaultyStore {
+            inner,
+            switch: FaultSwitch::default(),
+        }
+    }
+
+    /// The switch that arms this store's faults.
+    pub fn switch(&self) -> FaultSwitch {
+        self.switch.clone()
+    }
+}
+
+/// Arms the faults of a [`FaultyStore`]; clones share the switch.
+#[derive(Clone, Debug, Default)]
+pub struct FaultSwitch {
+    armed: Arc<Mutex<Option<Fault>>>,
+}
+
+impl FaultSwitch {
+    /// Arms a fault for the next transaction that reaches it.
+    pub fn arm(&self, fault: Fault) {
+        *self.lock() = Some(fault);
+    }
+
+    /// Whether the armed fault went off (or none was armed).
+    pub fn fired(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Fault>> {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn trip(&self, at: Fault) -> Result<(), StoreError> {
+        let mut armed = self.lock();
+        if *armed == Some(at) {
+            *armed = None;
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("injected fault at {at:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A transaction of a [`FaultyStore`].
+#[derive(Debug)]
+pub struct FaultyTx<T> {
+    inner: T,
+    switch: FaultSwitch,
+}
+
+impl<T> FaultyTx<T> {
+    fn trip(&self, at: Fault) -> Result<(), StoreError> {
+        self.switch.trip(at)
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FaultyStore<S> {
+    type Tx = FaultyTx<S::Tx>;
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        Ok(FaultyTx {
+            inner: self.inner.begin().await?,
+            switch: self.switch.clone(),
+        })
+    }
+
+    async fn begin_read(&self) -> Result<Self::Tx, StoreError> {
+        Ok(FaultyTx {
+            inner: self.inner.begin_read().await?,
+            switch: self.switch.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl<T: Transaction> Transaction for FaultyTx<T> {
+    async fn commit(self) -> Result<(), StoreError> {
+        self.trip(Fault::Commit)?;
+        self.inner.commit().await
+    }
+}
+
+#[async_trait]
+impl<T: Transaction> AuctionStore for FaultyTx<T> {
+    async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
+        self.inner.insert_auction(auction).await
+    }
+
+    async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        self.inner.lock_auction(id).await
+    }
+
+    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
+        self.inner.claim_due_auction(now).await
+    }
+
+    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
+        self.inner.update_auction(auction).await?;
+        self.trip(Fault::UpdateAuction)
+    }
+
+    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
+        let bid = self.inner.insert_bid(bid).await?;
+        self.trip(Fault::InsertBid)?;
+        Ok(bid)
+    }
+
+    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        self.inner.append_event(event).await?;
+        self.trip(Fault::AppendEvent)
+    }
+
+    async fn load_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.load_idempotency(user, key).await
+    }
+
+    async fn save_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.save_idempotency(user, key, record).await?;
+        self.trip(Fault::SaveIdempotency)
+    }
+
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        self.inner.get_auction(id).await
+    }
+
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError> {
+        self.inner.list_auctions(filter, page).await
+    }
+
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        self.inner.auction_bids(id, page).await
+    }
+
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        self.inner.user_bids(user, page).await
+    }
+
+    async fn events_after(
+        &mut self,
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.events_after(id, after, limit).await
+    }
+}
+
+#[async_trait]
+impl<T: Transaction> WalletLedger for FaultyTx<T> {
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
+        self.inner.lock_wallets(users).await
+    }
+
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
+        self.inner.auction_holds(auction).await
+    }
+
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
+        self.inner.save_wallet(wallet).await?;
+        self.trip(Fault::SaveWallet)
+    }
+
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        self.inner.append_entry(entry).await?;
+        self.trip(Fault::AppendEntry)
+    }
+
+    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
+        self.inner.set_hold(hold).await?;
+        self.trip(Fault::SetHold)
+    }
+
+    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
+        self.inner.get_wallet(user).await
+    }
+
+    async fn wallet_history(
+        &mut self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.wallet_history(user, page).await
+    }
+
+    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
+        self.inner.user_holds(user).await
+    }
+}

@@ -1,0 +1,380 @@
+//! What both backends share: rows as they come out of SQL, their conversion
+//! into core types, and the mapping of database errors onto
+//! [`StoreError`] kinds.
+//!
+//! The two schemas hold the same columns in different types: Postgres keeps
+//! amounts as `NUMERIC` and times as `TIMESTAMPTZ`, SQLite as decimal text
+//! and microseconds. The row types are generic over those two column types
+//! ([`Amount`], [`Instant`]) so one conversion serves both.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use neighborbid_core::{
+    Auction, AuctionId, AuctionStatus, Bid, BidId, EntryKind, Hold, LedgerEntry, Money, Region,
+    Scope, StoreError, StoreErrorKind, Timestamp, UserId, Wallet,
+};
+use rust_decimal::Decimal;
+
+/// How a backend stores an amount.
+pub(crate) trait Amount {
+    fn into_money(self) -> Result<Money, StoreError>;
+}
+
+impl Amount for Decimal {
+    fn into_money(self) -> Result<Money, StoreError> {
+        Money::new(self).map_err(|error| corrupt(format!("amount {self}: {error}")))
+    }
+}
+
+impl Amount for String {
+    fn into_money(self) -> Result<Money, StoreError> {
+        self.parse()
+            .map_err(|error| corrupt(format!("amount {self:?}: {error}")))
+    }
+}
+
+/// How a backend stores a point in time.
+pub(crate) trait Instant {
+    fn into_timestamp(self) -> Result<Timestamp, StoreError>;
+}
+
+impl Instant for DateTime<Utc> {
+    fn into_timestamp(self) -> Result<Timestamp, StoreError> {
+        Ok(self)
+    }
+}
+
+impl Instant for i64 {
+    fn into_timestamp(self) -> Result<Timestamp, StoreError> {
+        DateTime::from_timestamp_micros(self)
+            .ok_or_else(|| corrupt(format!("time {self} is out of range")))
+    }
+}
+
+fn corrupt(message: String) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message)
+}
+
+fn count<T: TryFrom<i64>>(value: i64, column: &str) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| corrupt(format!("{column} {value} is out of range")))
+}
+
+/// The columns of `auctions` that [`AuctionRow`] reads, as a literal for
+/// `concat!`.
+macro_rules! auction_columns {
+    () => {
+        "id, seller, title, description, scope, region, start_price, bid_unit, buy_now_price, \
+         starts_at, ends_at, status, current_price, leader, bid_count, seq, created_at, closed_at"
+    };
+}
+pub(crate) use auction_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuctionRow<M, T> {
+    id: i64,
+    seller: i64,
+    title: String,
+    description: String,
+    scope: String,
+    region: Option<String>,
+    start_price: M,
+    bid_unit: M,
+    buy_now_price: Option<M>,
+    starts_at: T,
+    ends_at: T,
+    status: String,
+    current_price: M,
+    leader: Option<i64>,
+    bid_count: i64,
+    seq: i64,
+    created_at: T,
+    closed_at: Option<T>,
+}
+
+impl<M: Amount, T: Instant> AuctionRow<M, T> {
+    pub(crate) fn into_auction(self) -> Result<Auction, StoreError> {
+        let scope = match (self.scope.as_str(), self.region) {
+            ("national", None) => Scope::National,
+            ("local", Some(region)) => Scope::Local {
+                region: Region(region),
+            },
+            (scope, region) => {
+                return Err(corrupt(format!("scope {scope:?} with region {region:?}")))
+            }
+        };
+        Ok(Auction {
+            id: AuctionId(self.id),
+            seller: UserId(self.seller),
+            title: self.title,
+            description: self.description,
+            scope,
+            start_price: self.start_price.into_money()?,
+            bid_unit: self.bid_unit.into_money()?,
+            buy_now_price: self.buy_now_price.map(Amount::into_money).transpose()?,
+            starts_at: self.starts_at.into_timestamp()?,
+            ends_at: self.ends_at.into_timestamp()?,
+            status: self
+                .status
+                .parse::<AuctionStatus>()
+                .map_err(|error| corrupt(error.to_string()))?,
+            current_price: self.current_price.into_money()?,
+            leader: self.leader.map(UserId),
+            bid_count: count(self.bid_count, "bid_count")?,
+            seq: count(self.seq, "seq")?,
+            created_at: self.created_at.into_timestamp()?,
+            closed_at: self.closed_at.map(Instant::into_timestamp).transpose()?,
+        })
+    }
+}
+
+/// The scope of an auction as its two columns.
+pub(crate) fn scope_columns(scope: &Scope) -> (&'static str, Option<&str>) {
+    match scope {
+        Scope::National => ("national", None),
+        Scope::Local { region } => ("local", Some(region.as_str())),
+    }
+}
+
+/// A filter's scope as the `scope` and `region` a row must have (`None`:
+/// any).
+pub(crate) fn scope_filter(
+    filter: Option<&neighborbid_core::ScopeFilter>,
+) -> (Option<&'static str>, Option<&str>) {
+    use neighborbid_core::ScopeFilter;
+    match filter {
+        None => (None, None),
+        Some(ScopeFilter::National) => (Some("national"), None),
+        Some(ScopeFilter::Local { region }) => (Some("local"), region.as_ref().map(Region::as_str)),
+    }
+}
+
+/// The columns of `bids` that [`BidRow`] reads.
+macro_rules! bid_columns {
+    () => {
+        "id, auction_id, bidder, amount, placed_at, seq"
+    };
+}
+pub(crate) use bid_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct BidRow<M, T> {
+    id: i64,
+    auction_id: i64,
+    bidder: i64,
+    amount: M,
+    placed_at: T,
+    seq: i64,
+}
+
+impl<M: Amount, T: Instant> BidRow<M, T> {
+    pub(crate) fn into_bid(self) -> Result<Bid, StoreError> {
+        Ok(Bid {
+            id: BidId(self.id),
+            auction_id: AuctionId(self.auction_id),
+            bidder: UserId(self.bidder),
+            amount: self.amount.into_money()?,
+            placed_at: self.placed_at.into_timestamp()?,
+            seq: count(self.seq, "seq")?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WalletRow<M> {
+    user_id: i64,
+    balance: M,
+    locked: M,
+}
+
+impl<M: Amount> WalletRow<M> {
+    pub(crate) fn into_wallet(self) -> Result<Wallet, StoreError> {
+        Ok(Wallet {
+            user: UserId(self.user_id),
+            balance: self.balance.into_money()?,
+            locked: self.locked.into_money()?,
+        })
+    }
+}
+
+/// The columns of `ledger_entries` that [`EntryRow`] reads.
+macro_rules! entry_columns {
+    () => {
+        "user_id, kind, amount, auction_id, balance_after, locked_after, at"
+    };
+}
+pub(crate) use entry_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EntryRow<M, T> {
+    user_id: i64,
+    kind: String,
+    amount: M,
+    auction_id: Option<i64>,
+    balance_after: M,
+    locked_after: M,
+    at: T,
+}
+
+impl<M: Amount, T: Instant> EntryRow<M, T> {
+    pub(crate) fn into_entry(self) -> Result<LedgerEntry, StoreError> {
+        let kind = EntryKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == self.kind)
+            .ok_or_else(|| corrupt(format!("unknown entry kind {:?}", self.kind)))?;
+        Ok(LedgerEntry {
+            user: UserId(self.user_id),
+            kind,
+            amount: self.amount.into_money()?,
+            auction_id: self.auction_id.map(AuctionId),
+            balance_after: self.balance_after.into_money()?,
+            locked_after: self.locked_after.into_money()?,
+            at: self.at.into_timestamp()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct HoldRow<M> {
+    auction_id: i64,
+    user_id: i64,
+    amount: M,
+}
+
+impl<M: Amount> HoldRow<M> {
+    pub(crate) fn into_hold(self) -> Result<Hold, StoreError> {
+        Ok(Hold {
+            auction_id: AuctionId(self.auction_id),
+            user: UserId(self.user_id),
+            amount: self.amount.into_money()?,
+        })
+    }
+}
+
+/// Converts every row, failing on the first that does not convert.
+pub(crate) fn convert<R, T>(
+    rows: Vec<R>,
+    into: impl Fn(R) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(into).collect()
+}
+
+/// A sequence number or count as the `BIGINT` it is stored in.
+pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!("{what} {value} does not fit a BIGINT"),
+        )
+    })
+}
+
+/// Checks that an `UPDATE` of a locked row found it.
+pub(crate) fn expect_one(
+    rows: u64,
+    what: &str,
+    id: impl std::fmt::Display,
+) -> Result<(), StoreError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Other,
+            format!("{what} {id} does not exist"),
+        ))
+    }
+}
+
+/// Conflicts with concurrent transactions that a store has seen (and the
+/// engine retried), by cause. Read with `conflicts()` on a store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConflictCounts {
+    /// Deadlocks the database broke (Postgres `40P01`). The lock order
+    /// should keep this at zero.
+    pub deadlocks: u64,
+    /// Waits for a lock that ran past the lock timeout (`55P03`; SQLite:
+    /// busy).
+    pub lock_timeouts: u64,
+    /// Serialization failures (`40001`).
+    pub serialization_failures: u64,
+    /// Duplicate keys: two requests with one idempotency key at once.
+    pub duplicate_keys: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ConflictCounters {
+    deadlocks: AtomicU64,
+    lock_timeouts: AtomicU64,
+    serialization_failures: AtomicU64,
+    duplicate_keys: AtomicU64,
+}
+
+impl ConflictCounters {
+    pub(crate) fn snapshot(&self) -> ConflictCounts {
+        ConflictCounts {
+            deadlocks: self.deadlocks.load(Ordering::Relaxed),
+            lock_timeouts: self.lock_timeouts.load(Ordering::Relaxed),
+            serialization_failures: self.serialization_failures.load(Ordering::Relaxed),
+            duplicate_keys: self.duplicate_keys.load(Ordering::Relaxed),
+        }
+    }
+
+    fn bump(&self, conflict: Conflict) {
+        let counter = match conflict {
+            Conflict::Deadlock => &self.deadlocks,
+            Conflict::LockTimeout => &self.lock_timeouts,
+            Conflict::Serialization => &self.serialization_failures,
+            Conflict::DuplicateKey => &self.duplicate_keys,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A failure caused by a concurrent transaction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Conflict {
+    Deadlock,
+    LockTimeout,
+    Serialization,
+    DuplicateKey,
+}
+
+/// Converts a sqlx error: `conflict` names the database's codes for
+/// failures a retry can cure (they differ between backends), which become
+/// [`StoreErrorKind::Conflict`] and are counted.
+pub(crate) fn store_error(
+    error: sqlx::Error,
+    conflict: impl Fn(&str) -> Option<Conflict>,
+    counters: &ConflictCounters,
+) -> StoreError {
+    use sqlx::Error;
+    let kind = match &error {
+        Error::Database(db) => match db.code().as_deref().and_then(&conflict) {
+            Some(cause) => {
+                counters.bump(cause);
+                StoreErrorKind::Conflict
+            }
+            // Connection exceptions and server shutdown (Postgres classes
+            // 08 and 57P).
+            None if db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
+            {
+                StoreErrorKind::Unavailable
+            }
+            None => StoreErrorKind::Other,
+        },
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::Protocol(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => StoreErrorKind::Unavailable,
+        Error::ColumnDecode { .. } | Error::Decode(_) | Error::ColumnNotFound(_) => {
+            StoreErrorKind::Corrupt
+        }
+        _ => StoreErrorKind::Other,
+    };
+    StoreError::new(kind, error.to_string()).with_source(error)
+}

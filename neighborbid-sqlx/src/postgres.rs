@@ -1,0 +1,586 @@
+//! [`PgStore`]: Postgres, with row locks.
+//!
+//! A transaction locks the auction row (`SELECT ... FOR UPDATE`), then the
+//! wallets in ascending user id, so no interleaving of commands can
+//! deadlock. Every connection carries a `lock_timeout`; a lock wait that
+//! runs out, a deadlock, a serialization failure or a duplicate idempotency
+//! key is a retryable conflict, and the engine retries the whole
+//! transaction with the same idempotency key. The closer claims due
+//! auctions with `FOR UPDATE SKIP LOCKED`, so several processes can close
+//! side by side.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use neighborbid_core::{
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, Hold, IdempotencyKey,
+    IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
+    Transaction, UserId, Wallet, WalletLedger,
+};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{Postgres, Row};
+
+use crate::codec::{
+    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, scope_filter,
+    to_i64, Conflict, ConflictCounters, ConflictCounts,
+};
+
+type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
+type BidRow = codec::BidRow<Decimal, DateTime<Utc>>;
+type WalletRow = codec::WalletRow<Decimal>;
+type EntryRow = codec::EntryRow<Decimal, DateTime<Utc>>;
+type HoldRow = codec::HoldRow<Decimal>;
+
+/// How to connect a [`PgStore`].
+#[derive(Clone, Debug)]
+pub struct PgStoreOptions {
+    connect: PgConnectOptions,
+    max_connections: u32,
+    lock_timeout: Duration,
+    acquire_timeout: Duration,
+}
+
+impl PgStoreOptions {
+    /// Options for the server at `url` (`postgres://user@host:port/db`),
+    /// with a pool of 10 connections and a 2 s lock timeout.
+    pub fn new(url: &str) -> Result<PgStoreOptions, StoreError> {
+        let connect: PgConnectOptions = url.parse().map_err(|error: sqlx::Error| {
+            StoreError::new(StoreErrorKind::Other, format!("bad Postgres URL: {error}"))
+                .with_source(error)
+        })?;
+        Ok(PgStoreOptions {
+            connect,
+            max_connections: 10,
+            lock_timeout: Duration::from_secs(2),
+            acquire_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The most connections the pool opens.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a statement waits for a row lock before its transaction
+    /// fails as a (retryable) conflict.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// How long a transaction waits for a free connection before failing
+    /// as unavailable.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Opens the pool. Connections are made lazily; call
+    /// [`PgStore::migrate`] to create or update the schema.
+    pub fn connect(self) -> PgStore {
+        let lock_timeout = format!("{}ms", self.lock_timeout.as_millis().max(1));
+        let connect = self
+            .connect
+            .options([("lock_timeout", lock_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_lazy_with(connect);
+        PgStore {
+            pool,
+            counters: Arc::default(),
+        }
+    }
+}
+
+/// A [`Store`] on Postgres. Clones share the pool.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    counters: Arc<ConflictCounters>,
+}
+
+impl PgStore {
+    /// A store on the server at `url` with default [`PgStoreOptions`].
+    pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        Ok(PgStoreOptions::new(url)?.connect())
+    }
+
+    /// Creates or updates the schema (idempotent; safe to run from several
+    /// processes at once).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|error| {
+                StoreError::new(StoreErrorKind::Other, format!("migration failed: {error}"))
+                    .with_source(error)
+            })
+    }
+
+    /// The connection pool, for the embedder's own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Conflicts seen (and retried) so far.
+    pub fn conflicts(&self) -> ConflictCounts {
+        self.counters.snapshot()
+    }
+
+    fn error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |error| pg_error(error, &self.counters)
+    }
+}
+
+fn pg_error(error: sqlx::Error, counters: &ConflictCounters) -> StoreError {
+    codec::store_error(
+        error,
+        |code| match code {
+            "40P01" => Some(Conflict::Deadlock),
+            "55P03" => Some(Conflict::LockTimeout),
+            "40001" => Some(Conflict::Serialization),
+            "23505" => Some(Conflict::DuplicateKey),
+            _ => None,
+        },
+        counters,
+    )
+}
+
+#[async_trait]
+impl Store for PgStore {
+    type Tx = PgTx;
+
+    async fn begin(&self) -> Result<PgTx, StoreError> {
+        Ok(PgTx {
+            tx: self.pool.begin().await.map_err(self.error())?,
+            counters: Arc::clone(&self.counters),
+        })
+    }
+
+    async fn begin_read(&self) -> Result<PgTx, StoreError> {
+        let tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(self.error())?;
+        Ok(PgTx {
+            tx,
+            counters: Arc::clone(&self.counters),
+        })
+    }
+}
+
+/// A transaction on a [`PgStore`]; dropping it rolls back.
+#[derive(Debug)]
+pub struct PgTx {
+    tx: sqlx::Transaction<'static, Postgres>,
+    counters: Arc<ConflictCounters>,
+}
+
+impl PgTx {
+    fn error(&self) -> impl Fn(sqlx::Error) -> StoreError {
+        let counters = Arc::clone(&self.counters);
+        move |error| pg_error(error, &counters)
+    }
+}
+
+/// Binds an auction's columns as `$1..$17` in the order of
+/// `auction_columns!()` without `id`.
+fn bind_auction<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    auction: &'q Auction,
+) -> Result<Query<'q, Postgres, PgArguments>, StoreError> {
+    let (scope, region) = scope_columns(&auction.scope);
+    Ok(query
+        .bind(auction.seller.0)
+        .bind(&auction.title)
+        .bind(&auction.description)
+        .bind(scope)
+        .bind(region)
+        .bind(auction.start_price.amount())
+        .bind(auction.bid_unit.amount())
+        .bind(auction.buy_now_price.map(|price| price.amount()))
+        .bind(auction.starts_at)
+        .bind(auction.ends_at)
+        .bind(auction.status.as_str())
+        .bind(auction.current_price.amount())
+        .bind(auction.leader.map(|leader| leader.0))
+        .bind(i64::from(auction.bid_count))
+        .bind(to_i64(auction.seq, "seq")?)
+        .bind(auction.created_at)
+        .bind(auction.closed_at))
+}
+
+fn limit(page: Page) -> (i64, i64) {
+    (i64::from(page.limit), i64::from(page.offset))
+}
+
+#[async_trait]
+impl Transaction for PgTx {
+    async fn commit(self) -> Result<(), StoreError> {
+        let error = self.error();
+        self.tx.commit().await.map_err(error)
+    }
+}
+
+#[async_trait]
+impl AuctionStore for PgTx {
+    async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO auctions (seller, title, description, scope, region, start_price, \
+             bid_unit, buy_now_price, starts_at, ends_at, status, current_price, leader, \
+             bid_count, seq, created_at, closed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             RETURNING id",
+        );
+        let row = bind_auction(query, auction)?
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        let id: i64 = row.try_get(0).map_err(self.error())?;
+        Ok(Auction {
+            id: AuctionId(id),
+            ..auction.clone()
+        })
+    }
+
+    async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        sqlx::query_as::<_, AuctionRow>(concat!(
+            "SELECT ",
+            auction_columns!(),
+            " FROM auctions WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?
+        .map(AuctionRow::into_auction)
+        .transpose()
+    }
+
+    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
+        sqlx::query_as::<_, AuctionRow>(concat!(
+            "SELECT ",
+            auction_columns!(),
+            " FROM auctions WHERE status = 'open' AND ends_at <= $1 \
+              ORDER BY ends_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?
+        .map(AuctionRow::into_auction)
+        .transpose()
+    }
+
+    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE auctions SET seller = $1, title = $2, description = $3, scope = $4, \
+             region = $5, start_price = $6, bid_unit = $7, buy_now_price = $8, starts_at = $9, \
+             ends_at = $10, status = $11, current_price = $12, leader = $13, bid_count = $14, \
+             seq = $15, created_at = $16, closed_at = $17 WHERE id = $18",
+        );
+        let updated = bind_auction(query, auction)?
+            .bind(auction.id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        expect_one(updated.rows_affected(), "auction", auction.id)
+    }
+
+    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bids (auction_id, bidder, amount, placed_at, seq) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(bid.auction_id.0)
+        .bind(bid.bidder.0)
+        .bind(bid.amount.amount())
+        .bind(bid.placed_at)
+        .bind(to_i64(bid.seq, "seq")?)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(Bid {
+            id: neighborbid_core::BidId(id),
+            ..bid.clone()
+        })
+    }
+
+    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO outbox (auction_id, seq, at, payload) VALUES ($1, $2, $3, $4)")
+            .bind(event.auction_id.0)
+            .bind(to_i64(event.seq, "seq")?)
+            .bind(event.at)
+            .bind(Json(event))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn load_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let record: Option<Json<IdempotencyRecord>> =
+            sqlx::query_scalar("SELECT record FROM idempotency WHERE user_id = $1 AND key = $2")
+                .bind(user.0)
+                .bind(key.as_str())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(self.error())?;
+        Ok(record.map(|Json(record)| record))
+    }
+
+    async fn save_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO idempotency (user_id, key, record) VALUES ($1, $2, $3)")
+            .bind(user.0)
+            .bind(key.as_str())
+            .bind(Json(record))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        sqlx::query_as::<_, AuctionRow>(concat!(
+            "SELECT ",
+            auction_columns!(),
+            " FROM auctions WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?
+        .map(AuctionRow::into_auction)
+        .transpose()
+    }
+
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError> {
+        let (scope, region) = scope_filter(filter.scope.as_ref());
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, AuctionRow>(concat!(
+            "SELECT ",
+            auction_columns!(),
+            " FROM auctions \
+              WHERE ($1::text IS NULL OR status = $1) \
+                AND ($2::text IS NULL OR scope = $2) \
+                AND ($3::text IS NULL OR region = $3) \
+                AND ($4::bigint IS NULL OR seller = $4) \
+              ORDER BY id DESC LIMIT $5 OFFSET $6"
+        ))
+        .bind(filter.status.map(|status| status.as_str()))
+        .bind(scope)
+        .bind(region)
+        .bind(filter.seller.map(|seller| seller.0))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, AuctionRow::into_auction)
+    }
+
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, BidRow>(concat!(
+            "SELECT ",
+            bid_columns!(),
+            " FROM bids WHERE auction_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(id.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, BidRow::into_bid)
+    }
+
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, BidRow>(concat!(
+            "SELECT ",
+            bid_columns!(),
+            " FROM bids WHERE bidder = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(user.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, BidRow::into_bid)
+    }
+
+    async fn events_after(
+        &mut self,
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events: Vec<Json<Event>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox WHERE auction_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(id.0)
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(events.into_iter().map(|Json(event)| event).collect())
+    }
+}
+
+#[async_trait]
+impl WalletLedger for PgTx {
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
+        // One statement creates missing wallets and locks them all. The
+        // upsert visits users in the given (ascending) order, locking each
+        // before the next, so all lockers take wallets in one order: a
+        // brand-new wallet's insert is waited on like a row lock.
+        let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
+        let rows = sqlx::query_as::<_, WalletRow>(
+            "INSERT INTO wallets (user_id) SELECT * FROM unnest($1::bigint[]) \
+             ON CONFLICT (user_id) DO UPDATE SET balance = wallets.balance \
+             RETURNING user_id, balance, locked",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        let mut wallets = codec::convert(rows, WalletRow::into_wallet)?;
+        wallets.sort_by_key(|wallet| wallet.user);
+        if wallets.len() != users.len() {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("locked {} wallets of {}", wallets.len(), users.len()),
+            ));
+        }
+        Ok(wallets)
+    }
+
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query_as::<_, HoldRow>(
+            "SELECT auction_id, user_id, amount FROM holds WHERE auction_id = $1 ORDER BY user_id",
+        )
+        .bind(auction.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, HoldRow::into_hold)
+    }
+
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
+        let updated =
+            sqlx::query("UPDATE wallets SET balance = $2, locked = $3 WHERE user_id = $1")
+                .bind(wallet.user.0)
+                .bind(wallet.balance.amount())
+                .bind(wallet.locked.amount())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(self.error())?;
+        expect_one(updated.rows_affected(), "wallet", wallet.user)
+    }
+
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger_entries \
+             (user_id, kind, amount, auction_id, balance_after, locked_after, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(entry.user.0)
+        .bind(entry.kind.as_str())
+        .bind(entry.amount.amount())
+        .bind(entry.auction_id.map(|id| id.0))
+        .bind(entry.balance_after.amount())
+        .bind(entry.locked_after.amount())
+        .bind(entry.at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
+        let query = if hold.amount.is_zero() {
+            sqlx::query("DELETE FROM holds WHERE auction_id = $1 AND user_id = $2")
+                .bind(hold.auction_id.0)
+                .bind(hold.user.0)
+        } else {
+            sqlx::query(
+                "INSERT INTO holds (auction_id, user_id, amount) VALUES ($1, $2, $3) \
+                 ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = EXCLUDED.amount",
+            )
+            .bind(hold.auction_id.0)
+            .bind(hold.user.0)
+            .bind(hold.amount.amount())
+        };
+        query.execute(&mut *self.tx).await.map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
+        let row = sqlx::query_as::<_, WalletRow>(
+            "SELECT user_id, balance, locked FROM wallets WHERE user_id = $1",
+        )
+        .bind(user.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        match row {
+            Some(row) => row.into_wallet(),
+            None => Ok(Wallet::empty(user)),
+        }
+    }
+
+    async fn wallet_history(
+        &mut self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, EntryRow>(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(user.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, EntryRow::into_entry)
+    }
+
+    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query_as::<_, HoldRow>(
+            "SELECT auction_id, user_id, amount FROM holds WHERE user_id = $1 ORDER BY auction_id",
+        )
+        .bind(user.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, HoldRow::into_hold)
+    }
+}

@@ -1,0 +1,599 @@
+//! [`SqliteStore`]: the embedded default, one database file, no server.
+//!
+//! The file runs in WAL mode, so reads never wait for the writer. SQLite
+//! has one writer at a time, and the store makes that explicit: every
+//! writing transaction runs on the store's single writer connection (taken
+//! in arrival order, so waiting costs no polling) and starts with `BEGIN
+//! IMMEDIATE`, which takes the write lock up front and also serializes
+//! writers in other processes on the same file. Holding the write lock for
+//! the whole transaction gives what Postgres gets from row locks: no
+//! transaction decides on rows another one is changing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use neighborbid_core::{
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, BidId, Event, Hold, IdempotencyKey,
+    IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
+    Transaction, UserId, Wallet, WalletLedger,
+};
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{Row, Sqlite};
+
+use crate::codec::{
+    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, scope_filter,
+    to_i64, Conflict, ConflictCounters, ConflictCounts,
+};
+
+type AuctionRow = codec::AuctionRow<String, i64>;
+type BidRow = codec::BidRow<String, i64>;
+type WalletRow = codec::WalletRow<String>;
+type EntryRow = codec::EntryRow<String, i64>;
+type HoldRow = codec::HoldRow<String>;
+
+/// How to open a [`SqliteStore`].
+#[derive(Clone, Debug)]
+pub struct SqliteStoreOptions {
+    path: PathBuf,
+    readers: u32,
+    busy_timeout: Duration,
+    synchronous: SqliteSynchronous,
+}
+
+impl SqliteStoreOptions {
+    /// Options for the database file at `path` (created if missing), with
+    /// four reader connections, a 5 s wait for other processes' writes,
+    /// and every commit synced to disk.
+    pub fn new(path: impl AsRef<Path>) -> SqliteStoreOptions {
+        SqliteStoreOptions {
+            path: path.as_ref().to_owned(),
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            synchronous: SqliteSynchronous::Full,
+        }
+    }
+
+    /// Connections for reads (the writer has its own).
+    pub fn readers(mut self, readers: u32) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+
+    /// How long a transaction waits for another process holding the write
+    /// lock before failing as a (retryable) conflict.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Syncs the write-ahead log at checkpoints only instead of at every
+    /// commit: faster, but a power cut (not a process crash) may lose the
+    /// latest commits.
+    pub fn relaxed_durability(mut self) -> Self {
+        self.synchronous = SqliteSynchronous::Normal;
+        self
+    }
+
+    /// Opens the database file, creating it if missing. Call
+    /// [`SqliteStore::migrate`] to create or update the schema.
+    pub async fn open(self) -> Result<SqliteStore, StoreError> {
+        let counters = Arc::<ConflictCounters>::default();
+        let connect = SqliteConnectOptions::new()
+            .filename(&self.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(self.synchronous)
+            .busy_timeout(self.busy_timeout)
+            .foreign_keys(true);
+        let error = |error| sqlite_error(error, &counters);
+        // The writer connects first: it creates the file and switches it
+        // to WAL before any reader opens it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(connect.clone())
+            .await
+            .map_err(error)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(self.readers)
+            .connect_with(connect)
+            .await
+            .map_err(error)?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            counters,
+        })
+    }
+}
+
+/// A [`Store`] on an SQLite file. Clones share the connections.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    counters: Arc<ConflictCounters>,
+}
+
+impl SqliteStore {
+    /// Opens the database file at `path` with default
+    /// [`SqliteStoreOptions`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStoreOptions::new(path).open().await
+    }
+
+    /// Creates or updates the schema (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.writer)
+            .await
+            .map_err(|error| {
+                StoreError::new(StoreErrorKind::Other, format!("migration failed: {error}"))
+                    .with_source(error)
+            })
+    }
+
+    /// The writer's pool (one connection), for the embedder's own writes.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Conflicts seen (and retried) so far: waits for other processes'
+    /// writes that ran out.
+    pub fn conflicts(&self) -> ConflictCounts {
+        self.counters.snapshot()
+    }
+
+    fn error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |error| sqlite_error(error, &self.counters)
+    }
+}
+
+/// SQLite's extended result codes for failures a retry can cure.
+fn sqlite_error(error: sqlx::Error, counters: &ConflictCounters) -> StoreError {
+    codec::store_error(
+        error,
+        |code| match code {
+            // SQLITE_BUSY, SQLITE_BUSY_RECOVERY, SQLITE_LOCKED
+            "5" | "261" | "6" => Some(Conflict::LockTimeout),
+            // SQLITE_BUSY_SNAPSHOT: a deferred transaction read old rows
+            "517" => Some(Conflict::Serialization),
+            // SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
+            "1555" | "2067" => Some(Conflict::DuplicateKey),
+            _ => None,
+        },
+        counters,
+    )
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    type Tx = SqliteTx;
+
+    async fn begin(&self) -> Result<SqliteTx, StoreError> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.error())?;
+        Ok(SqliteTx {
+            tx,
+            counters: Arc::clone(&self.counters),
+        })
+    }
+
+    async fn begin_read(&self) -> Result<SqliteTx, StoreError> {
+        Ok(SqliteTx {
+            tx: self.reader.begin().await.map_err(self.error())?,
+            counters: Arc::clone(&self.counters),
+        })
+    }
+}
+
+/// A transaction on a [`SqliteStore`]; dropping it rolls back.
+#[derive(Debug)]
+pub struct SqliteTx {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    counters: Arc<ConflictCounters>,
+}
+
+impl SqliteTx {
+    fn error(&self) -> impl Fn(sqlx::Error) -> StoreError {
+        let counters = Arc::clone(&self.counters);
+        move |error| sqlite_error(error, &counters)
+    }
+}
+
+/// Binds an auction's columns as `?1..?17` in the order of
+/// `auction_columns!()` without `id`.
+fn bind_auction<'q>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    auction: &'q Auction,
+) -> Result<Query<'q, Sqlite, SqliteArguments<'q>>, StoreError> {
+    let (scope, region) = scope_columns(&auction.scope);
+    Ok(query
+        .bind(auction.seller.0)
+        .bind(&auction.title)
+        .bind(&auction.description)
+        .bind(scope)
+        .bind(region)
+        .bind(auction.start_price.to_string())
+        .bind(auction.bid_unit.to_string())
+        .bind(auction.buy_now_price.map(|price| price.to_string()))
+        .bind(auction.starts_at.timestamp_micros())
+        .bind(auction.ends_at.timestamp_micros())
+        .bind(auction.status.as_str())
+        .bind(auction.current_price.to_string())
+        .bind(auction.leader.map(|leader| leader.0))
+        .bind(i64::from(auction.bid_count))
+        .bind(to_i64(auction.seq, "seq")?)
+        .bind(auction.created_at.timestamp_micros())
+        .bind(auction.closed_at.map(|at| at.timestamp_micros())))
+}
+
+fn limit(page: Page) -> (i64, i64) {
+    (i64::from(page.limit), i64::from(page.offset))
+}
+
+/// A list of user ids as the JSON array `json_each` reads.
+fn id_array(users: &[UserId]) -> String {
+    let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
+    serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[async_trait]
+impl Transaction for SqliteTx {
+    async fn commit(self) -> Result<(), StoreError> {
+        let error = self.error();
+        self.tx.commit().await.map_err(error)
+    }
+}
+
+#[async_trait]
+impl AuctionStore for SqliteTx {
+    async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO auctions (seller, title, description, scope, region, start_price, \
+             bid_unit, buy_now_price, starts_at, ends_at, status, current_price, leader, \
+             bid_count, seq, created_at, closed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             RETURNING id",
+        );
+        let row = bind_auction(query, auction)?
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        let id: i64 = row.try_get(0).map_err(self.error())?;
+        Ok(Auction {
+            id: AuctionId(id),
+            ..auction.clone()
+        })
+    }
+
+    async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        // The transaction holds the database's write lock: reading is
+        // locking.
+        self.get_auction(id).await
+    }
+
+    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
+        sqlx::query_as::<_, AuctionRow>(concat!(
+            "SELECT ",
+            auction_columns!(),
+            " FROM auctions WHERE status = 'open' AND ends_at <= ?1 \
+              ORDER BY ends_at, id LIMIT 1"
+        ))
+        .bind(now.timestamp_micros())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?
+        .map(AuctionRow::into_auction)
+        .transpose()
+    }
+
+    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE auctions SET seller = ?1, title = ?2, description = ?3, scope = ?4, \
+             region = ?5, start_price = ?6, bid_unit = ?7, buy_now_price = ?8, starts_at = ?9, \
+             ends_at = ?10, status = ?11, current_price = ?12, leader = ?13, bid_count = ?14, \
+             seq = ?15, created_at = ?16, closed_at = ?17 WHERE id = ?18",
+        );
+        let updated = bind_auction(query, auction)?
+            .bind(auction.id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        expect_one(updated.rows_affected(), "auction", auction.id)
+    }
+
+    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bids (auction_id, bidder, amount, placed_at, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )
+        .bind(bid.auction_id.0)
+        .bind(bid.bidder.0)
+        .bind(bid.amount.to_string())
+        .bind(bid.placed_at.timestamp_micros())
+        .bind(to_i64(bid.seq, "seq")?)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(Bid {
+            id: BidId(id),
+            ..bid.clone()
+        })
+    }
+
+    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO outbox (auction_id, seq, at, payload) VALUES (?1, ?2, ?3, ?4)")
+            .bind(event.auction_id.0)
+            .bind(to_i64(event.seq, "seq")?)
+            .bind(event.at.timestamp_micros())
+            .bind(Json(event))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn load_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let record: Option<Json<IdempotencyRecord>> =
+            sqlx::query_scalar("SELECT record FROM idempotency WHERE user_id = ?1 AND key = ?2")
+                .bind(user.0)
+                .bind(key.as_str())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(self.error())?;
+        Ok(record.map(|Json(record)| record))
+    }
+
+    async fn save_idempotency(
+        &mut self,
+        user: UserId,
+        key: &IdempotencyKey,
+        record: &IdempotencyRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO idempotency (user_id, key, record) VALUES (?1, ?2, ?3)")
+            .bind(user.0)
+            .bind(key.as_str())
+            .bind(Json(record))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        sqlx::query_as::<_, AuctionRow>(concat!(
+            "SELECT ",
+            auction_columns!(),
+            " FROM auctions WHERE id = ?1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?
+        .map(AuctionRow::into_auction)
+        .transpose()
+    }
+
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError> {
+        let (scope, region) = scope_filter(filter.scope.as_ref());
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, AuctionRow>(concat!(
+            "SELECT ",
+            auction_columns!(),
+            " FROM auctions \
+              WHERE (?1 IS NULL OR status = ?1) \
+                AND (?2 IS NULL OR scope = ?2) \
+                AND (?3 IS NULL OR region = ?3) \
+                AND (?4 IS NULL OR seller = ?4) \
+              ORDER BY id DESC LIMIT ?5 OFFSET ?6"
+        ))
+        .bind(filter.status.map(|status| status.as_str()))
+        .bind(scope)
+        .bind(region)
+        .bind(filter.seller.map(|seller| seller.0))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, AuctionRow::into_auction)
+    }
+
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, BidRow>(concat!(
+            "SELECT ",
+            bid_columns!(),
+            " FROM bids WHERE auction_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+        ))
+        .bind(id.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, BidRow::into_bid)
+    }
+
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, BidRow>(concat!(
+            "SELECT ",
+            bid_columns!(),
+            " FROM bids WHERE bidder = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+        ))
+        .bind(user.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, BidRow::into_bid)
+    }
+
+    async fn events_after(
+        &mut self,
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events: Vec<Json<Event>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox WHERE auction_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(id.0)
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(events.into_iter().map(|Json(event)| event).collect())
+    }
+}
+
+#[async_trait]
+impl WalletLedger for SqliteTx {
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
+        let ids = id_array(users);
+        sqlx::query(
+            "INSERT INTO wallets (user_id) SELECT value FROM json_each(?1) WHERE true \
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        let rows = sqlx::query_as::<_, WalletRow>(
+            "SELECT user_id, balance, locked FROM wallets \
+             WHERE user_id IN (SELECT value FROM json_each(?1)) ORDER BY user_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, WalletRow::into_wallet)
+    }
+
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query_as::<_, HoldRow>(
+            "SELECT auction_id, user_id, amount FROM holds WHERE auction_id = ?1 ORDER BY user_id",
+        )
+        .bind(auction.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, HoldRow::into_hold)
+    }
+
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
+        let updated =
+            sqlx::query("UPDATE wallets SET balance = ?2, locked = ?3 WHERE user_id = ?1")
+                .bind(wallet.user.0)
+                .bind(wallet.balance.to_string())
+                .bind(wallet.locked.to_string())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(self.error())?;
+        expect_one(updated.rows_affected(), "wallet", wallet.user)
+    }
+
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger_entries \
+             (user_id, kind, amount, auction_id, balance_after, locked_after, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(entry.user.0)
+        .bind(entry.kind.as_str())
+        .bind(entry.amount.to_string())
+        .bind(entry.auction_id.map(|id| id.0))
+        .bind(entry.balance_after.to_string())
+        .bind(entry.locked_after.to_string())
+        .bind(entry.at.timestamp_micros())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
+        let query = if hold.amount.is_zero() {
+            sqlx::query("DELETE FROM holds WHERE auction_id = ?1 AND user_id = ?2")
+                .bind(hold.auction_id.0)
+                .bind(hold.user.0)
+        } else {
+            sqlx::query(
+                "INSERT INTO holds (auction_id, user_id, amount) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = excluded.amount",
+            )
+            .bind(hold.auction_id.0)
+            .bind(hold.user.0)
+            .bind(hold.amount.to_string())
+        };
+        query.execute(&mut *self.tx).await.map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
+        let row = sqlx::query_as::<_, WalletRow>(
+            "SELECT user_id, balance, locked FROM wallets WHERE user_id = ?1",
+        )
+        .bind(user.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        match row {
+            Some(row) => row.into_wallet(),
+            None => Ok(Wallet::empty(user)),
+        }
+    }
+
+    async fn wallet_history(
+        &mut self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, EntryRow>(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM ledger_entries WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+        ))
+        .bind(user.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, EntryRow::into_entry)
+    }
+
+    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query_as::<_, HoldRow>(
+            "SELECT auction_id, user_id, amount FROM holds WHERE user_id = ?1 ORDER BY auction_id",
+        )
+        .bind(user.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, HoldRow::into_hold)
+    }
+}

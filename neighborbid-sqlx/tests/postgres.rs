@@ -1,0 +1,126 @@
+//! `PgStore` on a real Postgres server: the conformance suite, the schema's
+//! guards, lock timeouts and closers in two processes. Each test gets its
+//! own database (see `neighborbid_sqlx::testing`).
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use neighborbid_core::testkit::{money, Harness, ALICE, BOB};
+use neighborbid_core::{AuctionId, AuctionStore, EngineError, Store, StoreErrorKind};
+use neighborbid_sqlx::testing::TestDatabase;
+use neighborbid_sqlx::PgStore;
+use sqlx::Executor;
+
+async fn fresh_store() -> (PgStore, TestDatabase) {
+    let db = TestDatabase::create().await;
+    (db.store().await, db)
+}
+
+neighborbid_core::conformance_tests!(fresh_store);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_refuses_what_must_never_happen() {
+    let (store, _db) = fresh_store().await;
+    common::seed_rows(store.clone()).await;
+    for (sql, what) in common::REFUSED {
+        let result = store.pool().execute(*sql).await;
+        assert!(result.is_err(), "the database accepted {what}: {sql}");
+    }
+    let delivered = store
+        .pool()
+        .execute("UPDATE outbox SET delivered_at = now()")
+        .await
+        .expect("an event may be marked delivered");
+    assert!(delivered.rows_affected() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_waits_time_out_as_retryable_conflicts() {
+    let db = TestDatabase::create().await;
+    let store = db
+        .store_with(db.options().lock_timeout(Duration::from_millis(100)))
+        .await;
+    let h = Harness::new(store.clone());
+    h.fund(ALICE, 500).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+
+    let mut holder = store.begin().await.expect("begin");
+    holder.lock_auction(auction).await.expect("lock");
+    let mut waiter = store.begin().await.expect("begin");
+    let error = waiter
+        .lock_auction(auction)
+        .await
+        .expect_err("the lock is taken");
+    assert_eq!(error.kind(), StoreErrorKind::Conflict, "{error}");
+    assert_eq!(store.conflicts().lock_timeouts, 1);
+    drop(waiter);
+
+    // The engine retries a timed-out wait until the lock is free.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        drop(holder);
+    });
+    let receipt = h.bid(auction, ALICE, 100).await.expect("bid after retries");
+    assert_eq!(receipt.auction.current_price, money(100));
+    assert!(
+        store.conflicts().lock_timeouts >= 2,
+        "the bid waited and retried"
+    );
+    release.await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closers_in_two_processes_settle_each_auction_once() {
+    let db = TestDatabase::create().await;
+    // Two stores with their own pools stand for two server processes.
+    let first = Harness::new(db.store().await);
+    let second = Harness::new(db.store().await);
+    first.fund(ALICE, 10_000).await;
+    first.fund(BOB, 10_000).await;
+    let mut auctions = Vec::new();
+    for i in 0..20u64 {
+        let auction = first.create(first.national(100, 10)).await.id;
+        let bidder = if i % 2 == 0 { ALICE } else { BOB };
+        first.bid(auction, bidder, 100 + i).await.expect("bid");
+        auctions.push(auction);
+    }
+    for h in [&first, &second] {
+        h.clock.advance(TimeDelta::hours(2));
+    }
+    let (a, b) = tokio::join!(
+        first.engine.close_due_auctions(usize::MAX),
+        second.engine.close_due_auctions(usize::MAX)
+    );
+    let (a, b) = (a.expect("first closer"), b.expect("second closer"));
+    let mut closed: Vec<AuctionId> = a.iter().chain(&b).map(|auction| auction.id).collect();
+    closed.sort();
+    assert_eq!(
+        closed, auctions,
+        "each auction closed by exactly one closer"
+    );
+    let sales: u64 = (0..20u64).map(|i| 100 + i).sum();
+    assert_eq!(
+        first
+            .wallet(neighborbid_core::testkit::SELLER)
+            .await
+            .balance,
+        money(sales)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_unavailable_not_a_conflict() {
+    let store = neighborbid_sqlx::PgStoreOptions::new("postgres://nobody@127.0.0.1:1/none")
+        .expect("url")
+        .acquire_timeout(Duration::from_millis(500))
+        .connect();
+    let error = store.begin().await.expect_err("nothing listens there");
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+    let h = Harness::new(store);
+    match h.bid(AuctionId(1), ALICE, 1).await {
+        Err(EngineError::Store(error)) => assert!(!error.is_retryable()),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
