@@ -7,8 +7,8 @@ use chrono::{TimeDelta, Utc};
 use criterion::{criterion_main, Criterion};
 use neighborbid_core::rules::{self, AuctionState, Rules, SameRegion};
 use neighborbid_core::{
-    Auction, AuctionId, AuctionStatus, CreateAuction, Currency, Deposit, Engine, Hold, MemoryStore,
-    Money, NoopNotifier, PlaceBid, Scope, UserId, Wallet,
+    Auction, AuctionId, AuctionPolicy, AuctionStatus, CreateAuction, Currency, Deposit, Engine,
+    Hold, MemoryStore, Money, NoopNotifier, PlaceBid, Scope, UserId, Wallet,
 };
 
 fn hot_auction() -> Auction {
@@ -20,13 +20,16 @@ fn hot_auction() -> Auction {
         description: String::new(),
         scope: Scope::National,
         start_price: Money::units(100),
-        bid_unit: Money::units(1),
+        policy: AuctionPolicy::fixed(Money::units(1)),
         buy_now_price: None,
         starts_at: now - TimeDelta::hours(1),
         ends_at: now + TimeDelta::hours(1),
         status: AuctionStatus::Open,
         current_price: Money::units(500),
         leader: Some(UserId(2)),
+        max_bid: Some(Money::units(500)),
+        reserve_met: true,
+        extensions: 0,
         bid_count: 400,
         seq: 400,
         created_at: now - TimeDelta::hours(1),
@@ -69,6 +72,7 @@ fn decide(c: &mut Criterion) {
         bidder: UserId(3),
         bidder_region: None,
         amount: Money::units(501),
+        max_amount: None,
     };
     let stale = PlaceBid {
         amount: Money::units(450),
@@ -102,7 +106,7 @@ fn engine_hot_auction(c: &mut Criterion) {
             description: String::new(),
             scope: Scope::National,
             start_price: Money::units(1),
-            bid_unit: Money::units(1),
+            policy: AuctionPolicy::fixed(Money::units(1)),
             buy_now_price: None,
             starts_at: None,
             ends_at: engine.now() + TimeDelta::days(1),
@@ -118,6 +122,7 @@ fn engine_hot_auction(c: &mut Criterion) {
                 bidder: bidders[(price % 2) as usize],
                 bidder_region: None,
                 amount: Money::units(price),
+                max_amount: None,
             };
             runtime.block_on(engine.place_bid(bid, None)).expect("bid")
         })

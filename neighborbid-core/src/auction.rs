@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AuctionId, BidId, UserId};
 use crate::money::Money;
+use crate::policy::{AuctionPolicy, BuyNowPolicy};
 use crate::Timestamp;
 
 /// A neighbourhood, as the host application names it (`"seoul/mapo/mangwon"`).
@@ -122,8 +123,9 @@ pub struct Auction {
     pub scope: Scope,
     /// The lowest acceptable first bid.
     pub start_price: Money,
-    /// After the first bid, each bid must beat the current price by at least this.
-    pub bid_unit: Money,
+    /// Increment, reserve, close and buy-now rules. The reserve price is
+    /// secret: show auctions to others through [`Auction::redacted_for`].
+    pub policy: AuctionPolicy,
     /// Price at which anyone eligible may end the auction at once.
     pub buy_now_price: Option<Money>,
     /// Bids are accepted from this moment...
@@ -136,6 +138,14 @@ pub struct Auction {
     pub current_price: Money,
     /// The leading bidder, if any.
     pub leader: Option<UserId>,
+    /// The leader's maximum (proxy) bid, held in escrow; the price rises
+    /// up to it automatically. Secret to the leader.
+    pub max_bid: Option<Money>,
+    /// Whether the highest maximum has reached the reserve price (with no
+    /// reserve: whether there is a bid).
+    pub reserve_met: bool,
+    /// How often late bids extended the end (soft close).
+    pub extensions: u32,
     /// Bids accepted so far.
     pub bid_count: u32,
     /// Sequence number of the last change: 0 at creation, +1 per change.
@@ -149,17 +159,43 @@ pub struct Auction {
 
 impl Auction {
     /// The smallest bid the auction accepts now: the start price for the
-    /// first bid, then the current price plus one bid unit.
+    /// first bid, then the current price plus one increment.
     pub fn min_next_bid(&self) -> Money {
         match self.leader {
             None => self.start_price,
-            // Saturate at MAX: a bid above MAX cannot exist, so nothing can
+            // Saturates at MAX: a bid above MAX cannot exist, so nothing can
             // win against a leader at MAX anyway.
-            Some(_) => self
-                .current_price
-                .checked_add(self.bid_unit)
-                .unwrap_or(Money::MAX),
+            Some(_) => self.policy.increment.above(self.current_price),
         }
+    }
+
+    /// Whether buy-now is offered: the auction is open, has a buy-now
+    /// price that bidding has not reached, and its [`BuyNowPolicy`] still
+    /// allows it.
+    pub fn buy_now_available(&self) -> bool {
+        let Some(price) = self.buy_now_price else {
+            return false;
+        };
+        let reached = self.leader.is_some() && self.current_price >= price;
+        let allowed = match self.policy.buy_now {
+            BuyNowPolicy::Always => true,
+            BuyNowPolicy::UntilFirstBid => self.leader.is_none(),
+            BuyNowPolicy::UntilReserveMet => !self.reserve_met,
+        };
+        self.status == AuctionStatus::Open && !reached && allowed
+    }
+
+    /// The auction as `viewer` may see it: the reserve price only for the
+    /// seller, the leader's maximum only for the leader.
+    pub fn redacted_for(&self, viewer: Option<UserId>) -> Auction {
+        let mut seen = self.clone();
+        if viewer != Some(self.seller) {
+            seen.policy.reserve_price = None;
+        }
+        if viewer.is_none() || viewer != self.leader {
+            seen.max_bid = None;
+        }
+        seen
     }
 
     /// Whether the auction takes bids at `now`: open, started, not past its end.
@@ -188,4 +224,7 @@ pub struct Bid {
     pub placed_at: Timestamp,
     /// The auction's sequence number of this bid's change.
     pub seq: u64,
+    /// Placed by the engine for the leader, up to their maximum, in answer
+    /// to a lower challenger.
+    pub auto: bool,
 }

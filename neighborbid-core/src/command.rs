@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::auction::{Auction, Bid, Region, Scope};
 use crate::ids::{AuctionId, UserId};
 use crate::money::Money;
+use crate::policy::AuctionPolicy;
 use crate::wallet::LedgerEntry;
 use crate::Timestamp;
 
@@ -23,8 +24,9 @@ pub struct CreateAuction {
     pub scope: Scope,
     /// Lowest first bid (positive).
     pub start_price: Money,
-    /// Minimum raise over the current price (positive).
-    pub bid_unit: Money,
+    /// Increment, reserve, close and buy-now rules
+    /// ([`AuctionPolicy::fixed`] for the original's).
+    pub policy: AuctionPolicy,
     /// Optional instant price, at least the start price.
     pub buy_now_price: Option<Money>,
     /// When bidding opens; `None` means now.
@@ -50,8 +52,13 @@ pub struct PlaceBid {
     /// The bidder's region as the host application knows it; local auctions
     /// admit bidders through the engine's region policy.
     pub bidder_region: Option<Region>,
-    /// The bid.
+    /// The bid: at least the auction's minimum next bid.
     pub amount: Money,
+    /// A maximum (proxy) bid, at least `amount`: the engine raises this
+    /// bidder's bid automatically, only as far as needed, up to it. The
+    /// maximum is held in escrow while the bidder leads.
+    #[serde(default)]
+    pub max_amount: Option<Money>,
 }
 
 /// Buy at the auction's buy-now price, ending it.
@@ -144,13 +151,18 @@ pub enum Receipt {
     Withdrawn(LedgerEntry),
 }
 
-/// An accepted bid.
+/// What a bid did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BidReceipt {
-    /// The bid as recorded.
-    pub bid: Bid,
+    /// The bid recorded by this change: the bidder's own; or, when a
+    /// leader's higher maximum answered it (`leading` false), the leader's
+    /// automatic bid; or none, when the leader only raised their maximum.
+    pub bid: Option<Bid>,
     /// The auction after the bid.
     pub auction: Auction,
+    /// Whether the bidder leads now. `Engine::place_bid` turns `false`
+    /// into [`Rejection::OutbidByProxy`](crate::Rejection::OutbidByProxy).
+    pub leading: bool,
 }
 
 /// A client-chosen key that makes a command safe to retry: the engine

@@ -181,14 +181,23 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         }
     }
 
-    /// Places a bid.
+    /// Places a bid. A bid that a leader's higher maximum answers at once
+    /// is written (the price rose) and returned as
+    /// [`Rejection::OutbidByProxy`]; [`Engine::execute`] returns its
+    /// receipt instead.
     pub async fn place_bid(
         &self,
         cmd: PlaceBid,
         key: Option<IdempotencyKey>,
     ) -> Result<BidReceipt, EngineError> {
         match self.execute(Command::PlaceBid(cmd), key).await? {
-            Receipt::BidPlaced(receipt) => Ok(receipt),
+            Receipt::BidPlaced(receipt) if receipt.leading => Ok(receipt),
+            // The bid was written (it pushed the price), but it lost at once.
+            Receipt::BidPlaced(receipt) => Err(Rejection::OutbidByProxy {
+                price: receipt.auction.current_price,
+                min_next_bid: receipt.auction.min_next_bid(),
+            }
+            .into()),
             other => Err(mismatched(other)),
         }
     }
@@ -420,9 +429,9 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                     rules::place_bid(rules, state, cmd, now)
                 })
                 .await?;
-                let bid = bid.ok_or_else(|| invariant("an accepted bid was not recorded"))?;
                 let receipt = BidReceipt {
                     bid,
+                    leading: decision.auction.leader == Some(cmd.bidder),
                     auction: decision.auction,
                 };
                 (Receipt::BidPlaced(receipt), Some(decision.event))

@@ -87,6 +87,24 @@ pub enum Rejection {
     /// The auction has no buy-now price, or bidding has passed it.
     #[error("buy now is not available on this auction")]
     BuyNowUnavailable,
+    /// A maximum below the bid's own amount.
+    #[error("max_amount must be at least amount")]
+    MaxBelowAmount,
+    /// The leader sent a maximum that does not raise their own.
+    #[error("your maximum is already {max}")]
+    MaxNotRaised {
+        /// The leader's maximum.
+        max: Money,
+    },
+    /// The leader's earlier, higher (or equal) maximum answered the bid:
+    /// the price rose, but the bidder does not lead.
+    #[error("outbid at once by the leader's maximum: the price is now {price}")]
+    OutbidByProxy {
+        /// The price after the leader's automatic bid.
+        price: Money,
+        /// The lowest bid that may now lead.
+        min_next_bid: Money,
+    },
 }
 
 impl Rejection {
@@ -107,6 +125,9 @@ impl Rejection {
             Rejection::NotSeller => "not_seller",
             Rejection::HasBids => "has_bids",
             Rejection::BuyNowUnavailable => "buy_now_unavailable",
+            Rejection::MaxBelowAmount => "max_below_amount",
+            Rejection::MaxNotRaised { .. } => "max_not_raised",
+            Rejection::OutbidByProxy { .. } => "outbid_by_proxy",
         }
     }
 }

@@ -57,17 +57,35 @@ impl Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PublicEvent {
-    /// A bid was accepted and leads.
+    /// The price rose: a bid leads, or the leader's maximum answered a
+    /// lower challenger (`auto`).
     BidPlaced {
-        /// Who bid.
+        /// Who leads.
         bidder: UserId,
         /// The new price.
         amount: Money,
-        /// Bids accepted so far, this one included.
+        /// Bids recorded so far, this one included.
         bid_count: u32,
         /// The smallest next bid.
         min_next_bid: Money,
+        /// Placed by the engine from the leader's maximum.
+        auto: bool,
     },
+    /// The highest maximum reached the hidden reserve; the price jumped to
+    /// at least the reserve.
+    ReserveMet {
+        /// The price now.
+        price: Money,
+    },
+    /// A late bid moved the end (soft close).
+    Extended {
+        /// The new end.
+        ends_at: Timestamp,
+    },
+    /// Buy-now is no longer offered.
+    BuyNowWithdrawn,
+    /// The auction ended below its reserve; it closes unsold.
+    ReserveNotMet,
     /// The auction closed with a winner.
     Sold {
         /// Who won.
@@ -75,7 +93,7 @@ pub enum PublicEvent {
         /// What they paid.
         price: Money,
     },
-    /// The auction closed without bids.
+    /// The auction closed without a sale (no bids, or the reserve not met).
     Unsold,
     /// Someone bought the item at the buy-now price, ending the auction.
     BoughtNow {

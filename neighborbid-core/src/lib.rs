@@ -19,8 +19,8 @@
 //! ```
 //! use chrono::{TimeDelta, Utc};
 //! use neighborbid_core::{
-//!     BroadcastNotifier, CreateAuction, Deposit, Engine, MemoryStore, Money, PlaceBid,
-//!     PublicEvent, Scope, UserId,
+//!     AuctionPolicy, BroadcastNotifier, CreateAuction, Deposit, Engine, MemoryStore, Money,
+//!     PlaceBid, PublicEvent, Scope, UserId,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -38,7 +38,7 @@
 //!             description: "Barely ridden".into(),
 //!             scope: Scope::National,
 //!             start_price: Money::units(100),
-//!             bid_unit: Money::units(10),
+//!             policy: AuctionPolicy::fixed(Money::units(10)),
 //!             buy_now_price: None,
 //!             starts_at: None,
 //!             ends_at: Utc::now() + TimeDelta::hours(1),
@@ -55,6 +55,7 @@
 //!             bidder: alice,
 //!             bidder_region: None,
 //!             amount: Money::units(120),
+//!             max_amount: None, // or Some(max): the engine bids for alice up to it
 //!         },
 //!         None,
 //!     )
@@ -96,6 +97,7 @@ mod ids;
 mod memory;
 pub mod money;
 mod notify;
+mod policy;
 pub mod rules;
 mod store;
 mod wallet;
@@ -116,5 +118,6 @@ pub use ids::{AuctionId, BidId, UserId};
 pub use memory::{MemoryStore, MemoryTx};
 pub use money::{Currency, Money, MoneyError};
 pub use notify::{BroadcastNotifier, NoopNotifier, Notifier, NotifyError};
+pub use policy::{AuctionPolicy, Band, BuyNowPolicy, ClosePolicy, Increment};
 pub use store::{AuctionFilter, AuctionStore, Page, ScopeFilter, Store, Transaction, WalletLedger};
 pub use wallet::{EntryKind, Hold, LedgerEntry, LedgerError, Wallet};

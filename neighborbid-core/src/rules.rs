@@ -26,6 +26,13 @@
 //! - settlement pays the seller from the winner's hold; an auction without
 //!   bids ends unsold;
 //! - the seller may cancel an auction without bids until it ends.
+//!
+//! Each auction's [`AuctionPolicy`](crate::AuctionPolicy) adds what the best
+//! auction sites do, the original being the default
+//! ([`AuctionPolicy::fixed`](crate::AuctionPolicy::fixed)): increments by a
+//! fixed unit, a price ladder or a percentage; proxy (maximum) bids with
+//! eBay's semantics (see [`place_bid`]); a hidden reserve price; a soft
+//! close that extends the end after late bids; and when buy-now goes away.
 
 use std::fmt;
 
@@ -168,13 +175,21 @@ pub fn create_auction(
     }
     let positive = |field, amount| positive(rules, field, amount);
     let start_price = positive("start_price", cmd.start_price)?;
-    let bid_unit = positive("bid_unit", cmd.bid_unit)?;
+    let policy = cmd.policy.validate(rules.currency)?;
     let buy_now_price = cmd
         .buy_now_price
         .map(|price| positive("buy_now_price", price))
         .transpose()?;
     if buy_now_price.is_some_and(|price| price < start_price) {
         return Err(invalid("buy_now_price must be at least start_price"));
+    }
+    if let Some(reserve) = policy.reserve_price {
+        if reserve <= start_price {
+            return Err(invalid("reserve_price must be above start_price"));
+        }
+        if buy_now_price.is_some_and(|price| price < reserve) {
+            return Err(invalid("buy_now_price must be at least reserve_price"));
+        }
     }
     let starts_at = to_micros(cmd.starts_at.unwrap_or(now));
     let ends_at = to_micros(cmd.ends_at);
@@ -188,13 +203,16 @@ pub fn create_auction(
         description: cmd.description.clone(),
         scope: cmd.scope.clone(),
         start_price,
-        bid_unit,
+        policy,
         buy_now_price,
         starts_at,
         ends_at,
         status: AuctionStatus::Open,
         current_price: start_price,
         leader: None,
+        max_bid: None,
+        reserve_met: false,
+        extensions: 0,
         bid_count: 0,
         seq: 0,
         created_at: now,
@@ -202,7 +220,13 @@ pub fn create_auction(
     })
 }
 
-/// Decides a bid.
+/// Decides a bid. Every bid carries a maximum (`max_amount`, or the
+/// amount itself): the leader is whoever has the highest maximum (the
+/// earlier one on a tie), and the price is the lower of the leader's
+/// maximum and the runner-up's maximum plus one increment, but at least
+/// what the leader bid. A challenger whose maximum does not beat the
+/// leader's still pushes the price up to it; the decision is written and
+/// the receipt says the challenger does not lead.
 pub fn place_bid(
     rules: Rules<'_>,
     state: AuctionState<'_>,
@@ -211,6 +235,13 @@ pub fn place_bid(
 ) -> Result<Decision, RuleError> {
     let auction = state.auction;
     let amount = positive(rules, "amount", cmd.amount)?;
+    let max = match cmd.max_amount {
+        Some(max) if positive(rules, "max_amount", max)? < amount => {
+            return Err(Rejection::MaxBelowAmount.into())
+        }
+        Some(max) => max,
+        None => amount,
+    };
     check_live(auction, now)?;
     check_participant(rules, auction, cmd.bidder, cmd.bidder_region.as_ref())?;
     let min_next_bid = auction.min_next_bid();
@@ -218,32 +249,111 @@ pub fn place_bid(
         return Err(Rejection::BidTooLow { min_next_bid }.into());
     }
 
-    let mut postings = Postings::new(now, state.wallets, state.holds);
-    let released = postings.release_all(auction.id).map_err(ledger(amount))?;
-    postings
-        .post(cmd.bidder, EntryKind::BidHold, amount, Some(auction.id))
-        .map_err(ledger(amount))?;
+    let increment = &auction.policy.increment;
+    // Who leads after this bid, at what price, up to what maximum.
+    let (leader, mut price, leader_max) = match (auction.leader, auction.max_bid) {
+        (None, _) => (cmd.bidder, amount, max),
+        (Some(leader), Some(held)) if leader == cmd.bidder => {
+            // A plain bid sets the price; a maximum only raises the ceiling.
+            let price = match cmd.max_amount {
+                Some(_) => auction.current_price,
+                None => amount,
+            };
+            let raised = held.max(max);
+            if cmd.max_amount.is_some() && raised == held {
+                return Err(Rejection::MaxNotRaised { max: held }.into());
+            }
+            (leader, price, raised)
+        }
+        (Some(_), Some(held)) if max > held => {
+            (cmd.bidder, amount.max(max.min(increment.above(held))), max)
+        }
+        (Some(leader), Some(held)) => (leader, held.min(increment.above(max)), held),
+        (Some(_), None) => return Err(inconsistent("a leader without a maximum")),
+    };
+    let leading = leader == cmd.bidder;
 
     let mut next = advance(auction);
-    next.current_price = amount;
-    next.leader = Some(cmd.bidder);
-    next.bid_count = next.bid_count.saturating_add(1);
-    let public = vec![PublicEvent::BidPlaced {
-        bidder: cmd.bidder,
-        amount,
-        bid_count: next.bid_count,
-        min_next_bid: next.min_next_bid(),
-    }];
-    let outbid = outbid_notices(&released, cmd.bidder, amount);
-    let bid = Bid {
-        id: BidId::UNASSIGNED,
-        auction_id: auction.id,
-        bidder: cmd.bidder,
-        amount,
-        placed_at: now,
-        seq: next.seq,
-    };
-    Ok(decision(next, Some(bid), postings, public, outbid, now))
+    let mut postings = Postings::new(now, state.wallets, state.holds);
+    let mut released = Vec::new();
+    if leading && (auction.leader != Some(leader) || auction.max_bid != Some(leader_max)) {
+        released = postings.release_all(auction.id).map_err(ledger(max))?;
+        postings
+            .post(leader, EntryKind::BidHold, leader_max, Some(auction.id))
+            .map_err(ledger(leader_max))?;
+    } else if !leading {
+        // A losing maximum moves no money, but it must be one the
+        // challenger could have paid: nobody pushes prices with money they
+        // do not have.
+        let available = postings.wallet(cmd.bidder).balance;
+        if available < max {
+            return Err(Rejection::InsufficientFunds {
+                available,
+                required: max,
+            }
+            .into());
+        }
+    }
+
+    let mut later = Vec::new();
+    if !auction.reserve_met {
+        match auction.policy.reserve_price {
+            None => next.reserve_met = true,
+            Some(reserve) if leader_max >= reserve => {
+                price = price.max(reserve);
+                next.reserve_met = true;
+                later.push(PublicEvent::ReserveMet { price });
+            }
+            Some(_) => {}
+        }
+    }
+    next.leader = Some(leader);
+    next.max_bid = Some(leader_max);
+
+    let mut public = Vec::new();
+    let mut bid = None;
+    if price != auction.current_price || auction.leader != Some(leader) {
+        next.current_price = price;
+        next.bid_count = next.bid_count.saturating_add(1);
+        public.push(PublicEvent::BidPlaced {
+            bidder: leader,
+            amount: price,
+            bid_count: next.bid_count,
+            min_next_bid: next.min_next_bid(),
+            auto: !leading,
+        });
+        bid = Some(Bid {
+            id: BidId::UNASSIGNED,
+            auction_id: auction.id,
+            bidder: leader,
+            amount: price,
+            placed_at: now,
+            seq: next.seq,
+            auto: !leading,
+        });
+        if let Some(extended) = extend(&mut next, now) {
+            later.push(extended);
+        }
+    }
+    public.extend(later);
+    if auction.buy_now_available() && !next.buy_now_available() {
+        public.push(PublicEvent::BuyNowWithdrawn);
+    }
+    let outbid = outbid_notices(&released, leader, price);
+    Ok(decision(next, bid, postings, public, outbid, now))
+}
+
+/// Moves a soft-closing auction's end after a bid in its last window.
+fn extend(next: &mut Auction, now: Timestamp) -> Option<PublicEvent> {
+    let (window, extend_by, max_extensions) = next.policy.close.soft()?;
+    let in_window = now + window >= next.ends_at;
+    let new_end = to_micros(now + extend_by);
+    if !in_window || next.extensions >= max_extensions || new_end <= next.ends_at {
+        return None;
+    }
+    next.ends_at = new_end;
+    next.extensions += 1;
+    Some(PublicEvent::Extended { ends_at: new_end })
 }
 
 /// Decides a buy-now purchase.
@@ -256,10 +366,10 @@ pub fn buy_now(
     let auction = state.auction;
     check_live(auction, now)?;
     check_participant(rules, auction, cmd.buyer, cmd.buyer_region.as_ref())?;
-    let price = auction.buy_now_price.ok_or(Rejection::BuyNowUnavailable)?;
-    if auction.leader.is_some() && auction.current_price >= price {
-        return Err(Rejection::BuyNowUnavailable.into());
-    }
+    let price = match auction.buy_now_price {
+        Some(price) if auction.buy_now_available() => price,
+        _ => return Err(Rejection::BuyNowUnavailable.into()),
+    };
 
     let mut postings = Postings::new(now, state.wallets, state.holds);
     let released = postings.release_all(auction.id).map_err(ledger(price))?;
@@ -279,6 +389,7 @@ pub fn buy_now(
     next.status = AuctionStatus::BoughtNow;
     next.current_price = price;
     next.leader = Some(cmd.buyer);
+    next.max_bid = None;
     next.closed_at = Some(now);
     let public = vec![PublicEvent::BoughtNow {
         buyer: cmd.buyer,
@@ -338,7 +449,7 @@ pub fn settle(state: AuctionState<'_>, now: Timestamp) -> Result<Option<Decision
     let mut next = advance(auction);
     next.closed_at = Some(now);
     let (public, private) = match auction.leader {
-        Some(winner) => {
+        Some(winner) if auction.reserve_met => {
             let price = auction.current_price;
             postings
                 .post(winner, EntryKind::SettlementDebit, price, Some(auction.id))
@@ -353,30 +464,31 @@ pub fn settle(state: AuctionState<'_>, now: Timestamp) -> Result<Option<Decision
                 .map_err(ledger(price))?;
             next.status = AuctionStatus::Sold;
             (
-                PublicEvent::Sold { winner, price },
+                vec![PublicEvent::Sold { winner, price }],
                 vec![PrivateNotice {
                     user: winner,
                     event: PrivateEvent::Won { price },
                 }],
             )
         }
+        Some(_) => {
+            next.status = AuctionStatus::Unsold;
+            (
+                vec![PublicEvent::ReserveNotMet, PublicEvent::Unsold],
+                vec![],
+            )
+        }
         None => {
             next.status = AuctionStatus::Unsold;
-            (PublicEvent::Unsold, vec![])
+            (vec![PublicEvent::Unsold], vec![])
         }
     };
-    // Whatever escrow remains (none under the original rules) goes back.
+    // Whatever escrow remains goes back: the rest of the winner's maximum,
+    // or the whole hold when the reserve was not met.
     postings
         .release_all(auction.id)
         .map_err(ledger(auction.current_price))?;
-    Ok(Some(decision(
-        next,
-        None,
-        postings,
-        vec![public],
-        private,
-        now,
-    )))
+    Ok(Some(decision(next, None, postings, public, private, now)))
 }
 
 /// Decides a deposit.
@@ -414,7 +526,7 @@ fn wallet_movement(
     let (mut wallets, mut entries, _) = postings.finish();
     match (wallets.pop(), entries.pop()) {
         (Some(wallet), Some(entry)) => Ok(WalletDecision { wallet, entry }),
-        _ => Err(RuleError::Inconsistent("a posting left no entry".into())),
+        _ => Err(inconsistent("a posting left no entry")),
     }
 }
 
@@ -514,6 +626,10 @@ fn decision(
         holds,
         event,
     }
+}
+
+fn inconsistent(message: &str) -> RuleError {
+    RuleError::Inconsistent(message.to_owned())
 }
 
 /// Turns a ledger refusal into the rejection a client sees.

@@ -35,11 +35,11 @@ use async_trait::async_trait;
 use chrono::{TimeDelta, TimeZone, Utc};
 
 use crate::{
-    Auction, AuctionFilter, AuctionId, AuctionStatus, BidReceipt, BuyNow, CancelAuction,
-    CreateAuction, Deposit, Engine, EngineConfig, EngineError, EntryKind, Event, IdempotencyKey,
-    ManualClock, Money, MoneyError, Notifier, NotifyError, Page, PlaceBid, PrivateEvent,
-    PublicEvent, Region, Rejection, RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind,
-    Timestamp, UserId, Wallet, WalletView, Withdraw,
+    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, BidReceipt, BuyNow,
+    CancelAuction, CreateAuction, Deposit, Engine, EngineConfig, EngineError, EntryKind, Event,
+    IdempotencyKey, ManualClock, Money, MoneyError, Notifier, NotifyError, Page, PlaceBid,
+    PrivateEvent, PublicEvent, Region, Rejection, RetryPolicy, Scope, ScopeFilter, Store,
+    StoreErrorKind, Timestamp, UserId, Wallet, WalletView, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
@@ -70,6 +70,8 @@ macro_rules! conformance_tests {
             concurrent_bidding_conserves_money,
             failures_leave_no_trace,
             closers_race,
+            policies_round_trip,
+            proxy_bids_through_the_store,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -196,7 +198,7 @@ impl<S: Store> Harness<S> {
             description: "Size 270, unworn".into(),
             scope: Scope::National,
             start_price: money(start),
-            bid_unit: money(unit),
+            policy: AuctionPolicy::fixed(money(unit)),
             buy_now_price: None,
             starts_at: None,
             ends_at: self.now() + TimeDelta::hours(1),
@@ -223,6 +225,7 @@ impl<S: Store> Harness<S> {
             bidder,
             bidder_region: None,
             amount: money(units),
+            max_amount: None,
         };
         self.engine.place_bid(cmd, None).await
     }
@@ -525,7 +528,7 @@ pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
         ),
         (
             CreateAuction {
-                bid_unit: Money::ZERO,
+                policy: AuctionPolicy::fixed(Money::ZERO),
                 ..base.clone()
             },
             "invalid_amount",
@@ -578,7 +581,8 @@ pub async fn first_bid_and_minimum_increment<S: Store>(store: S) {
         .await
         .expect("first bid at start price");
     assert_eq!(first.auction.min_next_bid(), money(110));
-    assert_eq!(first.bid.seq, 1);
+    let first_bid = first.bid.clone().expect("recorded");
+    assert_eq!((first_bid.seq, first_bid.auto), (1, false));
 
     let low = h.bid(auction.id, BOB, 109).await;
     assert_eq!(
@@ -596,7 +600,7 @@ pub async fn first_bid_and_minimum_increment<S: Store>(store: S) {
         ),
         (money(110), Some(BOB), 2)
     );
-    assert_ne!(first.bid.id, second.bid.id);
+    assert_ne!(Some(first_bid.id), second.bid.map(|bid| bid.id));
 }
 
 /// Outbidding returns the previous leader's escrow in the same transaction
@@ -812,6 +816,7 @@ pub async fn seller_and_region_rules<S: Store>(store: S) {
         bidder: ALICE,
         bidder_region: region.map(Region::new),
         amount: money(100),
+        max_amount: None,
     };
     let not_eligible = Rejection::RegionNotEligible {
         region: Region::new("mangwon"),
@@ -1092,6 +1097,7 @@ pub async fn idempotent_replays<S: Store>(store: S) {
         bidder: ALICE,
         bidder_region: None,
         amount: money(150),
+        max_amount: None,
     };
     let placed = h
         .engine
@@ -1315,6 +1321,7 @@ pub async fn double_spend_across_auctions<S: Store>(store: S) {
                         bidder: spender,
                         bidder_region: None,
                         amount: money(10_000),
+                        max_amount: None,
                     };
                     engine.place_bid(bid, None).await
                 })
@@ -1365,6 +1372,7 @@ pub async fn concurrent_bidding_conserves_money<S: Store>(store: S) {
                         bidder,
                         bidder_region: None,
                         amount: view.auction.min_next_bid(),
+                        max_amount: None,
                     };
                     match engine.place_bid(bid, None).await {
                         Ok(_) => accepted += 1,
@@ -1478,6 +1486,7 @@ pub async fn failures_leave_no_trace<S: Store>(store: S) {
         bidder: BOB,
         bidder_region: None,
         amount: money(110),
+        max_amount: None,
     };
     for fault in Fault::ALL {
         let before = books(&h, auction, &parties).await;
@@ -1611,4 +1620,164 @@ pub async fn closers_race<S: Store>(store: S) {
         .await
         .expect("nothing left")
         .is_empty());
+}
+
+/// Every policy is stored and read back exactly, with the state it drives
+/// (maximum, reserve met, extensions, the extended end).
+pub async fn policies_round_trip<S: Store>(store: S) {
+    use crate::{Band, BuyNowPolicy, ClosePolicy, Increment};
+    let h = Harness::new(store);
+    let percent = Increment::Percent {
+        percent: "2.5".parse().expect("decimal"),
+        scale: 2,
+    };
+    let custom_ladder = Increment::Ladder {
+        bands: vec![
+            Band {
+                from: Money::ZERO,
+                step: "0.10".parse().expect("amount"),
+            },
+            Band {
+                from: money(10),
+                step: "1.50".parse().expect("amount"),
+            },
+        ],
+    };
+    let policies = [
+        AuctionPolicy::fixed(money(10)),
+        AuctionPolicy {
+            increment: Increment::ebay_ladder(),
+            reserve_price: Some("250.50".parse().expect("amount")),
+            close: ClosePolicy::Soft {
+                window_secs: 300,
+                extend_by_secs: 600,
+                max_extensions: 7,
+            },
+            buy_now: BuyNowPolicy::UntilReserveMet,
+        },
+        AuctionPolicy {
+            increment: percent,
+            buy_now: BuyNowPolicy::UntilFirstBid,
+            ..AuctionPolicy::fixed(money(1))
+        },
+        AuctionPolicy {
+            increment: custom_ladder,
+            ..AuctionPolicy::fixed(money(1))
+        },
+    ];
+    h.fund(ALICE, 10_000).await;
+    for policy in policies {
+        let created = h
+            .create(CreateAuction {
+                policy: policy.clone(),
+                buy_now_price: Some(money(900)),
+                ..h.national(100, 1)
+            })
+            .await;
+        assert_eq!(created.policy, policy);
+        assert_eq!(h.auction(created.id).await, created, "{policy:?}");
+        let bid = PlaceBid {
+            max_amount: Some(money(300)),
+            ..bid_of(created.id, ALICE, 100)
+        };
+        let receipt = h.engine.place_bid(bid, None).await.expect("bid");
+        assert_eq!(h.auction(created.id).await, receipt.auction, "{policy:?}");
+    }
+
+    // A soft close: the extended end is stored, and the closer waits for it.
+    let soft = h
+        .create(CreateAuction {
+            policy: AuctionPolicy {
+                close: ClosePolicy::Soft {
+                    window_secs: 60,
+                    extend_by_secs: 120,
+                    max_extensions: 3,
+                },
+                ..AuctionPolicy::fixed(money(1))
+            },
+            ..h.national(100, 1)
+        })
+        .await;
+    h.clock.set(soft.ends_at - TimeDelta::seconds(30));
+    let extended = h.bid(soft.id, ALICE, 100).await.expect("late bid");
+    assert_eq!(extended.auction.extensions, 1);
+    assert_eq!(extended.auction.ends_at, h.now() + TimeDelta::seconds(120));
+    assert_eq!(h.auction(soft.id).await, extended.auction);
+    h.clock.set(soft.ends_at);
+    let closed = h.engine.close_due_auctions(100).await.expect("close");
+    assert!(
+        closed.iter().all(|auction| auction.id != soft.id),
+        "the closer reads the current end, not the original"
+    );
+    h.clock.set(extended.auction.ends_at);
+    let closed = h.engine.close_due_auctions(100).await.expect("close");
+    assert!(closed.iter().any(|auction| auction.id == soft.id));
+}
+
+fn bid_of(auction: AuctionId, bidder: UserId, units: u64) -> PlaceBid {
+    PlaceBid {
+        auction_id: auction,
+        bidder,
+        bidder_region: None,
+        amount: money(units),
+        max_amount: None,
+    }
+}
+
+/// A proxy contest through the engine and the store: the leader's maximum
+/// answers a lower bid (which is written, and refused to its bidder, also
+/// on replay), escrow holds the maximum, and settlement charges only the
+/// final price.
+pub async fn proxy_bids_through_the_store<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 1_000).await;
+    h.fund(BOB, 1_000).await;
+    let auction = h.create(h.national(10, 1)).await.id;
+    let alice = PlaceBid {
+        max_amount: Some(money(50)),
+        ..bid_of(auction, ALICE, 10)
+    };
+    h.engine.place_bid(alice, None).await.expect("alice leads");
+    assert_eq!(h.wallet(ALICE).await.locked, money(50));
+
+    let bob = bid_of(auction, BOB, 30);
+    let answered = h.engine.place_bid(bob.clone(), key("bob-30")).await;
+    let expected = Rejection::OutbidByProxy {
+        price: money(31),
+        min_next_bid: money(32),
+    };
+    assert_eq!(rejection(answered), expected);
+    let replay = h.engine.place_bid(bob, key("bob-30")).await;
+    assert_eq!(rejection(replay), expected, "a replay answers the same");
+    let state = h.auction(auction).await;
+    assert_eq!(
+        (state.current_price, state.leader, state.max_bid, state.seq),
+        (money(31), Some(ALICE), Some(money(50)), 2)
+    );
+    let history = h
+        .engine
+        .auction(auction, Page::default())
+        .await
+        .expect("view")
+        .bids;
+    assert_eq!(
+        history
+            .iter()
+            .map(|bid| (bid.bidder, bid.amount, bid.auto))
+            .collect::<Vec<_>>(),
+        [(ALICE, money(31), true), (ALICE, money(10), false)]
+    );
+    assert_eq!(h.wallet(BOB).await.locked, Money::ZERO);
+    assert_eq!(
+        h.delivered(auction).len(),
+        2,
+        "the automatic raise was announced"
+    );
+
+    h.clock.advance(TimeDelta::hours(2));
+    h.engine.close_due_auctions(10).await.expect("close");
+    let alice = h.wallet(ALICE).await;
+    assert_eq!((alice.balance, alice.locked), (money(969), Money::ZERO));
+    assert_eq!(h.wallet(SELLER).await.balance, money(31));
+    h.assert_books(&[ALICE, BOB, SELLER], money(2_000)).await;
 }

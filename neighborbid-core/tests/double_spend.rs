@@ -38,6 +38,7 @@ fn one_wallet_two_auctions_two_threads() {
                         bidder: spender,
                         bidder_region: None,
                         amount: money(10_000),
+                        max_amount: None,
                     };
                     let runtime = runtime();
                     barrier.wait();

@@ -11,8 +11,8 @@ use loom::future::block_on;
 use loom::sync::Arc;
 use loom::thread;
 use neighborbid_core::{
-    CreateAuction, Deposit, Engine, EngineConfig, EngineError, ManualClock, MemoryStore, Money,
-    NoopNotifier, Page, PlaceBid, Rejection, RetryPolicy, Scope, UserId,
+    AuctionPolicy, CreateAuction, Deposit, Engine, EngineConfig, EngineError, ManualClock,
+    MemoryStore, Money, NoopNotifier, Page, PlaceBid, Rejection, RetryPolicy, Scope, UserId,
 };
 
 fn engine() -> Engine<MemoryStore, NoopNotifier> {
@@ -60,7 +60,7 @@ fn two_threads_one_wallet_two_auctions() {
                     description: String::new(),
                     scope: Scope::National,
                     start_price: amount,
-                    bid_unit: Money::units(1),
+                    policy: AuctionPolicy::fixed(Money::units(1)),
                     buy_now_price: None,
                     starts_at: None,
                     ends_at: engine.now() + TimeDelta::hours(1),
@@ -80,6 +80,7 @@ fn two_threads_one_wallet_two_auctions() {
                         bidder: spender,
                         bidder_region: None,
                         amount: Money::units(10_000),
+                        max_amount: None,
                     };
                     block_on(engine.place_bid(bid, None))
                 })

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use chrono::TimeDelta;
 use neighborbid_core::testkit::Harness;
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStatus, BuyNow, CancelAuction, Command,
-    CreateAuction, Deposit, EngineError, Hold, IdempotencyKey, MemoryStore, Money, Page, PlaceBid,
-    Receipt, Region, Scope, UserId, Withdraw,
+    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, BuyNow, CancelAuction,
+    Command, CreateAuction, Deposit, EngineError, Hold, IdempotencyKey, MemoryStore, Money, Page,
+    PlaceBid, Receipt, Region, Scope, UserId, Withdraw,
 };
 use proptest::prelude::*;
 
@@ -236,7 +236,7 @@ fn command(h: &Harness<MemoryStore>, model: &Model, op: &Op) -> Result<Option<Co
                 Scope::National
             },
             start_price: Money::units(*start),
-            bid_unit: Money::units(*unit),
+            policy: AuctionPolicy::fixed(Money::units(*unit)),
             buy_now_price: buy_now.map(Money::units),
             starts_at: None,
             ends_at: h.now() + TimeDelta::minutes(*minutes),
@@ -252,6 +252,7 @@ fn command(h: &Harness<MemoryStore>, model: &Model, op: &Op) -> Result<Option<Co
             bidder: user_id(*user),
             bidder_region: region(*user, *at_home),
             amount: parse(amount)?,
+            max_amount: None,
         }),
         Op::BuyNow {
             user,

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use neighborbid_core::{
-    Auction, AuctionId, AuctionStatus, Bid, BidId, EntryKind, Hold, LedgerEntry, Money, Region,
-    Scope, StoreError, StoreErrorKind, Timestamp, UserId, Wallet,
+    Auction, AuctionId, AuctionPolicy, AuctionStatus, Bid, BidId, EntryKind, Hold, LedgerEntry,
+    Money, Region, Scope, StoreError, StoreErrorKind, Timestamp, UserId, Wallet,
 };
 use rust_decimal::Decimal;
+use sqlx::types::Json;
 
 /// How a backend stores an amount.
 pub(crate) trait Amount {
@@ -64,8 +65,9 @@ fn count<T: TryFrom<i64>>(value: i64, column: &str) -> Result<T, StoreError> {
 /// `concat!`.
 macro_rules! auction_columns {
     () => {
-        "id, seller, title, description, scope, region, start_price, bid_unit, buy_now_price, \
-         starts_at, ends_at, status, current_price, leader, bid_count, seq, created_at, closed_at"
+        "id, seller, title, description, scope, region, start_price, policy, buy_now_price, \
+         starts_at, ends_at, status, current_price, leader, max_bid, reserve_met, extensions, \
+         bid_count, seq, created_at, closed_at"
     };
 }
 pub(crate) use auction_columns;
@@ -79,13 +81,16 @@ pub(crate) struct AuctionRow<M, T> {
     scope: String,
     region: Option<String>,
     start_price: M,
-    bid_unit: M,
+    policy: Json<AuctionPolicy>,
     buy_now_price: Option<M>,
     starts_at: T,
     ends_at: T,
     status: String,
     current_price: M,
     leader: Option<i64>,
+    max_bid: Option<M>,
+    reserve_met: bool,
+    extensions: i64,
     bid_count: i64,
     seq: i64,
     created_at: T,
@@ -110,7 +115,7 @@ impl<M: Amount, T: Instant> AuctionRow<M, T> {
             description: self.description,
             scope,
             start_price: self.start_price.into_money()?,
-            bid_unit: self.bid_unit.into_money()?,
+            policy: self.policy.0,
             buy_now_price: self.buy_now_price.map(Amount::into_money).transpose()?,
             starts_at: self.starts_at.into_timestamp()?,
             ends_at: self.ends_at.into_timestamp()?,
@@ -120,6 +125,9 @@ impl<M: Amount, T: Instant> AuctionRow<M, T> {
                 .map_err(|error| corrupt(error.to_string()))?,
             current_price: self.current_price.into_money()?,
             leader: self.leader.map(UserId),
+            max_bid: self.max_bid.map(Amount::into_money).transpose()?,
+            reserve_met: self.reserve_met,
+            extensions: count(self.extensions, "extensions")?,
             bid_count: count(self.bid_count, "bid_count")?,
             seq: count(self.seq, "seq")?,
             created_at: self.created_at.into_timestamp()?,
@@ -152,7 +160,7 @@ pub(crate) fn scope_filter(
 /// The columns of `bids` that [`BidRow`] reads.
 macro_rules! bid_columns {
     () => {
-        "id, auction_id, bidder, amount, placed_at, seq"
+        "id, auction_id, bidder, amount, placed_at, seq, auto"
     };
 }
 pub(crate) use bid_columns;
@@ -165,6 +173,7 @@ pub(crate) struct BidRow<M, T> {
     amount: M,
     placed_at: T,
     seq: i64,
+    auto: bool,
 }
 
 impl<M: Amount, T: Instant> BidRow<M, T> {
@@ -176,6 +185,7 @@ impl<M: Amount, T: Instant> BidRow<M, T> {
             amount: self.amount.into_money()?,
             placed_at: self.placed_at.into_timestamp()?,
             seq: count(self.seq, "seq")?,
+            auto: self.auto,
         })
     }
 }

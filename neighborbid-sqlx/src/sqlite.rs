@@ -211,7 +211,7 @@ impl SqliteTx {
     }
 }
 
-/// Binds an auction's columns as `?1..?17` in the order of
+/// Binds an auction's columns as `?1..?20` in the order of
 /// `auction_columns!()` without `id`.
 fn bind_auction<'q>(
     query: Query<'q, Sqlite, SqliteArguments<'q>>,
@@ -225,13 +225,16 @@ fn bind_auction<'q>(
         .bind(scope)
         .bind(region)
         .bind(auction.start_price.to_string())
-        .bind(auction.bid_unit.to_string())
+        .bind(Json(&auction.policy))
         .bind(auction.buy_now_price.map(|price| price.to_string()))
         .bind(auction.starts_at.timestamp_micros())
         .bind(auction.ends_at.timestamp_micros())
         .bind(auction.status.as_str())
         .bind(auction.current_price.to_string())
         .bind(auction.leader.map(|leader| leader.0))
+        .bind(auction.max_bid.map(|max| max.to_string()))
+        .bind(auction.reserve_met)
+        .bind(i64::from(auction.extensions))
         .bind(i64::from(auction.bid_count))
         .bind(to_i64(auction.seq, "seq")?)
         .bind(auction.created_at.timestamp_micros())
@@ -261,9 +264,9 @@ impl AuctionStore for SqliteTx {
     async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
         let query = sqlx::query(
             "INSERT INTO auctions (seller, title, description, scope, region, start_price, \
-             bid_unit, buy_now_price, starts_at, ends_at, status, current_price, leader, \
-             bid_count, seq, created_at, closed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             policy, buy_now_price, starts_at, ends_at, status, current_price, leader, max_bid, \
+             reserve_met, extensions, bid_count, seq, created_at, closed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
              RETURNING id",
         );
         let row = bind_auction(query, auction)?
@@ -301,9 +304,10 @@ impl AuctionStore for SqliteTx {
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
         let query = sqlx::query(
             "UPDATE auctions SET seller = ?1, title = ?2, description = ?3, scope = ?4, \
-             region = ?5, start_price = ?6, bid_unit = ?7, buy_now_price = ?8, starts_at = ?9, \
-             ends_at = ?10, status = ?11, current_price = ?12, leader = ?13, bid_count = ?14, \
-             seq = ?15, created_at = ?16, closed_at = ?17 WHERE id = ?18",
+             region = ?5, start_price = ?6, policy = ?7, buy_now_price = ?8, starts_at = ?9, \
+             ends_at = ?10, status = ?11, current_price = ?12, leader = ?13, max_bid = ?14, \
+             reserve_met = ?15, extensions = ?16, bid_count = ?17, seq = ?18, \
+             created_at = ?19, closed_at = ?20 WHERE id = ?21",
         );
         let updated = bind_auction(query, auction)?
             .bind(auction.id.0)
@@ -315,14 +319,15 @@ impl AuctionStore for SqliteTx {
 
     async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO bids (auction_id, bidder, amount, placed_at, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            "INSERT INTO bids (auction_id, bidder, amount, placed_at, seq, auto) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )
         .bind(bid.auction_id.0)
         .bind(bid.bidder.0)
         .bind(bid.amount.to_string())
         .bind(bid.placed_at.timestamp_micros())
         .bind(to_i64(bid.seq, "seq")?)
+        .bind(bid.auto)
         .fetch_one(&mut *self.tx)
         .await
         .map_err(self.error())?;

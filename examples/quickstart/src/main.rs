@@ -4,8 +4,8 @@
 
 use chrono::TimeDelta;
 use neighborbid_core::{
-    BroadcastNotifier, Clock, CreateAuction, Deposit, Engine, EngineConfig, ManualClock,
-    MemoryStore, Money, Page, PlaceBid, Scope, SystemClock, UserId,
+    AuctionPolicy, BroadcastNotifier, Clock, CreateAuction, Deposit, Engine, EngineConfig,
+    ManualClock, MemoryStore, Money, Page, PlaceBid, Scope, SystemClock, UserId,
 };
 use std::sync::Arc;
 
@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 description: "Works, with a 50mm lens".into(),
                 scope: Scope::National,
                 start_price: Money::units(10_000),
-                bid_unit: Money::units(1_000),
+                policy: AuctionPolicy::fixed(Money::units(1_000)),
                 buy_now_price: None,
                 starts_at: None,
                 ends_at: engine.now() + TimeDelta::minutes(10),
@@ -62,6 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             bidder,
             bidder_region: None,
             amount: Money::units(amount),
+            max_amount: None,
         };
         match engine.place_bid(bid, None).await {
             Ok(receipt) => println!(

@@ -4,6 +4,7 @@ use chrono::{TimeDelta, TimeZone, Utc};
 
 use super::*;
 use crate::event::PrivateEvent;
+use crate::policy::AuctionPolicy;
 
 const SELLER: UserId = UserId(1);
 const ALICE: UserId = UserId(2);
@@ -34,13 +35,16 @@ fn auction() -> Auction {
         description: String::new(),
         scope: Scope::National,
         start_price: m(100),
-        bid_unit: m(10),
+        policy: AuctionPolicy::fixed(m(10)),
         buy_now_price: Some(m(500)),
         starts_at: t0(),
         ends_at: t0() + TimeDelta::hours(1),
         status: AuctionStatus::Open,
         current_price: m(100),
         leader: None,
+        max_bid: None,
+        reserve_met: false,
+        extensions: 0,
         bid_count: 0,
         seq: 0,
         created_at: t0(),
@@ -61,6 +65,8 @@ fn led_by_alice() -> (Auction, Vec<Hold>) {
     let auction = Auction {
         current_price: m(150),
         leader: Some(ALICE),
+        max_bid: Some(m(150)),
+        reserve_met: true,
         bid_count: 1,
         seq: 1,
         ..auction()
@@ -79,6 +85,7 @@ fn bid(bidder: UserId, amount: u64) -> PlaceBid {
         bidder,
         bidder_region: None,
         amount: m(amount),
+        max_amount: None,
     }
 }
 
@@ -577,7 +584,7 @@ fn auctions_are_validated_on_creation() {
         description: String::new(),
         scope: Scope::National,
         start_price: m(100),
-        bid_unit: m(10),
+        policy: AuctionPolicy::fixed(m(10)),
         buy_now_price: None,
         starts_at: None,
         ends_at: t0() + TimeDelta::hours(1) + TimeDelta::nanoseconds(1_500),
@@ -598,7 +605,7 @@ fn auctions_are_validated_on_creation() {
         Err("invalid_auction")
     );
     let precise = CreateAuction {
-        bid_unit: "0.001".parse().expect("money"),
+        policy: AuctionPolicy::fixed("0.001".parse().expect("money")),
         ..cmd
     };
     assert_eq!(
@@ -694,4 +701,307 @@ fn wallets_are_locked_in_ascending_order_and_only_when_needed() {
         wallets_to_lock(&a, &[], AuctionAction::Cancel),
         Vec::<UserId>::new()
     );
+}
+
+/// Policies beyond the original: worked examples on a small simulation that
+/// applies each decision like a store would.
+mod policies {
+    use super::*;
+    use crate::event::PublicEvent;
+    use crate::policy::{BuyNowPolicy, ClosePolicy, Increment};
+
+    const CAROL: UserId = UserId(4);
+
+    struct Sim {
+        auction: Auction,
+        holds: Vec<Hold>,
+        wallets: Vec<Wallet>,
+    }
+
+    impl Sim {
+        fn new(policy: AuctionPolicy, start: &str, buy_now: Option<u64>) -> Sim {
+            Sim {
+                auction: Auction {
+                    policy,
+                    start_price: start.parse().expect("price"),
+                    current_price: start.parse().expect("price"),
+                    buy_now_price: buy_now.map(m),
+                    ..auction()
+                },
+                holds: Vec::new(),
+                wallets: [SELLER, ALICE, BOB, CAROL]
+                    .map(|user| wallet(user, 10_000, 0))
+                    .to_vec(),
+            }
+        }
+
+        fn state(&self) -> AuctionState<'_> {
+            AuctionState {
+                auction: &self.auction,
+                holds: &self.holds,
+                wallets: &self.wallets,
+            }
+        }
+
+        fn apply(&mut self, d: &Decision) {
+            self.auction = d.auction.clone();
+            for w in &d.wallets {
+                if let Some(slot) = self.wallets.iter_mut().find(|x| x.user == w.user) {
+                    *slot = w.clone();
+                }
+            }
+            for hold in &d.holds {
+                self.holds.retain(|h| h.user != hold.user);
+                if !hold.amount.is_zero() {
+                    self.holds.push(hold.clone());
+                }
+            }
+        }
+
+        fn bid(
+            &mut self,
+            who: UserId,
+            amount: &str,
+            max: Option<&str>,
+            at: Timestamp,
+        ) -> Result<Decision, RuleError> {
+            let cmd = PlaceBid {
+                amount: amount.parse().expect("amount"),
+                max_amount: max.map(|max| max.parse().expect("max")),
+                ..bid(who, 1)
+            };
+            let currency = Currency::default();
+            let d = place_bid(rules_with(&currency), self.state(), &cmd, at)?;
+            self.apply(&d);
+            Ok(d)
+        }
+
+        fn held(&self, user: UserId) -> Money {
+            self.holds
+                .iter()
+                .find(|h| h.user == user)
+                .map_or(Money::ZERO, |h| h.amount)
+        }
+
+        fn price(&self) -> (Money, Option<UserId>) {
+            (self.auction.current_price, self.auction.leader)
+        }
+    }
+
+    fn d(text: &str) -> Money {
+        text.parse().expect("amount")
+    }
+
+    #[test]
+    fn proxy_bids_only_as_much_as_needed() {
+        let mut sim = Sim::new(AuctionPolicy::fixed(m(1)), "10", None);
+        sim.bid(ALICE, "10", Some("50"), t0()).expect("first");
+        assert_eq!(sim.price(), (m(10), Some(ALICE)));
+        assert_eq!(sim.held(ALICE), m(50), "escrow holds the maximum");
+
+        // B bids 30: A's maximum answers at 31, A still leads.
+        let answered = sim.bid(BOB, "30", None, t0()).expect("written");
+        assert_eq!(sim.price(), (m(31), Some(ALICE)));
+        let auto = answered.bid.expect("the leader's automatic bid");
+        assert_eq!((auto.bidder, auto.amount, auto.auto), (ALICE, m(31), true));
+        assert!(answered.wallets.is_empty(), "a losing bid moves no money");
+        assert!(answered.event.private.is_empty(), "A never stopped leading");
+
+        // An equal maximum: the earlier one leads, at that maximum.
+        sim.bid(BOB, "50", None, t0()).expect("written");
+        assert_eq!(sim.price(), (m(50), Some(ALICE)));
+
+        // B's higher maximum takes the lead one increment above A's.
+        let taken = sim.bid(BOB, "51", Some("80"), t0()).expect("leads");
+        assert_eq!(sim.price(), (m(51), Some(BOB)));
+        assert_eq!((sim.held(ALICE), sim.held(BOB)), (Money::ZERO, m(80)));
+        assert_eq!(
+            taken.event.notices_for(ALICE).collect::<Vec<_>>(),
+            [&PrivateEvent::Outbid { price: m(51) }]
+        );
+
+        // The leader raising their maximum does not raise the price.
+        let raised = sim.bid(BOB, "52", Some("100"), t0()).expect("raised");
+        assert_eq!(sim.price(), (m(51), Some(BOB)));
+        assert_eq!((raised.bid, sim.held(BOB)), (None, m(100)));
+        assert_eq!(
+            rejected(sim.bid(BOB, "52", Some("90"), t0())),
+            Rejection::MaxNotRaised { max: m(100) }
+        );
+
+        // A challenger needs the funds for their maximum even when losing.
+        sim.wallets[3] = wallet(CAROL, 60, 0);
+        assert!(matches!(
+            rejected(sim.bid(CAROL, "60", Some("70"), t0())),
+            Rejection::InsufficientFunds { .. }
+        ));
+        assert_eq!(
+            rejected(sim.bid(CAROL, "60", Some("59"), t0())),
+            Rejection::MaxBelowAmount
+        );
+    }
+
+    #[test]
+    fn increments_follow_the_ladder_across_bands_and_percentages() {
+        let ladder = AuctionPolicy {
+            increment: Increment::ebay_ladder(),
+            ..AuctionPolicy::fixed(m(1))
+        };
+        let mut sim = Sim::new(ladder, "4.75", None);
+        sim.bid(ALICE, "4.75", None, t0()).expect("first");
+        assert_eq!(sim.auction.min_next_bid(), d("5.00"), "4.75 + 0.25");
+        assert!(sim.bid(BOB, "4.99", None, t0()).is_err());
+        sim.bid(BOB, "5.00", None, t0())
+            .expect("crosses into the 5 band");
+        assert_eq!(sim.auction.min_next_bid(), d("5.50"), "5.00 + 0.50");
+
+        let percent = AuctionPolicy {
+            increment: Increment::Percent {
+                percent: rust_decimal::Decimal::new(5, 0),
+                scale: 2,
+            },
+            ..AuctionPolicy::fixed(m(1))
+        };
+        let mut sim = Sim::new(percent, "33.33", None);
+        sim.bid(ALICE, "33.33", None, t0()).expect("first");
+        assert_eq!(sim.auction.min_next_bid(), d("35.00"), "33.33 + 1.67");
+    }
+
+    #[test]
+    fn reserve_jumps_the_price_and_decides_the_sale() {
+        let reserve = AuctionPolicy {
+            reserve_price: Some(m(200)),
+            ..AuctionPolicy::fixed(m(10))
+        };
+        let mut sim = Sim::new(reserve.clone(), "100", None);
+        let below = sim.bid(ALICE, "100", Some("150"), t0()).expect("first");
+        assert!(!sim.auction.reserve_met);
+        assert!(!below
+            .event
+            .public
+            .iter()
+            .any(|e| matches!(e, PublicEvent::ReserveMet { .. })));
+        let met = sim.bid(BOB, "110", Some("250"), t0()).expect("leads");
+        assert_eq!(sim.price(), (m(200), Some(BOB)), "160 jumps to the reserve");
+        assert!(met
+            .event
+            .public
+            .contains(&PublicEvent::ReserveMet { price: m(200) }));
+
+        let end = sim.auction.ends_at;
+        let sold = settle(sim.state(), end).expect("settle").expect("due");
+        assert_eq!(sold.auction.status, AuctionStatus::Sold);
+        let bob = sold.wallets.iter().find(|w| w.user == BOB).expect("bob");
+        assert_eq!((bob.balance, bob.locked), (m(9_800), Money::ZERO));
+
+        // Below the reserve at the end: unsold, everything released.
+        let mut sim = Sim::new(reserve, "100", None);
+        sim.bid(ALICE, "100", Some("150"), t0()).expect("first");
+        let unsold = settle(sim.state(), end).expect("settle").expect("due");
+        assert_eq!(unsold.auction.status, AuctionStatus::Unsold);
+        assert_eq!(
+            unsold.event.public,
+            [PublicEvent::ReserveNotMet, PublicEvent::Unsold]
+        );
+        assert_eq!(unsold.wallets, [wallet(ALICE, 10_000, 0)]);
+    }
+
+    #[test]
+    fn soft_close_extends_at_the_window_edge_up_to_the_cap() {
+        let soft = AuctionPolicy {
+            close: ClosePolicy::Soft {
+                window_secs: 60,
+                extend_by_secs: 120,
+                max_extensions: 2,
+            },
+            ..AuctionPolicy::fixed(m(1))
+        };
+        let mut sim = Sim::new(soft, "10", None);
+        let end = sim.auction.ends_at;
+        sim.bid(ALICE, "10", None, end - TimeDelta::seconds(61))
+            .expect("outside the window");
+        assert_eq!((sim.auction.ends_at, sim.auction.extensions), (end, 0));
+
+        let at = end - TimeDelta::seconds(60);
+        let first = sim.bid(BOB, "11", None, at).expect("at the edge");
+        let new_end = at + TimeDelta::seconds(120);
+        assert_eq!((sim.auction.ends_at, sim.auction.extensions), (new_end, 1));
+        assert!(first
+            .event
+            .public
+            .contains(&PublicEvent::Extended { ends_at: new_end }));
+
+        let at = new_end - TimeDelta::seconds(1);
+        sim.bid(ALICE, "12", None, at).expect("second extension");
+        assert_eq!(sim.auction.extensions, 2);
+        let capped_end = sim.auction.ends_at;
+        let at = capped_end - TimeDelta::seconds(1);
+        sim.bid(BOB, "13", None, at).expect("no more extensions");
+        assert_eq!(
+            (sim.auction.ends_at, sim.auction.extensions),
+            (capped_end, 2)
+        );
+        assert!(matches!(
+            rejected(sim.bid(ALICE, "14", None, capped_end)),
+            Rejection::AuctionEnded { .. }
+        ));
+
+        // An extension never moves the end earlier.
+        let short = AuctionPolicy {
+            close: ClosePolicy::Soft {
+                window_secs: 120,
+                extend_by_secs: 30,
+                max_extensions: 5,
+            },
+            ..AuctionPolicy::fixed(m(1))
+        };
+        let mut sim = Sim::new(short, "10", None);
+        sim.bid(ALICE, "10", None, end - TimeDelta::seconds(100))
+            .expect("in the window");
+        assert_eq!(sim.auction.ends_at, end);
+    }
+
+    #[test]
+    fn buy_now_disappears_as_its_policy_says() {
+        let until_first = AuctionPolicy {
+            buy_now: BuyNowPolicy::UntilFirstBid,
+            ..AuctionPolicy::fixed(m(10))
+        };
+        let mut sim = Sim::new(until_first, "100", Some(500));
+        assert!(sim.auction.buy_now_available());
+        let first = sim.bid(ALICE, "100", None, t0()).expect("first");
+        assert!(first.event.public.contains(&PublicEvent::BuyNowWithdrawn));
+        let cmd = BuyNow {
+            auction_id: AuctionId(7),
+            buyer: BOB,
+            buyer_region: None,
+        };
+        let currency = Currency::default();
+        assert_eq!(
+            rejected(buy_now(rules_with(&currency), sim.state(), &cmd, t0())),
+            Rejection::BuyNowUnavailable
+        );
+
+        let until_reserve = AuctionPolicy {
+            buy_now: BuyNowPolicy::UntilReserveMet,
+            reserve_price: Some(m(200)),
+            ..AuctionPolicy::fixed(m(10))
+        };
+        let mut sim = Sim::new(until_reserve, "100", Some(500));
+        let below = sim
+            .bid(ALICE, "150", None, t0())
+            .expect("below the reserve");
+        assert!(sim.auction.buy_now_available());
+        assert!(!below.event.public.contains(&PublicEvent::BuyNowWithdrawn));
+        let met = sim.bid(BOB, "200", None, t0()).expect("meets the reserve");
+        assert!(!sim.auction.buy_now_available());
+        assert!(met.event.public.contains(&PublicEvent::BuyNowWithdrawn));
+
+        // The original: until bidding reaches the buy-now price.
+        let mut sim = Sim::new(AuctionPolicy::fixed(m(10)), "100", Some(500));
+        sim.bid(ALICE, "490", None, t0()).expect("below");
+        assert!(sim.auction.buy_now_available());
+        let reached = sim.bid(BOB, "500", None, t0()).expect("reaches it");
+        assert!(reached.event.public.contains(&PublicEvent::BuyNowWithdrawn));
+    }
 }

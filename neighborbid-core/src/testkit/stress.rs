@@ -142,6 +142,7 @@ async fn bid_once<S: Store, N: Notifier>(
         bidder,
         bidder_region: None,
         amount,
+        max_amount: None,
     };
     match engine.place_bid(bid, None).await {
         Ok(receipt) => {

@@ -17,7 +17,9 @@ CREATE TABLE auctions (
     scope         TEXT NOT NULL CHECK (scope IN ('local', 'national')),
     region        TEXT,
     start_price   NUMERIC NOT NULL CHECK (start_price > 0),
-    bid_unit      NUMERIC NOT NULL CHECK (bid_unit > 0),
+    -- Increment, reserve, close and buy-now rules (core's AuctionPolicy);
+    -- fixed at creation.
+    policy        JSONB NOT NULL,
     buy_now_price NUMERIC CHECK (buy_now_price > 0),
     starts_at     TIMESTAMPTZ NOT NULL,
     ends_at       TIMESTAMPTZ NOT NULL CHECK (ends_at > starts_at),
@@ -25,6 +27,10 @@ CREATE TABLE auctions (
                   CHECK (status IN ('open', 'sold', 'unsold', 'bought_now', 'cancelled')),
     current_price NUMERIC NOT NULL CHECK (current_price >= 0),
     leader        BIGINT REFERENCES wallets (user_id),
+    -- The leader's maximum, held in escrow; the price never exceeds it.
+    max_bid       NUMERIC CHECK (max_bid >= current_price),
+    reserve_met   BOOLEAN NOT NULL,
+    extensions    BIGINT NOT NULL CHECK (extensions >= 0),
     bid_count     BIGINT NOT NULL CHECK (bid_count >= 0),
     seq           BIGINT NOT NULL CHECK (seq >= 0),
     created_at    TIMESTAMPTZ NOT NULL,
@@ -43,6 +49,7 @@ CREATE TABLE bids (
     amount     NUMERIC NOT NULL CHECK (amount > 0),
     placed_at  TIMESTAMPTZ NOT NULL,
     seq        BIGINT NOT NULL,
+    auto       BOOLEAN NOT NULL,
     UNIQUE (auction_id, seq)
 );
 CREATE INDEX bids_auction ON bids (auction_id, id);

@@ -22,8 +22,7 @@ CREATE TABLE auctions (
     region        TEXT,
     start_price   TEXT NOT NULL CHECK (start_price GLOB '[0-9]*' AND start_price NOT GLOB '*[^0-9.]*'
                                        AND start_price GLOB '*[1-9]*'),
-    bid_unit      TEXT NOT NULL CHECK (bid_unit GLOB '[0-9]*' AND bid_unit NOT GLOB '*[^0-9.]*'
-                                       AND bid_unit GLOB '*[1-9]*'),
+    policy        TEXT NOT NULL CHECK (json_valid(policy)),
     buy_now_price TEXT CHECK (buy_now_price GLOB '[0-9]*' AND buy_now_price NOT GLOB '*[^0-9.]*'
                               AND buy_now_price GLOB '*[1-9]*'),
     starts_at     INTEGER NOT NULL,
@@ -32,6 +31,9 @@ CREATE TABLE auctions (
                   CHECK (status IN ('open', 'sold', 'unsold', 'bought_now', 'cancelled')),
     current_price TEXT NOT NULL CHECK (current_price GLOB '[0-9]*' AND current_price NOT GLOB '*[^0-9.]*'),
     leader        INTEGER REFERENCES wallets (user_id),
+    max_bid       TEXT CHECK (max_bid GLOB '[0-9]*' AND max_bid NOT GLOB '*[^0-9.]*'),
+    reserve_met   INTEGER NOT NULL CHECK (reserve_met IN (0, 1)),
+    extensions    INTEGER NOT NULL CHECK (extensions >= 0),
     bid_count     INTEGER NOT NULL CHECK (bid_count >= 0),
     seq           INTEGER NOT NULL CHECK (seq >= 0),
     created_at    INTEGER NOT NULL,
@@ -50,6 +52,7 @@ CREATE TABLE bids (
                                     AND amount GLOB '*[1-9]*'),
     placed_at  INTEGER NOT NULL,
     seq        INTEGER NOT NULL,
+    auto       INTEGER NOT NULL CHECK (auto IN (0, 1)),
     UNIQUE (auction_id, seq)
 ) STRICT;
 CREATE INDEX bids_auction ON bids (auction_id, id);

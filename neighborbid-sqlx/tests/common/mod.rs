@@ -52,6 +52,7 @@ pub(crate) async fn seed_rows<S: Store>(store: S) {
         bidder: BOB,
         bidder_region: None,
         amount: money(110),
+        max_amount: None,
     };
     let key = IdempotencyKey::new("seed").expect("key");
     h.engine.place_bid(bid, Some(key)).await.expect("bid");
