@@ -205,6 +205,24 @@ pub struct SqliteTx {
 }
 
 impl SqliteTx {
+    /// Bids by `sql`, which selects `bid_columns!()` for one id and a page.
+    async fn bids(
+        &mut self,
+        sql: &'static str,
+        id: i64,
+        page: Page,
+    ) -> Result<Vec<Bid>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, BidRow>(sql)
+            .bind(id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        codec::convert(rows, BidRow::into_bid)
+    }
+
     fn error(&self) -> impl Fn(sqlx::Error) -> StoreError {
         let counters = Arc::clone(&self.counters);
         move |error| sqlite_error(error, &counters)
@@ -424,35 +442,21 @@ impl AuctionStore for SqliteTx {
     }
 
     async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, BidRow>(concat!(
+        let sql = concat!(
             "SELECT ",
             bid_columns!(),
             " FROM bids WHERE auction_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-        ))
-        .bind(id.0)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, BidRow::into_bid)
+        );
+        self.bids(sql, id.0, page).await
     }
 
     async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, BidRow>(concat!(
+        let sql = concat!(
             "SELECT ",
             bid_columns!(),
             " FROM bids WHERE bidder = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-        ))
-        .bind(user.0)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, BidRow::into_bid)
+        );
+        self.bids(sql, user.0, page).await
     }
 
     async fn events_after(
