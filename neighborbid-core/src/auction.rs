@@ -142,7 +142,9 @@ pub struct Auction {
     /// up to it automatically. Secret to the leader.
     pub max_bid: Option<Money>,
     /// Whether the highest maximum has reached the reserve price (with no
-    /// reserve: whether there is a bid).
+    /// reserve: whether there is a bid). Stored rather than derived: a view
+    /// redacted for others hides the reserve and the maximum it follows
+    /// from, yet still shows whether the reserve is met.
     pub reserve_met: bool,
     /// How often late bids extended the end (soft close).
     pub extensions: u32,

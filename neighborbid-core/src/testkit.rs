@@ -220,14 +220,9 @@ impl<S: Store> Harness<S> {
         bidder: UserId,
         units: u64,
     ) -> Result<BidReceipt, EngineError> {
-        let cmd = PlaceBid {
-            auction_id: auction,
-            bidder,
-            bidder_region: None,
-            amount: money(units),
-            max_amount: None,
-        };
-        self.engine.place_bid(cmd, None).await
+        self.engine
+            .place_bid(bid_of(auction, bidder, units), None)
+            .await
     }
 
     /// A wallet.
@@ -1092,13 +1087,7 @@ pub async fn idempotent_replays<S: Store>(store: S) {
         .expect("bob's own key");
 
     let auction = h.create(h.national(100, 10)).await;
-    let bid = PlaceBid {
-        auction_id: auction.id,
-        bidder: ALICE,
-        bidder_region: None,
-        amount: money(150),
-        max_amount: None,
-    };
+    let bid = bid_of(auction.id, ALICE, 150);
     let placed = h
         .engine
         .place_bid(bid.clone(), key("bid-1"))
@@ -1316,13 +1305,7 @@ pub async fn double_spend_across_auctions<S: Store>(store: S) {
                 let (engine, barrier) = (h.engine.clone(), barrier.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    let bid = PlaceBid {
-                        auction_id: auction,
-                        bidder: spender,
-                        bidder_region: None,
-                        amount: money(10_000),
-                        max_amount: None,
-                    };
+                    let bid = bid_of(auction, spender, 10_000);
                     engine.place_bid(bid, None).await
                 })
             })
@@ -1481,13 +1464,7 @@ pub async fn failures_leave_no_trace<S: Store>(store: S) {
         Err(EngineError::Store(error)) if error.kind() == StoreErrorKind::Other => {}
         other => panic!("{fault:?}: expected the injected failure, got {other:?}"),
     };
-    let outbid = PlaceBid {
-        auction_id: auction,
-        bidder: BOB,
-        bidder_region: None,
-        amount: money(110),
-        max_amount: None,
-    };
+    let outbid = bid_of(auction, BOB, 110);
     for fault in Fault::ALL {
         let before = books(&h, auction, &parties).await;
         faulty.arm(fault);
@@ -1714,6 +1691,7 @@ pub async fn policies_round_trip<S: Store>(store: S) {
     assert!(closed.iter().any(|auction| auction.id == soft.id));
 }
 
+/// A plain bid of `units` by `bidder` (of no region).
 fn bid_of(auction: AuctionId, bidder: UserId, units: u64) -> PlaceBid {
     PlaceBid {
         auction_id: auction,

@@ -185,6 +185,21 @@ pub struct PgTx {
 }
 
 impl PgTx {
+    /// The auction `sql` selects (`auction_columns!()`, by id), if any.
+    async fn auction(
+        &mut self,
+        sql: &'static str,
+        id: AuctionId,
+    ) -> Result<Option<Auction>, StoreError> {
+        sqlx::query_as::<_, AuctionRow>(sql)
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(self.error())?
+            .map(AuctionRow::into_auction)
+            .transpose()
+    }
+
     /// Bids by `sql`, which selects `bid_columns!()` for one id and a page.
     async fn bids(
         &mut self,
@@ -273,17 +288,12 @@ impl AuctionStore for PgTx {
     }
 
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        sqlx::query_as::<_, AuctionRow>(concat!(
+        let sql = concat!(
             "SELECT ",
             auction_columns!(),
             " FROM auctions WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(self.error())?
-        .map(AuctionRow::into_auction)
-        .transpose()
+        );
+        self.auction(sql, id).await
     }
 
     async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
@@ -381,17 +391,12 @@ impl AuctionStore for PgTx {
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        sqlx::query_as::<_, AuctionRow>(concat!(
+        let sql = concat!(
             "SELECT ",
             auction_columns!(),
             " FROM auctions WHERE id = $1"
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(self.error())?
-        .map(AuctionRow::into_auction)
-        .transpose()
+        );
+        self.auction(sql, id).await
     }
 
     async fn list_auctions(
