@@ -1,17 +1,19 @@
-//! Random sequences of every command (several users and auctions, good and
-//! bad amounts, reused idempotency keys, time passing), checking the books
-//! after every step.
+//! Random sequences of every command (several users and auctions under
+//! every policy, good and bad amounts, maximum bids, reused idempotency keys,
+//! time passing), checking the books and the bidding invariants after every
+//! step.
 
 use std::collections::HashMap;
 
 use chrono::TimeDelta;
 use neighborbid_core::testkit::Harness;
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, BuyNow, CancelAuction,
-    Command, CreateAuction, Deposit, EngineError, Hold, IdempotencyKey, MemoryStore, Money, Page,
-    PlaceBid, Receipt, Region, Scope, UserId, Withdraw,
+    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, BuyNow, BuyNowPolicy,
+    CancelAuction, ClosePolicy, Command, CreateAuction, Deposit, EngineError, Hold, IdempotencyKey,
+    Increment, MemoryStore, Money, Page, PlaceBid, Receipt, Region, Scope, UserId, Withdraw,
 };
 use proptest::prelude::*;
+use rust_decimal::Decimal;
 
 const USERS: usize = 4;
 
@@ -31,7 +33,7 @@ enum Op {
         seller: usize,
         local: bool,
         start: u64,
-        unit: u64,
+        policy: AuctionPolicy,
         buy_now: Option<u64>,
         minutes: i64,
         key: Option<u8>,
@@ -39,7 +41,8 @@ enum Op {
     Bid {
         user: usize,
         auction: usize,
-        amount: String,
+        amount: BidAmount,
+        max: Option<MaxBid>,
         home: bool,
         key: Option<u8>,
     },
@@ -62,6 +65,23 @@ enum Op {
     Retry,
 }
 
+/// How much to bid: literal text, or relative to what the auction asks now
+/// (so that most bids are live ones).
+#[derive(Clone, Debug)]
+enum BidAmount {
+    Text(String),
+    AboveMin(u64),
+}
+
+/// A maximum to bid with.
+#[derive(Clone, Debug)]
+enum MaxBid {
+    /// Units above the amount (0: a maximum equal to it).
+    Above(u64),
+    /// Exactly the highest maximum so far: a tie, which the earlier wins.
+    Tie,
+}
+
 fn amount() -> impl Strategy<Value = String> {
     prop_oneof![
         6 => (1u64..150).prop_map(|units| units.to_string()),
@@ -74,6 +94,52 @@ fn amount() -> impl Strategy<Value = String> {
     ]
 }
 
+fn policy() -> impl Strategy<Value = AuctionPolicy> {
+    let increment = prop_oneof![
+        3 => (1u64..10).prop_map(|unit| Increment::Fixed { unit: Money::units(unit) }),
+        1 => Just(Increment::ebay_ladder()),
+        1 => (1i64..30).prop_map(|percent| Increment::Percent { percent: Decimal::new(percent, 0), scale: 2 }),
+    ];
+    let close = prop_oneof![
+        1 => Just(ClosePolicy::Hard),
+        1 => (60u32..1_800, 60u32..900, 0u32..4).prop_map(|(window_secs, extend_by_secs, max_extensions)| {
+            ClosePolicy::Soft { window_secs, extend_by_secs, max_extensions }
+        }),
+    ];
+    let buy_now = prop::sample::select(vec![
+        BuyNowPolicy::Always,
+        BuyNowPolicy::UntilFirstBid,
+        BuyNowPolicy::UntilReserveMet,
+    ]);
+    (
+        increment,
+        prop::option::weighted(0.4, 20u64..200),
+        close,
+        buy_now,
+    )
+        .prop_map(|(increment, reserve, close, buy_now)| AuctionPolicy {
+            increment,
+            reserve_price: reserve.map(Money::units),
+            close,
+            buy_now,
+        })
+}
+
+fn bid_amount() -> impl Strategy<Value = BidAmount> {
+    prop_oneof![
+        1 => amount().prop_map(BidAmount::Text),
+        2 => prop_oneof![3 => Just(0u64), 1 => 1u64..30].prop_map(BidAmount::AboveMin),
+    ]
+}
+
+fn max_bid() -> impl Strategy<Value = Option<MaxBid>> {
+    prop_oneof![
+        3 => Just(None),
+        2 => (0u64..80).prop_map(|units| Some(MaxBid::Above(units))),
+        1 => Just(Some(MaxBid::Tie)),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let user = 0..USERS;
     let auction = 0usize..8;
@@ -83,12 +149,12 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(user, amount, key)| Op::Deposit { user, amount, key }),
         1 => (user.clone(), amount(), key.clone())
             .prop_map(|(user, amount, key)| Op::Withdraw { user, amount, key }),
-        2 => (user.clone(), any::<bool>(), 1u64..50, 1u64..10, prop::option::of(50u64..300), 1i64..120, key.clone())
-            .prop_map(|(seller, local, start, unit, buy_now, minutes, key)| Op::Create {
-                seller, local, start, unit, buy_now, minutes, key,
+        2 => (user.clone(), any::<bool>(), 1u64..50, policy(), prop::option::of(50u64..300), 1i64..120, key.clone())
+            .prop_map(|(seller, local, start, policy, buy_now, minutes, key)| Op::Create {
+                seller, local, start, policy, buy_now, minutes, key,
             }),
-        8 => (user.clone(), auction.clone(), amount(), prop::bool::weighted(0.9), key.clone())
-            .prop_map(|(user, auction, amount, home, key)| Op::Bid { user, auction, amount, home, key }),
+        8 => (user.clone(), auction.clone(), bid_amount(), max_bid(), prop::bool::weighted(0.9), key.clone())
+            .prop_map(|(user, auction, amount, max, home, key)| Op::Bid { user, auction, amount, max, home, key }),
         1 => (user.clone(), auction.clone(), prop::bool::weighted(0.9), key.clone())
             .prop_map(|(user, auction, home, key)| Op::BuyNow { user, auction, home, key }),
         1 => (user, auction, key).prop_map(|(user, auction, key)| Op::Cancel { user, auction, key }),
@@ -115,6 +181,9 @@ struct Model {
     keys: HashMap<(UserId, u8), (Command, Receipt)>,
     /// The last command sent, with its key.
     last: Option<(Command, Option<u8>)>,
+    /// Per auction, the highest maximum offered by an accepted bid and who
+    /// offered it first: the one who must lead, and win.
+    best: HashMap<AuctionId, (UserId, Money)>,
 }
 
 /// Everything observable, to show a refused command changed nothing.
@@ -174,14 +243,20 @@ async fn check_invariants(h: &Harness<MemoryStore>, model: &Model) {
             .collect();
         match (auction.status, auction.leader) {
             (AuctionStatus::Open, Some(leader)) => {
+                let max = auction.max_bid.expect("a leader has a maximum");
                 assert_eq!(
                     on_auction,
-                    [(leader, auction.current_price)],
-                    "one leader, holding the price"
+                    [(leader, max)],
+                    "one leader, holding its maximum"
+                );
+                assert!(
+                    auction.current_price <= max,
+                    "price above the maximum: {auction:?}"
                 );
             }
             _ => assert!(on_auction.is_empty(), "no escrow on {auction:?}"),
         }
+        check_bidding(model, &auction);
         let events = h.outbox(auction.id).await;
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
         assert_eq!(
@@ -197,7 +272,46 @@ async fn check_invariants(h: &Harness<MemoryStore>, model: &Model) {
     }
 }
 
-fn command(h: &Harness<MemoryStore>, model: &Model, op: &Op) -> Result<Option<Command>, String> {
+/// The leader (and winner) had the highest maximum, earliest on ties; the
+/// reserve decided the sale; nothing settled before its current end.
+fn check_bidding(model: &Model, auction: &Auction) {
+    let best = model.best.get(&auction.id);
+    match auction.status {
+        AuctionStatus::Open | AuctionStatus::Sold => {
+            assert_eq!(
+                auction.leader.zip(auction.max_bid),
+                best.copied(),
+                "the highest maximum leads: {auction:?}"
+            );
+        }
+        _ => {}
+    }
+    if matches!(auction.status, AuctionStatus::Sold | AuctionStatus::Unsold) {
+        let closed_at = auction
+            .closed_at
+            .expect("settled auctions have a close time");
+        assert!(
+            closed_at >= auction.ends_at,
+            "settled before its end: {auction:?}"
+        );
+        let reserve_met = match (best, auction.policy.reserve_price) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some((_, max)), Some(reserve)) => *max >= reserve,
+        };
+        assert_eq!(
+            auction.status == AuctionStatus::Sold,
+            reserve_met,
+            "{auction:?}"
+        );
+    }
+}
+
+async fn command(
+    h: &Harness<MemoryStore>,
+    model: &Model,
+    op: &Op,
+) -> Result<Option<Command>, String> {
     let parse = |text: &str| text.parse::<Money>().map_err(|e| format!("{text:?}: {e}"));
     // Index 7 stands for an auction that does not exist.
     let auction = |index: usize| match model.auctions.len() {
@@ -220,7 +334,7 @@ fn command(h: &Harness<MemoryStore>, model: &Model, op: &Op) -> Result<Option<Co
             seller,
             local,
             start,
-            unit,
+            policy,
             buy_now,
             minutes,
             ..
@@ -236,7 +350,7 @@ fn command(h: &Harness<MemoryStore>, model: &Model, op: &Op) -> Result<Option<Co
                 Scope::National
             },
             start_price: Money::units(*start),
-            policy: AuctionPolicy::fixed(Money::units(*unit)),
+            policy: policy.clone(),
             buy_now_price: buy_now.map(Money::units),
             starts_at: None,
             ends_at: h.now() + TimeDelta::minutes(*minutes),
@@ -245,15 +359,37 @@ fn command(h: &Harness<MemoryStore>, model: &Model, op: &Op) -> Result<Option<Co
             user,
             auction: index,
             amount,
+            max,
             home: at_home,
             ..
-        } => Command::PlaceBid(PlaceBid {
-            auction_id: auction(*index),
-            bidder: user_id(*user),
-            bidder_region: region(*user, *at_home),
-            amount: parse(amount)?,
-            max_amount: None,
-        }),
+        } => {
+            let auction_id = auction(*index);
+            let amount = match amount {
+                BidAmount::Text(text) => parse(text)?,
+                BidAmount::AboveMin(units) => {
+                    match h.engine.auction(auction_id, Page::first(1)).await {
+                        Ok(view) => view
+                            .auction
+                            .min_next_bid()
+                            .checked_add(Money::units(*units))
+                            .ok_or("overflow")?,
+                        Err(_) => Money::units(*units),
+                    }
+                }
+            };
+            let max_amount = match max {
+                None => None,
+                Some(MaxBid::Above(units)) => amount.checked_add(Money::units(*units)),
+                Some(MaxBid::Tie) => model.best.get(&auction_id).map(|(_, max)| *max),
+            };
+            Command::PlaceBid(PlaceBid {
+                auction_id,
+                bidder: user_id(*user),
+                bidder_region: region(*user, *at_home),
+                amount,
+                max_amount,
+            })
+        }
         Op::BuyNow {
             user,
             auction: index,
@@ -303,7 +439,7 @@ async fn step(h: &Harness<MemoryStore>, model: &mut Model, op: &Op) {
             None => return,
         },
         // An amount that does not even parse never reaches the engine.
-        _ => match command(h, model, op) {
+        _ => match command(h, model, op).await {
             Ok(Some(command)) => (command, key_of(op)),
             _ => return,
         },
@@ -341,6 +477,20 @@ async fn step(h: &Harness<MemoryStore>, model: &mut Model, op: &Op) {
                     model.net_deposits = model.net_deposits.checked_sub(entry.amount).expect("sum");
                 }
                 Receipt::AuctionCreated(auction) => model.auctions.push(auction.id),
+                Receipt::BidPlaced(_) => {
+                    let Command::PlaceBid(bid) = &command else {
+                        unreachable!("a bid receipt answers a bid")
+                    };
+                    let offer = bid.max_amount.unwrap_or(bid.amount);
+                    let best = model
+                        .best
+                        .entry(bid.auction_id)
+                        .or_insert((bid.bidder, offer));
+                    // Strictly higher: on equal maxima the earlier one leads.
+                    if offer > best.1 {
+                        *best = (bid.bidder, offer);
+                    }
+                }
                 _ => {}
             }
             if let Some(k) = small_key {
@@ -370,8 +520,8 @@ proptest! {
             // Start from a market where something can happen.
             let setup = (0..USERS).map(|user| Op::Deposit { user, amount: "300".into(), key: None })
                 .chain([
-                    Op::Create { seller: 0, local: false, start: 10, unit: 5, buy_now: Some(200), minutes: 60, key: None },
-                    Op::Create { seller: 1, local: true, start: 10, unit: 1, buy_now: None, minutes: 90, key: None },
+                    Op::Create { seller: 0, local: false, start: 10, policy: AuctionPolicy::fixed(Money::units(5)), buy_now: Some(200), minutes: 60, key: None },
+                    Op::Create { seller: 1, local: true, start: 10, policy: AuctionPolicy::fixed(Money::units(1)), buy_now: None, minutes: 90, key: None },
                 ]);
             for op in setup.chain(ops) {
                 let op = &op;
