@@ -1,5 +1,203 @@
-//! HTTP + WebSocket front for a [`neighborbid_core`] engine.
+//! # neighborbid-axum
 //!
-//! This crate will hold the router a host application mounts, the identity
-//! trait and the WebSocket rooms. Not implemented yet: see the project's issue
-//! tracker.
+//! The NeighborBid engine as an HTTP + WebSocket API: an [`axum::Router`]
+//! the host application mounts. Identity comes from the host through
+//! [`Identity`]; live events come from a [`Hub`] that the engine's notifier
+//! feeds (the hub itself, or the Redis subscriber of `neighborbid-redis`).
+//!
+//! HTTP and WebSocket run the same engine commands, with the same error
+//! codes (see [`error`]). Mutating requests take an `Idempotency-Key`
+//! header (a WebSocket bid's `request_id` plays that part): a retry returns
+//! the first response and changes nothing. The API describes itself at
+//! `GET /openapi.json`.
+//!
+//! ```no_run
+//! use neighborbid_axum::{Actor, Api, StaticTokens};
+//! use neighborbid_core::{Engine, Hub, MemoryStore, UserId};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let hub = Hub::default();
+//! let engine = Engine::new(MemoryStore::new(), hub.clone());
+//! let tokens = StaticTokens::new();
+//! tokens.insert("alice-token", Actor { user: UserId(1), region: None });
+//!
+//! let api = Api::new(engine, hub, tokens);
+//! let app = axum::Router::new().nest("/api", api.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use neighborbid_core::{Engine, Hub, Notifier, Store};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub mod error;
+mod http;
+mod identity;
+mod limit;
+mod openapi;
+pub mod wire;
+mod ws;
+
+pub use error::{ApiError, ErrorBody};
+pub use http::WalletBody;
+pub use identity::{bearer_token, Actor, Identity, StaticTokens};
+pub use limit::RateLimit;
+pub use openapi::openapi;
+pub use ws::CLOSE_IDLE;
+
+/// The API's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes (default 16 KiB); larger gets 413.
+    pub body_limit: usize,
+    /// Mutating requests per user; `None` turns limiting off.
+    pub rate_limit: Option<RateLimit>,
+    /// Bids in an auction's detail and WebSocket snapshot (default 20).
+    pub recent_bids: u32,
+    /// WebSocket settings.
+    pub ws: WsConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit: 16 * 1024,
+            rate_limit: Some(RateLimit::default()),
+            recent_bids: 20,
+            ws: WsConfig::default(),
+        }
+    }
+}
+
+/// WebSocket settings.
+#[derive(Clone, Copy, Debug)]
+pub struct WsConfig {
+    /// How often the server pings (default 15 s).
+    pub heartbeat: Duration,
+    /// A client silent this long (no frame, no pong) is closed with
+    /// [`CLOSE_IDLE`] (default 45 s).
+    pub idle_timeout: Duration,
+    /// Largest client message, in bytes (default 4 KiB); larger is closed
+    /// with 1009.
+    pub max_message_bytes: usize,
+    /// Largest frame the socket reads at all (default 64 KiB); beyond it
+    /// the connection is dropped without reading further.
+    pub max_frame_bytes: usize,
+    /// A send that takes longer drops the client (default 10 s).
+    pub send_timeout: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            heartbeat: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            max_message_bytes: 4 * 1024,
+            max_frame_bytes: 64 * 1024,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds the router.
+pub struct Api<S, N, I> {
+    engine: Engine<S, N>,
+    hub: Hub,
+    identity: I,
+    config: ApiConfig,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Closes every WebSocket of the router (code 1001) when triggered, for a
+/// graceful shutdown (HTTP requests in flight are the server's to finish).
+#[derive(Clone, Debug)]
+pub struct Shutdown(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Shutdown {
+    /// Closes the WebSockets.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
+    /// An API over `engine`, with live rooms from `hub` (which the
+    /// engine's notifier must feed) and users from `identity`.
+    pub fn new(engine: Engine<S, N>, hub: Hub, identity: I) -> Self {
+        Api {
+            engine,
+            hub,
+            identity,
+            config: ApiConfig::default(),
+            shutdown: tokio::sync::watch::channel(false).1,
+        }
+    }
+
+    /// Replaces the settings.
+    pub fn config(mut self, config: ApiConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A handle that closes the router's WebSockets.
+    pub fn shutdown_handle(&mut self) -> Shutdown {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        self.shutdown = receiver;
+        Shutdown(Arc::new(sender))
+    }
+
+    /// The routes, relative to where the host nests them.
+    pub fn router(self) -> Router {
+        let state = Arc::new(http::Shared {
+            engine: self.engine,
+            hub: self.hub,
+            identity: self.identity,
+            limiter: limit::Limiter::new(self.config.rate_limit),
+            config: self.config,
+            shutdown: self.shutdown,
+        });
+        Router::new()
+            .route(
+                "/auctions",
+                get(http::list_auctions::<S, N, I>).post(http::create_auction::<S, N, I>),
+            )
+            .route("/auctions/{id}", get(http::get_auction::<S, N, I>))
+            .route(
+                "/auctions/{id}/bids",
+                get(http::auction_bids::<S, N, I>).post(http::place_bid::<S, N, I>),
+            )
+            .route("/auctions/{id}/buy-now", post(http::buy_now::<S, N, I>))
+            .route("/auctions/{id}/cancel", post(http::cancel::<S, N, I>))
+            .route("/auctions/{id}/live", get(ws::live::<S, N, I>))
+            .route("/me/wallet", get(http::my_wallet::<S, N, I>))
+            .route("/me/wallet/deposits", post(http::deposit::<S, N, I>))
+            .route("/me/wallet/withdrawals", post(http::withdraw::<S, N, I>))
+            .route("/me/bids", get(http::my_bids::<S, N, I>))
+            .route("/me/auctions", get(http::my_auctions::<S, N, I>))
+            .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
+            .fallback(|| async { ApiError::not_found() })
+            .method_not_allowed_fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this path does not take that method",
+                )
+            })
+            .layer(DefaultBodyLimit::max(self.config.body_limit))
+            .layer(CatchPanicLayer::custom(|_| {
+                tracing::error!("a request handler panicked");
+                ApiError::internal().into_response()
+            }))
+            .with_state(state)
+    }
+}

@@ -93,6 +93,7 @@ mod command;
 mod engine;
 mod error;
 mod event;
+mod hub;
 mod ids;
 mod memory;
 pub mod money;
@@ -114,6 +115,7 @@ pub use command::{
 pub use engine::{AuctionView, Engine, EngineConfig, RetryPolicy, WalletView};
 pub use error::{EngineError, Rejection, StoreError, StoreErrorKind};
 pub use event::{Event, PrivateEvent, PrivateNotice, PublicEvent};
+pub use hub::{Delivery, Hub, Watch};
 pub use ids::{AuctionId, BidId, UserId};
 pub use memory::{MemoryStore, MemoryTx};
 pub use money::{Currency, Money, MoneyError};

@@ -1,0 +1,274 @@
+//! Every failure as a JSON body with a stable machine `code`.
+//!
+//! | status | codes |
+//! |---|---|
+//! | 400 | `invalid_json`, `invalid_body`, `invalid_query`, `invalid_path`, `invalid_amount`, `invalid_auction`, `max_below_amount`, `invalid_idempotency_key`, `not_websocket` |
+//! | 401 | `unauthorized` |
+//! | 403 | `forbidden`, `not_seller`, `seller_cannot_bid`, `region_not_eligible` |
+//! | 404 | `not_found`, `auction_not_found` |
+//! | 405 | `method_not_allowed` |
+//! | 409 | `idempotency_conflict` |
+//! | 413 | `payload_too_large` |
+//! | 415 | `unsupported_media_type` |
+//! | 422 | `bid_too_low`, `outbid_by_proxy`, `insufficient_funds`, `auction_ended`, `auction_not_started`, `auction_cancelled`, `has_bids`, `buy_now_unavailable`, `max_not_raised`, `balance_limit` |
+//! | 429 | `rate_limited` |
+//! | 500 | `internal` (no details: they go to the log) |
+//! | 503 | `unavailable`, `busy` (retry; `Retry-After` says when) |
+//!
+//! `invalid_body` covers a body of the wrong shape: a missing or unknown
+//! field, a wrong type, or an amount that is not a plain decimal string
+//! (`"-5"`, `"1e3"`, `120` as a number, beyond the largest amount);
+//! `invalid_amount` a well-formed amount the currency refuses (zero, too
+//! many decimal places). The message says which field and why.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use neighborbid_core::{EngineError, Rejection, StoreErrorKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A failed request: an HTTP status and the JSON body sent with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+/// The JSON body of every error response (and of WebSocket error messages).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine name, such as `"bid_too_low"`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Fields that help the client act, such as `min_next_bid`.
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+impl ApiError {
+    /// An error with `status`, machine `code` and human `message`.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                details: Map::new(),
+            },
+        }
+    }
+
+    /// Adds a detail field to the body.
+    pub fn with(mut self, field: &str, value: impl Serialize) -> ApiError {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.body.details.insert(field.to_owned(), value);
+        self
+    }
+
+    /// 401: the request needs a signed-in user.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "sign in first")
+    }
+
+    /// 404 for a path that names nothing.
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    /// 500, with the cause kept out of the response.
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine code.
+    pub fn code(&self) -> &str {
+        &self.body.code
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS;
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        use Rejection as R;
+        let status = match &rejection {
+            R::AuctionNotFound { .. } => StatusCode::NOT_FOUND,
+            R::InvalidAmount { .. } | R::InvalidAuction { .. } | R::MaxBelowAmount => {
+                StatusCode::BAD_REQUEST
+            }
+            R::NotSeller | R::SellerCannotBid | R::RegionNotEligible { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let error = ApiError::new(status, rejection.code(), rejection.to_string());
+        match rejection {
+            R::AuctionNotFound { auction_id } => error.with("auction_id", auction_id),
+            R::AuctionNotStarted { starts_at } => error.with("starts_at", starts_at),
+            R::AuctionEnded { ended_at } => error.with("ended_at", ended_at),
+            R::BidTooLow { min_next_bid } => error.with("min_next_bid", min_next_bid),
+            R::RegionNotEligible { region } => error.with("region", region),
+            R::InsufficientFunds {
+                available,
+                required,
+            } => error
+                .with("available", available)
+                .with("required", required),
+            R::InvalidAmount { field, reason } => error
+                .with("field", field)
+                .with("reason", reason.to_string()),
+            R::MaxNotRaised { max } => error.with("max", max),
+            R::OutbidByProxy {
+                price,
+                min_next_bid,
+            } => error
+                .with("price", price)
+                .with("min_next_bid", min_next_bid),
+            _ => error,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> ApiError {
+        match error {
+            EngineError::Rejected(rejection) => rejection.into(),
+            EngineError::IdempotencyConflict { key } => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                "this Idempotency-Key was already used for a different request",
+            )
+            .with("key", key),
+            EngineError::Store(store) if store.kind() == StoreErrorKind::Conflict => {
+                tracing::warn!(error = %store, "gave up after repeated conflicts");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too much contention right now; retry",
+                )
+            }
+            EngineError::Store(store) if store.kind() == StoreErrorKind::Unavailable => {
+                tracing::error!(error = %store, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is temporarily unavailable; retry",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        let code = match &rejection {
+            JsonRejection::JsonSyntaxError(_) => "invalid_json",
+            JsonRejection::JsonDataError(_) => "invalid_body",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            _ => "invalid_body",
+        };
+        let status = match code {
+            "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_websocket",
+            rejection.body_text(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neighborbid_core::{Money, StoreError};
+
+    #[test]
+    fn rejections_keep_their_code_and_the_fields_a_client_needs() {
+        let error = ApiError::from(EngineError::from(Rejection::BidTooLow {
+            min_next_bid: Money::units(130),
+        }));
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.code(), "bid_too_low");
+        assert_eq!(error.body().details["min_next_bid"], "130");
+        assert_eq!(
+            ApiError::from(Rejection::SellerCannotBid).status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn store_failures_say_nothing_about_internals() {
+        let error = ApiError::from(EngineError::Store(StoreError::new(
+            StoreErrorKind::Other,
+            "relation \"wallets\" does not exist",
+        )));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.body().message, "internal error");
+        assert!(error.body().details.is_empty());
+        let busy = ApiError::from(EngineError::Store(StoreError::conflict("deadlock")));
+        assert_eq!((busy.status().as_u16(), busy.code()), (503, "busy"));
+    }
+}

@@ -1,0 +1,362 @@
+//! The HTTP routes: each one calls one engine method.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, State};
+use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use neighborbid_core::{
+    AuctionFilter, AuctionId, BuyNow, CancelAuction, CreateAuction, Deposit, Engine,
+    IdempotencyKey, LedgerEntry, Notifier, PlaceBid, ScopeFilter, Store, Withdraw,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::identity::{Actor, Identity};
+use crate::limit::Limiter;
+use crate::wire::{
+    AmountRequest, AuctionBody, AuctionDetail, BidBody, BidRequest, CreateAuctionRequest,
+    ListQuery, PageBody, PageQuery, ScopeParam,
+};
+use crate::ApiConfig;
+use neighborbid_core::Hub;
+
+/// What every handler shares.
+pub(crate) struct Shared<S, N, I> {
+    pub(crate) engine: Engine<S, N>,
+    pub(crate) hub: Hub,
+    pub(crate) identity: I,
+    pub(crate) config: ApiConfig,
+    pub(crate) limiter: Limiter,
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+pub(crate) type AppState<S, N, I> = Arc<Shared<S, N, I>>;
+
+/// The caller, who may be anonymous.
+pub(crate) struct Caller(pub(crate) Option<Actor>);
+
+/// The caller, who must be signed in.
+pub(crate) struct Me(pub(crate) Actor);
+
+impl<S: Store, N: Notifier, I: Identity> FromRequestParts<AppState<S, N, I>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, N, I>,
+    ) -> Result<Self, ApiError> {
+        Ok(Caller(state.identity.identify(parts).await?))
+    }
+}
+
+impl<S: Store, N: Notifier, I: Identity> FromRequestParts<AppState<S, N, I>> for Me {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, N, I>,
+    ) -> Result<Self, ApiError> {
+        let Caller(actor) = Caller::from_request_parts(parts, state).await?;
+        actor.map(Me).ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// The `Idempotency-Key` header, if any.
+pub(crate) struct IdemKey(Option<IdempotencyKey>);
+
+impl<St: Send + Sync> FromRequestParts<St> for IdemKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdemKey(None));
+        };
+        let invalid = || {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        };
+        let text = value.to_str().map_err(|_| invalid())?;
+        Ok(IdemKey(Some(
+            IdempotencyKey::new(text).map_err(|_| invalid())?,
+        )))
+    }
+}
+
+/// A JSON body whose failures are [`ApiError`]s.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(crate) struct Body<T>(T);
+
+/// A query string whose failures are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct Query<T>(T);
+
+/// A path parameter whose failures are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct Path<T>(pub(crate) T);
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn created<T: Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+pub(crate) async fn list_auctions<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Caller(caller): Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<PageBody<AuctionBody>>> {
+    let scope = match (query.scope, query.region) {
+        (None, None) => None,
+        (Some(ScopeParam::National), None) => Some(ScopeFilter::National),
+        (Some(ScopeParam::National), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "region applies to local auctions only",
+            ))
+        }
+        (Some(ScopeParam::Local) | None, region) => Some(ScopeFilter::Local { region }),
+    };
+    let filter = AuctionFilter {
+        status: query.status,
+        scope,
+        seller: query.seller,
+    };
+    let page = PageQuery {
+        offset: query.offset,
+        limit: query.limit,
+    }
+    .page();
+    let auctions = state.engine.list_auctions(&filter, page).await?;
+    let viewer = caller.map(|actor| actor.user);
+    let items = auctions
+        .iter()
+        .map(|auction| AuctionBody::new(auction, viewer))
+        .collect();
+    Ok(Json(PageBody::new(items, page)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DetailQuery {
+    /// How many of the latest bids to include (default 20).
+    #[serde(default)]
+    bids: Option<u32>,
+}
+
+pub(crate) async fn get_auction<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Caller(caller): Caller,
+    Path(id): Path<i64>,
+    Query(query): Query<DetailQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let bids = neighborbid_core::Page::first(query.bids.unwrap_or(state.config.recent_bids));
+    let view = state.engine.auction(AuctionId(id), bids).await?;
+    let viewer = caller.map(|actor| actor.user);
+    // The body depends on the change (seq) and on who looks (redaction).
+    let etag = format!(
+        "\"{}-{}-{}\"",
+        id,
+        view.auction.seq,
+        viewer.map_or(0, |user| user.0)
+    );
+    let etag = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
+    let headers_out = [
+        (ETAG, etag.clone()),
+        (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    let unchanged = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag));
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, headers_out).into_response());
+    }
+    let detail = AuctionDetail {
+        auction: AuctionBody::new(&view.auction, viewer),
+        bids: view.bids,
+        server_now: state.engine.now(),
+    };
+    Ok((headers_out, Json(detail)).into_response())
+}
+
+pub(crate) async fn auction_bids<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Path(id): Path<i64>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<PageBody<neighborbid_core::Bid>>> {
+    let page = query.page();
+    let view = state.engine.auction(AuctionId(id), page).await?;
+    Ok(Json(PageBody::new(view.bids, page)))
+}
+
+pub(crate) async fn create_auction<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    IdemKey(key): IdemKey,
+    Body(body): Body<CreateAuctionRequest>,
+) -> ApiResult<Response> {
+    state.limiter.check(me.user)?;
+    let command = CreateAuction {
+        seller: me.user,
+        title: body.title,
+        description: body.description,
+        scope: body.scope,
+        start_price: body.start_price,
+        policy: body.policy,
+        buy_now_price: body.buy_now_price,
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+    };
+    let auction = state.engine.create_auction(command, key).await?;
+    Ok(created(AuctionBody::new(&auction, Some(me.user))))
+}
+
+pub(crate) async fn place_bid<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    Path(id): Path<i64>,
+    IdemKey(key): IdemKey,
+    Body(body): Body<BidRequest>,
+) -> ApiResult<Response> {
+    let receipt = bid(&state, &me, AuctionId(id), body, key).await?;
+    Ok(created(BidBody::new(&receipt, me.user)))
+}
+
+/// One bid, as HTTP and the WebSocket both place it.
+pub(crate) async fn bid<S: Store, N: Notifier, I>(
+    state: &Shared<S, N, I>,
+    me: &Actor,
+    auction_id: AuctionId,
+    body: BidRequest,
+    key: Option<IdempotencyKey>,
+) -> ApiResult<neighborbid_core::BidReceipt> {
+    state.limiter.check(me.user)?;
+    let command = PlaceBid {
+        auction_id,
+        bidder: me.user,
+        bidder_region: me.region.clone(),
+        amount: body.amount,
+        max_amount: body.max_amount,
+    };
+    Ok(state.engine.place_bid(command, key).await?)
+}
+
+pub(crate) async fn buy_now<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    Path(id): Path<i64>,
+    IdemKey(key): IdemKey,
+) -> ApiResult<Json<AuctionBody>> {
+    state.limiter.check(me.user)?;
+    let command = BuyNow {
+        auction_id: AuctionId(id),
+        buyer: me.user,
+        buyer_region: me.region.clone(),
+    };
+    let auction = state.engine.buy_now(command, key).await?;
+    Ok(Json(AuctionBody::new(&auction, Some(me.user))))
+}
+
+pub(crate) async fn cancel<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    Path(id): Path<i64>,
+    IdemKey(key): IdemKey,
+) -> ApiResult<Json<AuctionBody>> {
+    state.limiter.check(me.user)?;
+    let command = CancelAuction {
+        auction_id: AuctionId(id),
+        seller: me.user,
+    };
+    let auction = state.engine.cancel_auction(command, key).await?;
+    Ok(Json(AuctionBody::new(&auction, Some(me.user))))
+}
+
+/// `GET /me/wallet`: balances, open holds and one page of history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletBody {
+    /// Balance and locked (escrowed) amounts.
+    pub wallet: neighborbid_core::Wallet,
+    /// Open escrow holds; their sum is `wallet.locked`.
+    pub holds: Vec<neighborbid_core::Hold>,
+    /// History entries, newest first.
+    pub history: PageBody<LedgerEntry>,
+}
+
+pub(crate) async fn my_wallet<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<WalletBody>> {
+    let page = query.page();
+    let view = state.engine.wallet(me.user, page).await?;
+    Ok(Json(WalletBody {
+        wallet: view.wallet,
+        holds: view.holds,
+        history: PageBody::new(view.history, page),
+    }))
+}
+
+pub(crate) async fn deposit<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    IdemKey(key): IdemKey,
+    Body(body): Body<AmountRequest>,
+) -> ApiResult<Response> {
+    state.limiter.check(me.user)?;
+    let command = Deposit {
+        user: me.user,
+        amount: body.amount,
+    };
+    Ok(created(state.engine.deposit(command, key).await?))
+}
+
+pub(crate) async fn withdraw<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    IdemKey(key): IdemKey,
+    Body(body): Body<AmountRequest>,
+) -> ApiResult<Response> {
+    state.limiter.check(me.user)?;
+    let command = Withdraw {
+        user: me.user,
+        amount: body.amount,
+    };
+    Ok(created(state.engine.withdraw(command, key).await?))
+}
+
+pub(crate) async fn my_bids<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<PageBody<neighborbid_core::Bid>>> {
+    let page = query.page();
+    let bids = state.engine.user_bids(me.user, page).await?;
+    Ok(Json(PageBody::new(bids, page)))
+}
+
+pub(crate) async fn my_auctions<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<PageBody<AuctionBody>>> {
+    let page = query.page();
+    let auctions = state.engine.user_auctions(me.user, page).await?;
+    let items = auctions
+        .iter()
+        .map(|auction| AuctionBody::new(auction, Some(me.user)))
+        .collect();
+    Ok(Json(PageBody::new(items, page)))
+}

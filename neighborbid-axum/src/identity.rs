@@ -1,0 +1,99 @@
+//! Who is acting: the host application's accounts plug in here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use neighborbid_core::{Region, UserId};
+
+use crate::error::ApiError;
+
+/// The user a request acts for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// The user (and their wallet).
+    pub user: UserId,
+    /// Their neighbourhood, for local auctions.
+    pub region: Option<Region>,
+}
+
+/// Tells who sent a request. The host implements it over its own account
+/// system (session cookies, bearer tokens, a gateway's header...); the
+/// router never takes a user id from a request body or path.
+#[async_trait]
+pub trait Identity: Send + Sync + 'static {
+    /// The acting user: `Ok(None)` for a request without credentials
+    /// (anonymous; reads only), an error (usually
+    /// [`ApiError::unauthorized`]) for credentials that are present but
+    /// invalid or expired.
+    async fn identify(&self, request: &Parts) -> Result<Option<Actor>, ApiError>;
+}
+
+#[async_trait]
+impl<I: Identity + ?Sized> Identity for Arc<I> {
+    async fn identify(&self, request: &Parts) -> Result<Option<Actor>, ApiError> {
+        (**self).identify(request).await
+    }
+}
+
+/// The bearer token of a request: the `Authorization: Bearer ...` header,
+/// or else an `access_token` query parameter (browsers cannot set headers
+/// on a WebSocket; keep such URLs out of access logs).
+pub fn bearer_token(request: &Parts) -> Option<&str> {
+    let header = request
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    header.or_else(|| {
+        request
+            .uri
+            .query()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("access_token="))
+    })
+}
+
+/// Bearer tokens registered by the host: for tests, scripts and service
+/// accounts. Cheap to clone; clones share the tokens.
+#[derive(Clone, Debug, Default)]
+pub struct StaticTokens {
+    tokens: Arc<RwLock<HashMap<String, Actor>>>,
+}
+
+impl StaticTokens {
+    /// No tokens yet.
+    pub fn new() -> StaticTokens {
+        StaticTokens::default()
+    }
+
+    /// Lets `token` act as `actor`.
+    pub fn insert(&self, token: impl Into<String>, actor: Actor) {
+        self.write().insert(token.into(), actor);
+    }
+
+    /// Revokes `token`.
+    pub fn remove(&self, token: &str) {
+        self.write().remove(token);
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Actor>> {
+        self.tokens.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Identity for StaticTokens {
+    async fn identify(&self, request: &Parts) -> Result<Option<Actor>, ApiError> {
+        let Some(token) = bearer_token(request) else {
+            return Ok(None);
+        };
+        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        match tokens.get(token) {
+            Some(actor) => Ok(Some(actor.clone())),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}

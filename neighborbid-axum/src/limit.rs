@@ -1,0 +1,101 @@
+//! Per-user rate limiting of mutating requests (HTTP and WebSocket bids
+//! share one budget).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use neighborbid_core::UserId;
+
+use crate::error::ApiError;
+
+/// How many mutating requests a user may send: a sustained rate and a
+/// burst (a token bucket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_second: u32,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    /// 20 a second, bursts of 40: far above a person, well below a script
+    /// hammering the database.
+    fn default() -> Self {
+        RateLimit {
+            per_second: 20,
+            burst: 40,
+        }
+    }
+}
+
+/// Buckets beyond which idle ones are forgotten.
+const MAX_BUCKETS: usize = 100_000;
+
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    limit: Option<RateLimit>,
+    buckets: Mutex<HashMap<UserId, (f64, Instant)>>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limit: Option<RateLimit>) -> Limiter {
+        Limiter {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `user`'s budget, or says to slow down.
+    pub(crate) fn check(&self, user: UserId) -> Result<(), ApiError> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let (rate, burst) = (f64::from(limit.per_second), f64::from(limit.burst.max(1)));
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= MAX_BUCKETS {
+            // A bucket refilled to the brim carries no information.
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = buckets.entry(user).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens < 1.0 {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; slow down",
+            ));
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_the_user_is_told_to_slow_down_alone() {
+        let limiter = Limiter::new(Some(RateLimit {
+            per_second: 1,
+            burst: 3,
+        }));
+        for _ in 0..3 {
+            limiter.check(UserId(1)).expect("within the burst");
+        }
+        let refused = limiter.check(UserId(1)).expect_err("over the burst");
+        assert_eq!(
+            (refused.status().as_u16(), refused.code()),
+            (429, "rate_limited")
+        );
+        limiter.check(UserId(2)).expect("others are not affected");
+        assert!(Limiter::new(None).check(UserId(1)).is_ok());
+    }
+}

@@ -1,0 +1,200 @@
+//! The OpenAPI 3.0 document of the HTTP API (`GET /openapi.json`), kept
+//! next to the routes; a test checks it parses and that every operation
+//! it lists is served.
+
+use serde_json::{json, Value};
+
+/// The OpenAPI document, with paths relative to where the router is nested
+/// (set `servers` to your mount point when you publish it).
+pub fn openapi() -> Value {
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}});
+    let idem = json!({"name": "Idempotency-Key", "in": "header", "required": false,
+        "description": "Makes the request safe to retry: the same key and body return the first response; the same key with another body is 409 idempotency_conflict.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255}});
+    let offset =
+        json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}});
+    let limit = json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}});
+    let errors = json!({
+        "400": {"$ref": "#/components/responses/Error"},
+        "401": {"$ref": "#/components/responses/Error"},
+        "403": {"$ref": "#/components/responses/Error"},
+        "404": {"$ref": "#/components/responses/Error"},
+        "409": {"$ref": "#/components/responses/Error"},
+        "413": {"$ref": "#/components/responses/Error"},
+        "422": {"$ref": "#/components/responses/Error"},
+        "429": {"$ref": "#/components/responses/Error"},
+        "500": {"$ref": "#/components/responses/Error"},
+        "503": {"$ref": "#/components/responses/Error"}
+    });
+    let ok = |status: &str, schema: &str, description: &str| {
+        let mut responses = errors.clone();
+        responses[status] = json!({"description": description,
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        responses
+    };
+    let body = |schema: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    let bearer = json!([{"bearer": []}]);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "NeighborBid API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Auctions with escrow. Amounts are decimal strings, times RFC 3339 UTC. Every error is a JSON body with a stable `code`."
+        },
+        "paths": {
+            "/auctions": {
+                "get": {"operationId": "listAuctions", "summary": "Auctions, newest first",
+                    "parameters": [
+                        {"name": "scope", "in": "query", "schema": {"type": "string", "enum": ["national", "local"]}},
+                        {"name": "region", "in": "query", "description": "Local auctions of this region", "schema": {"type": "string"}},
+                        {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/AuctionStatus"}},
+                        {"name": "seller", "in": "query", "schema": {"type": "integer", "format": "int64"}},
+                        offset, limit],
+                    "responses": ok("200", "AuctionPage", "A page of auctions")},
+                "post": {"operationId": "createAuction", "summary": "Put an item up for auction", "security": bearer,
+                    "parameters": [idem], "requestBody": body("CreateAuction"),
+                    "responses": ok("201", "Auction", "The auction as created")}
+            },
+            "/auctions/{id}": {
+                "get": {"operationId": "getAuction", "summary": "An auction with its latest bids; ETag/If-None-Match on its sequence number",
+                    "parameters": [id, {"name": "bids", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                        {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "The auction", "headers": {"ETag": {"schema": {"type": "string"}}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuctionDetail"}}}},
+                        "304": {"description": "Unchanged since the ETag sent"},
+                        "400": {"$ref": "#/components/responses/Error"},
+                        "404": {"$ref": "#/components/responses/Error"}}}
+            },
+            "/auctions/{id}/bids": {
+                "get": {"operationId": "listBids", "summary": "An auction's bids, newest first",
+                    "parameters": [id, offset, limit], "responses": ok("200", "BidPage", "A page of bids")},
+                "post": {"operationId": "placeBid", "summary": "Bid (with an optional maximum)", "security": bearer,
+                    "parameters": [id, idem], "requestBody": body("BidRequest"),
+                    "responses": ok("201", "BidResult", "You lead")}
+            },
+            "/auctions/{id}/buy-now": {
+                "post": {"operationId": "buyNow", "summary": "Buy at the buy-now price", "security": bearer,
+                    "parameters": [id, idem], "responses": ok("200", "Auction", "Bought")}
+            },
+            "/auctions/{id}/cancel": {
+                "post": {"operationId": "cancelAuction", "summary": "Withdraw your auction before any bid", "security": bearer,
+                    "parameters": [id, idem], "responses": ok("200", "Auction", "Cancelled")}
+            },
+            "/auctions/{id}/live": {
+                "get": {"operationId": "liveAuction", "summary": "WebSocket room: a snapshot, then events; send {\"type\":\"bid\",\"amount\":\"...\",\"request_id\":\"...\"}",
+                    "parameters": [id], "responses": {
+                        "101": {"description": "Switching to the WebSocket protocol"},
+                        "400": {"$ref": "#/components/responses/Error"},
+                        "404": {"$ref": "#/components/responses/Error"}}}
+            },
+            "/me/wallet": {
+                "get": {"operationId": "myWallet", "summary": "Your balances, holds and history", "security": bearer,
+                    "parameters": [offset, limit], "responses": ok("200", "WalletView", "Your wallet")}
+            },
+            "/me/wallet/deposits": {
+                "post": {"operationId": "deposit", "summary": "Add money", "security": bearer,
+                    "parameters": [idem], "requestBody": body("AmountRequest"),
+                    "responses": ok("201", "LedgerEntry", "The history entry")}
+            },
+            "/me/wallet/withdrawals": {
+                "post": {"operationId": "withdraw", "summary": "Take available money out", "security": bearer,
+                    "parameters": [idem], "requestBody": body("AmountRequest"),
+                    "responses": ok("201", "LedgerEntry", "The history entry")}
+            },
+            "/me/bids": {
+                "get": {"operationId": "myBids", "summary": "Your bids, newest first", "security": bearer,
+                    "parameters": [offset, limit], "responses": ok("200", "BidPage", "A page of bids")}
+            },
+            "/me/auctions": {
+                "get": {"operationId": "myAuctions", "summary": "Your auctions, newest first", "security": bearer,
+                    "parameters": [offset, limit], "responses": ok("200", "AuctionPage", "A page of auctions")}
+            }
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "Whatever the host's identity provider accepts"}},
+            "responses": {"Error": {"description": "A failure with a stable code",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": schemas()
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let money = json!({"$ref": "#/components/schemas/Money"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let id = json!({"type": "integer", "format": "int64"});
+    let page = |item: &str| {
+        json!({"type": "object", "required": ["items", "offset", "limit"], "properties": {
+            "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+            "offset": {"type": "integer"}, "limit": {"type": "integer"},
+            "next_offset": {"type": "integer", "nullable": true}}})
+    };
+    json!({
+        "Money": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "example": "12.50"},
+        "Error": {"type": "object", "required": ["code", "message"], "additionalProperties": true,
+            "properties": {"code": {"type": "string", "example": "bid_too_low"}, "message": {"type": "string"},
+                "min_next_bid": money, "ended_at": time}},
+        "AuctionStatus": {"type": "string", "enum": ["open", "sold", "unsold", "bought_now", "cancelled"]},
+        "Scope": {"oneOf": [
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["national"]}}},
+            {"type": "object", "required": ["kind", "region"], "properties": {"kind": {"type": "string", "enum": ["local"]}, "region": {"type": "string"}}}]},
+        "Increment": {"oneOf": [
+            {"type": "object", "required": ["kind", "unit"], "properties": {"kind": {"type": "string", "enum": ["fixed"]}, "unit": money}},
+            {"type": "object", "required": ["kind", "bands"], "properties": {"kind": {"type": "string", "enum": ["ladder"]},
+                "bands": {"type": "array", "items": {"type": "object", "required": ["from", "step"], "properties": {"from": money, "step": money}}}}},
+            {"type": "object", "required": ["kind", "percent"], "properties": {"kind": {"type": "string", "enum": ["percent"]}, "percent": {"type": "string"}}}]},
+        "AuctionPolicy": {"type": "object", "required": ["increment"], "properties": {
+            "increment": {"$ref": "#/components/schemas/Increment"},
+            "reserve_price": {"allOf": [money], "nullable": true, "description": "Hidden: shown to the seller only"},
+            "close": {"oneOf": [
+                {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["hard"]}}},
+                {"type": "object", "required": ["kind", "window_secs", "extend_by_secs", "max_extensions"], "properties": {
+                    "kind": {"type": "string", "enum": ["soft"]}, "window_secs": {"type": "integer"},
+                    "extend_by_secs": {"type": "integer"}, "max_extensions": {"type": "integer"}}}]},
+            "buy_now": {"type": "string", "enum": ["always", "until_first_bid", "until_reserve_met"]}}},
+        "CreateAuction": {"type": "object", "additionalProperties": false,
+            "required": ["title", "scope", "start_price", "policy", "ends_at"], "properties": {
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "description": {"type": "string", "maxLength": 10000},
+            "scope": {"$ref": "#/components/schemas/Scope"}, "start_price": money,
+            "policy": {"$ref": "#/components/schemas/AuctionPolicy"},
+            "buy_now_price": {"allOf": [money], "nullable": true},
+            "starts_at": {"type": "string", "format": "date-time", "nullable": true}, "ends_at": time}},
+        "Auction": {"type": "object", "properties": {
+            "id": id, "seller": id, "title": {"type": "string"}, "description": {"type": "string"},
+            "scope": {"$ref": "#/components/schemas/Scope"}, "start_price": money,
+            "policy": {"$ref": "#/components/schemas/AuctionPolicy"},
+            "buy_now_price": {"allOf": [money], "nullable": true},
+            "starts_at": time, "ends_at": {"type": "string", "format": "date-time", "description": "The current end, after extensions"},
+            "status": {"$ref": "#/components/schemas/AuctionStatus"},
+            "current_price": money, "leader": {"type": "integer", "format": "int64", "nullable": true},
+            "max_bid": {"allOf": [money], "nullable": true, "description": "Your maximum, when you lead"},
+            "reserve_met": {"type": "boolean"}, "extensions": {"type": "integer"},
+            "bid_count": {"type": "integer"}, "seq": {"type": "integer"},
+            "created_at": time, "closed_at": {"type": "string", "format": "date-time", "nullable": true},
+            "min_next_bid": money, "buy_now_available": {"type": "boolean"}}},
+        "Bid": {"type": "object", "properties": {"id": id, "auction_id": id, "bidder": id, "amount": money,
+            "placed_at": time, "seq": {"type": "integer"}, "auto": {"type": "boolean"}}},
+        "AuctionDetail": {"type": "object", "properties": {"auction": {"$ref": "#/components/schemas/Auction"},
+            "bids": {"type": "array", "items": {"$ref": "#/components/schemas/Bid"}}, "server_now": time}},
+        "BidRequest": {"type": "object", "additionalProperties": false, "required": ["amount"],
+            "properties": {"amount": money, "max_amount": {"allOf": [money], "nullable": true}}},
+        "BidResult": {"type": "object", "properties": {
+            "bid": {"allOf": [{"$ref": "#/components/schemas/Bid"}], "nullable": true},
+            "auction": {"$ref": "#/components/schemas/Auction"}}},
+        "AmountRequest": {"type": "object", "additionalProperties": false, "required": ["amount"], "properties": {"amount": money}},
+        "LedgerEntry": {"type": "object", "properties": {"user": id,
+            "kind": {"type": "string", "enum": ["deposit", "withdrawal", "bid_hold", "hold_release", "settlement_debit", "sale_credit", "buy_now_debit", "buy_now_credit"]},
+            "amount": money, "auction_id": {"type": "integer", "format": "int64", "nullable": true},
+            "balance_after": money, "locked_after": money, "at": time}},
+        "WalletView": {"type": "object", "properties": {
+            "wallet": {"type": "object", "properties": {"user": id, "balance": money, "locked": money}},
+            "holds": {"type": "array", "items": {"type": "object", "properties": {"auction_id": id, "user": id, "amount": money}}},
+            "history": {"$ref": "#/components/schemas/LedgerPage"}}},
+        "AuctionPage": page("Auction"),
+        "BidPage": page("Bid"),
+        "LedgerPage": page("LedgerEntry")
+    })
+}

@@ -1,0 +1,259 @@
+//! An auction's live room over a WebSocket: a snapshot on connect, then
+//! every event in sequence order, bids in, results out.
+//!
+//! Close codes: 1001 server shutting down; 1003 binary frame; 1009 message
+//! larger than [`WsConfig::max_message_bytes`](crate::WsConfig); 1011 the
+//! server could not load the auction; 4408 idle timeout (no frame from the
+//! client for [`WsConfig::idle_timeout`](crate::WsConfig)). A client that
+//! does not read fast enough is dropped after
+//! [`WsConfig::send_timeout`](crate::WsConfig), and one that falls behind
+//! the room's buffer gets a fresh `snapshot` instead of a backlog.
+
+use std::time::Instant;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use neighborbid_core::{AuctionId, Delivery, IdempotencyKey, Notifier, Page, Store, Watch};
+
+use crate::error::ApiError;
+use crate::http::{bid, AppState, Caller, Path};
+use crate::identity::{Actor, Identity};
+use crate::wire::{AuctionBody, BidBody, BidRequest, ClientMessage, ServerMessage};
+
+/// Close code: the client sent nothing for too long.
+pub const CLOSE_IDLE: u16 = 4408;
+
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Caller(viewer): Caller,
+    Path(id): Path<i64>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade?;
+    let auction = AuctionId(id);
+    // Refuse unknown auctions with a 404 before upgrading.
+    state.engine.auction(auction, Page::first(1)).await?;
+    let frame_limit = state.config.ws.max_frame_bytes;
+    Ok(upgrade
+        .max_message_size(frame_limit)
+        .max_frame_size(frame_limit)
+        .on_upgrade(move |socket| async move {
+            let watch = state.hub.watch(auction, viewer.as_ref().map(|v| v.user));
+            let connection = Connection {
+                state,
+                auction,
+                viewer,
+                socket,
+                watch,
+                seq: 0,
+            };
+            connection.run().await;
+        }))
+}
+
+struct Connection<S, N, I> {
+    state: AppState<S, N, I>,
+    auction: AuctionId,
+    viewer: Option<Actor>,
+    socket: WebSocket,
+    watch: Watch,
+    /// The last sequence number sent to the client.
+    seq: u64,
+}
+
+/// Whether the connection goes on.
+type Flow = Result<(), ()>;
+
+enum Input {
+    Delivery(Delivery),
+    Frame(Option<Result<Message, axum::Error>>),
+    Heartbeat,
+    Shutdown,
+}
+
+impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
+    async fn run(mut self) {
+        let config = self.state.config.ws;
+        let mut heartbeat = tokio::time::interval(config.heartbeat);
+        heartbeat.tick().await;
+        let mut shutdown = self.state.shutdown.clone();
+        let mut last_heard = Instant::now();
+        if self.snapshot().await.is_err() {
+            return;
+        }
+        loop {
+            let input = tokio::select! {
+                delivery = self.watch.next() => Input::Delivery(delivery),
+                frame = self.socket.recv() => Input::Frame(frame),
+                _ = heartbeat.tick() => Input::Heartbeat,
+                _ = shutdown.wait_for(|stop| *stop) => Input::Shutdown,
+            };
+            let flow = match input {
+                Input::Delivery(Delivery::Event(event)) => {
+                    self.seq = event.seq;
+                    let server_now = self.state.engine.now();
+                    self.send(&ServerMessage::Event { server_now, event }).await
+                }
+                Input::Delivery(Delivery::Resync) => self.snapshot().await,
+                Input::Frame(frame) => {
+                    last_heard = Instant::now();
+                    self.receive(frame).await
+                }
+                Input::Heartbeat if last_heard.elapsed() >= config.idle_timeout => {
+                    self.close(CLOSE_IDLE, "idle timeout").await
+                }
+                Input::Heartbeat => self.write(Message::Ping(Default::default())).await,
+                Input::Shutdown => self.close(1001, "server shutting down").await,
+            };
+            if flow.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Sends the whole state and skips the events it already includes.
+    async fn snapshot(&mut self) -> Flow {
+        let recent = Page::first(self.state.config.recent_bids);
+        let view = match self.state.engine.auction(self.auction, recent).await {
+            Ok(view) => view,
+            Err(error) => {
+                tracing::warn!(%error, auction = %self.auction, "snapshot failed");
+                return self.close(1011, "could not load the auction").await;
+            }
+        };
+        self.watch.resume_after(view.auction.seq);
+        self.seq = view.auction.seq;
+        let viewer = self.viewer.as_ref().map(|actor| actor.user);
+        let message = ServerMessage::Snapshot {
+            seq: view.auction.seq,
+            server_now: self.state.engine.now(),
+            ends_at: view.auction.ends_at,
+            auction: AuctionBody::new(&view.auction, viewer),
+            bids: view.bids,
+        };
+        self.send(&message).await
+    }
+
+    async fn receive(&mut self, frame: Option<Result<Message, axum::Error>>) -> Flow {
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                return self.close(1003, "send JSON text messages").await
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
+            // Closed by the client, or a broken or oversized frame.
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(()),
+        };
+        if text.len() > self.state.config.ws.max_message_bytes {
+            return self.close(1009, "message too big").await;
+        }
+        match serde_json::from_str::<ClientMessage>(&text) {
+            Ok(ClientMessage::Ping) => {
+                let server_now = self.state.engine.now();
+                let seq = self.seq;
+                self.send(&ServerMessage::Pong { seq, server_now }).await
+            }
+            Ok(ClientMessage::Bid {
+                amount,
+                max_amount,
+                request_id,
+            }) => {
+                let body = BidRequest { amount, max_amount };
+                let result = ws_bid(
+                    &self.state,
+                    self.viewer.as_ref(),
+                    self.auction,
+                    body,
+                    &request_id,
+                )
+                .await;
+                let server_now = self.state.engine.now();
+                let message = match result {
+                    Ok(result) => ServerMessage::BidResult {
+                        seq: result.auction.auction.seq,
+                        server_now,
+                        request_id,
+                        result,
+                    },
+                    Err(error) => ServerMessage::Error {
+                        seq: self.seq,
+                        server_now,
+                        request_id: Some(request_id),
+                        error: error.body().clone(),
+                    },
+                };
+                self.send(&message).await
+            }
+            Err(error) => {
+                let error = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_message",
+                    format!("not a valid message: {error}"),
+                );
+                let message = ServerMessage::Error {
+                    seq: self.seq,
+                    server_now: self.state.engine.now(),
+                    request_id: None,
+                    error: error.body().clone(),
+                };
+                self.send(&message).await
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Flow {
+        let text = serde_json::to_string(message).map_err(|_| ())?;
+        self.write(Message::Text(text.into())).await
+    }
+
+    async fn write(&mut self, message: Message) -> Flow {
+        let timeout = self.state.config.ws.send_timeout;
+        match tokio::time::timeout(timeout, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            // A client that does not read is dropped, never waited for.
+            _ => Err(()),
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the client's reply; the
+    /// connection ends either way.
+    async fn close(&mut self, code: u16, reason: &'static str) -> Flow {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        if self.write(Message::Close(Some(frame))).await.is_ok() {
+            // Dropping the connection at once could reset it before the
+            // client has read the close frame (and its code).
+            let drain = async { while let Some(Ok(_)) = self.socket.recv().await {} };
+            let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+        }
+        Err(())
+    }
+}
+
+/// A WebSocket bid: the same command as HTTP, keyed by its `request_id`.
+async fn ws_bid<S: Store, N: Notifier, I>(
+    state: &AppState<S, N, I>,
+    viewer: Option<&Actor>,
+    auction: AuctionId,
+    body: BidRequest,
+    request_id: &str,
+) -> Result<BidBody, ApiError> {
+    let me = viewer.ok_or_else(ApiError::unauthorized)?;
+    let key = IdempotencyKey::new(request_id).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_id",
+            "request_id must be 1 to 255 visible ASCII characters",
+        )
+    })?;
+    let receipt = bid(state, me, auction, body, Some(key)).await?;
+    Ok(BidBody::new(&receipt, me.user))
+}

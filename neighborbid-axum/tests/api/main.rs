@@ -1,0 +1,8 @@
+//! The API driven as real clients drive it: a server on port 0, an HTTP
+//! client and WebSocket clients.
+
+mod bad_input;
+mod flow;
+mod openapi;
+mod support;
+mod websocket;

@@ -1,0 +1,94 @@
+//! The WebSocket connection's life: heartbeats, idle clients, falling
+//! behind, shutdown.
+
+use std::time::Duration;
+
+use neighborbid_axum::{ApiConfig, WsConfig, CLOSE_IDLE};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::TestServer;
+
+fn quick_heartbeats() -> ApiConfig {
+    ApiConfig {
+        rate_limit: None,
+        ws: WsConfig {
+            heartbeat: Duration::from_millis(50),
+            idle_timeout: Duration::from_millis(300),
+            ..WsConfig::default()
+        },
+        ..ApiConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_and_a_live_one_is_kept() {
+    let server = TestServer::with_config(quick_heartbeats()).await;
+    let auction = server.create(json!({})).await;
+    let mut silent = server.ws(auction, None).await;
+    let mut live = server.ws(auction, None).await;
+    // The live client reads (and so answers pings) for well past the
+    // idle timeout; the silent one reads nothing meanwhile.
+    assert_eq!(live.next_of("snapshot").await["seq"], 0);
+    assert!(live.quiet_for(Duration::from_millis(900)).await);
+    live.send(json!({"type": "ping"})).await;
+    assert_eq!(live.next_of("pong").await["type"], "pong");
+    assert_eq!(silent.close_code().await, Some(CloseCode::from(CLOSE_IDLE)));
+}
+
+#[tokio::test]
+async fn a_client_that_missed_events_gets_a_fresh_snapshot() {
+    let server = TestServer::start().await;
+    server.deposit("alice", "1000").await;
+    let auction = server.create(json!({})).await;
+    let mut ws = server.ws(auction, None).await;
+    assert_eq!(ws.next_of("snapshot").await["seq"], 0);
+    server
+        .post(
+            &format!("/auctions/{auction}/bids"),
+            "alice",
+            json!({"amount": "100"}),
+        )
+        .await;
+    assert_eq!(ws.next_of("event").await["seq"], 1);
+    // What the Redis subscriber does after a reconnect.
+    server.hub.resync_all();
+    let snapshot = ws.next_of("snapshot").await;
+    assert_eq!(
+        (
+            snapshot["seq"].as_u64(),
+            snapshot["auction"]["current_price"].as_str()
+        ),
+        (Some(1), Some("100"))
+    );
+    assert!(snapshot["server_now"].is_string() && snapshot["ends_at"].is_string());
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_with_going_away() {
+    let server = TestServer::start().await;
+    let auction = server.create(json!({})).await;
+    let mut first = server.ws(auction, None).await;
+    let mut second = server.ws(auction, Some("alice")).await;
+    first.next_of("snapshot").await;
+    second.next_of("snapshot").await;
+    server.shutdown.trigger();
+    assert_eq!(first.close_code().await, Some(CloseCode::Away));
+    assert_eq!(second.close_code().await, Some(CloseCode::Away));
+}
+
+#[tokio::test]
+async fn unknown_auctions_are_refused_before_upgrading() {
+    let server = TestServer::start().await;
+    let url = format!(
+        "{}/auctions/999/live",
+        server.base.replacen("http", "ws", 1)
+    );
+    let refused = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("no such room");
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}

@@ -1,0 +1,368 @@
+//! Per-auction rooms for live watchers (WebSockets, server-sent events).
+//!
+//! A [`Hub`] is a [`Notifier`]: give it (or a clone) to the engine, and
+//! every committed event reaches the [`Watch`]es of its auction. Another
+//! process's events reach it through [`Hub::publish`] (the Redis subscriber
+//! does that).
+//!
+//! Each room buffers a bounded number of events, shared by its watchers. A
+//! watcher that falls further behind is not waited for: it gets
+//! [`Delivery::Resync`] and should reload the auction, then call
+//! [`Watch::resume_after`]. So a slow or stuck watcher never slows bidders
+//! or the other watchers, and memory stays bounded.
+//!
+//! Events of one auction may reach the hub out of order (two commits
+//! notify concurrently) or twice (an at-least-once relay). A room puts
+//! them back in sequence order and drops duplicates; a watcher sees every
+//! sequence number once, in order, or a [`Delivery::Resync`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::event::Event;
+use crate::ids::{AuctionId, UserId};
+use crate::notify::{Notifier, NotifyError};
+
+/// Out-of-order events a room holds while it waits for a missing one;
+/// beyond this it gives up on the missing event and tells watchers to
+/// resynchronize.
+const MAX_PENDING: usize = 64;
+
+/// Live rooms, one per watched auction. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    capacity: usize,
+    rooms: Mutex<HashMap<AuctionId, Room>>,
+}
+
+#[derive(Debug)]
+struct Room {
+    sender: broadcast::Sender<Message>,
+    /// The last sequence number sent to the room.
+    last: Option<u64>,
+    /// Events that arrived before their predecessor, by sequence number.
+    pending: BTreeMap<u64, Arc<Event>>,
+}
+
+#[derive(Clone, Debug)]
+enum Message {
+    Event(Arc<Event>),
+    /// Events may have been missed: watchers must reload.
+    Gap,
+}
+
+/// What a [`Watch`] receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The next event, as the watcher may see it (public facts and their
+    /// own private notices).
+    Event(Event),
+    /// Events were missed (the watcher fell behind, or the hub lost
+    /// contact with another process): reload the auction and call
+    /// [`Watch::resume_after`] with its sequence number.
+    Resync,
+}
+
+impl Hub {
+    /// A hub whose rooms buffer up to `capacity` events for their slowest
+    /// watcher.
+    pub fn new(capacity: usize) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                capacity: capacity.max(1),
+                rooms: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Starts watching `auction` as `viewer` (`None`: anonymous, public
+    /// events only). Watch before loading the snapshot you show, then
+    /// [`resume_after`](Watch::resume_after) its sequence number, so no
+    /// event falls between the two.
+    pub fn watch(&self, auction: AuctionId, viewer: Option<UserId>) -> Watch {
+        let mut rooms = self.rooms();
+        let room = rooms.entry(auction).or_insert_with(|| Room {
+            sender: broadcast::channel(self.inner.capacity).0,
+            last: None,
+            pending: BTreeMap::new(),
+        });
+        Watch {
+            hub: self.clone(),
+            auction,
+            viewer,
+            receiver: Some(room.sender.subscribe()),
+            last: None,
+        }
+    }
+
+    /// Hands a committed event to its auction's watchers (nothing happens
+    /// when nobody watches it).
+    pub fn publish(&self, event: &Event) {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(&event.auction_id) else {
+            return;
+        };
+        let seq = event.seq;
+        match room.last {
+            Some(last) if seq <= last => {} // a duplicate or a stale straggler
+            Some(last) if seq > last + 1 => {
+                room.pending.insert(seq, Arc::new(event.clone()));
+                if room.pending.len() > MAX_PENDING {
+                    // The missing event is not coming soon: skip it.
+                    let _ = room.sender.send(Message::Gap);
+                    for (seq, event) in std::mem::take(&mut room.pending) {
+                        room.last = Some(seq);
+                        let _ = room.sender.send(Message::Event(event));
+                    }
+                }
+            }
+            _ => {
+                room.last = Some(seq);
+                let _ = room.sender.send(Message::Event(Arc::new(event.clone())));
+                while let Some(next) = room.pending.remove(&(room.last.unwrap_or(0) + 1)) {
+                    room.last = Some(next.seq);
+                    let _ = room.sender.send(Message::Event(next));
+                }
+            }
+        }
+    }
+
+    /// Tells every watcher that events may have been missed (for example,
+    /// while the connection to other processes was down).
+    pub fn resync_all(&self) {
+        for room in self.rooms().values_mut() {
+            room.last = None;
+            room.pending.clear();
+            let _ = room.sender.send(Message::Gap);
+        }
+    }
+
+    /// The auctions that have watchers now.
+    pub fn watched(&self) -> Vec<AuctionId> {
+        self.rooms().keys().copied().collect()
+    }
+
+    /// How many watchers `auction` has.
+    pub fn watchers(&self, auction: AuctionId) -> usize {
+        self.rooms()
+            .get(&auction)
+            .map_or(0, |room| room.sender.receiver_count())
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<AuctionId, Room>> {
+        // No code panics while holding the lock, and rooms stay consistent
+        // even if one did: keep serving.
+        self.inner
+            .rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for Hub {
+    /// Rooms buffering 256 events.
+    fn default() -> Self {
+        Hub::new(256)
+    }
+}
+
+#[async_trait]
+impl Notifier for Hub {
+    async fn notify(&self, events: &[Event]) -> Result<(), NotifyError> {
+        for event in events {
+            self.publish(event);
+        }
+        Ok(())
+    }
+}
+
+/// One watcher of one auction. Dropping it leaves the room (and removes
+/// the room when it was the last watcher).
+#[derive(Debug)]
+pub struct Watch {
+    hub: Hub,
+    auction: AuctionId,
+    viewer: Option<UserId>,
+    receiver: Option<broadcast::Receiver<Message>>,
+    /// The last sequence number this watcher has (from an event or a
+    /// snapshot).
+    last: Option<u64>,
+}
+
+impl Watch {
+    /// The auction watched.
+    pub fn auction(&self) -> AuctionId {
+        self.auction
+    }
+
+    /// Skips events up to `seq`: the watcher has a snapshot that includes
+    /// them.
+    pub fn resume_after(&mut self, seq: u64) {
+        self.last = Some(seq);
+    }
+
+    /// The next delivery, in sequence order.
+    pub async fn next(&mut self) -> Delivery {
+        let receiver = self.receiver.as_mut().expect("present until drop");
+        loop {
+            let message = match receiver.recv().await {
+                Ok(message) => message,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Skip what is still buffered: the reload covers it,
+                    // and reading it could only lag again.
+                    *receiver = receiver.resubscribe();
+                    Message::Gap
+                }
+                // The sender lives in the room, which lives while we do.
+                Err(broadcast::error::RecvError::Closed) => Message::Gap,
+            };
+            let event = match message {
+                Message::Gap => {
+                    self.last = None;
+                    return Delivery::Resync;
+                }
+                Message::Event(event) => event,
+            };
+            match self.last {
+                Some(last) if event.seq <= last => continue,
+                Some(last) if event.seq > last + 1 => {
+                    self.last = None;
+                    return Delivery::Resync;
+                }
+                _ => {
+                    self.last = Some(event.seq);
+                    return Delivery::Event(event.view_for(self.viewer));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        let mut rooms = self.hub.rooms();
+        if rooms
+            .get(&self.auction)
+            .is_some_and(|room| room.sender.receiver_count() == 0)
+        {
+            rooms.remove(&self.auction);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{PrivateEvent, PrivateNotice, PublicEvent};
+    use crate::money::Money;
+
+    fn event(seq: u64) -> Event {
+        Event {
+            auction_id: AuctionId(1),
+            seq,
+            at: chrono::DateTime::UNIX_EPOCH,
+            public: vec![PublicEvent::Unsold],
+            private: vec![PrivateNotice {
+                user: UserId(7),
+                event: PrivateEvent::Outbid {
+                    price: Money::units(1),
+                },
+            }],
+        }
+    }
+
+    async fn seqs(watch: &mut Watch, n: usize) -> Vec<Option<u64>> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(match watch.next().await {
+                Delivery::Event(event) => Some(event.seq),
+                Delivery::Resync => None,
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn events_arrive_in_order_once_with_private_notices_for_their_user() {
+        let hub = Hub::new(16);
+        let mut anonymous = hub.watch(AuctionId(1), None);
+        let mut user = hub.watch(AuctionId(1), Some(UserId(7)));
+        let mut elsewhere = hub.watch(AuctionId(2), None);
+        for seq in [1, 3, 2, 2, 4, 1] {
+            hub.publish(&event(seq));
+        }
+        for (watch, notices) in [(&mut anonymous, 0), (&mut user, 1)] {
+            for seq in 1..=4 {
+                let Delivery::Event(event) = watch.next().await else {
+                    panic!("event {seq} expected")
+                };
+                assert_eq!((event.seq, event.private.len()), (seq, notices));
+            }
+        }
+        hub.publish(&Event {
+            auction_id: AuctionId(2),
+            ..event(1)
+        });
+        assert_eq!(seqs(&mut elsewhere, 1).await, [Some(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_watcher_is_told_to_resync_instead_of_slowing_the_room() {
+        let hub = Hub::new(4);
+        let mut slow = hub.watch(AuctionId(1), None);
+        let mut fast = hub.watch(AuctionId(1), None);
+        for seq in 1..=10 {
+            hub.publish(&event(seq));
+            assert_eq!(seqs(&mut fast, 1).await, [Some(seq)]);
+        }
+        assert_eq!(slow.next().await, Delivery::Resync);
+        // After reloading a snapshot at 10, it goes on from there.
+        slow.resume_after(10);
+        hub.publish(&event(11));
+        assert_eq!(seqs(&mut slow, 1).await, [Some(11)]);
+    }
+
+    #[tokio::test]
+    async fn snapshot_overlap_is_skipped_and_gaps_resync() {
+        let hub = Hub::new(2 * MAX_PENDING);
+        let mut watch = hub.watch(AuctionId(1), None);
+        for seq in 1..=3 {
+            hub.publish(&event(seq));
+        }
+        watch.resume_after(2);
+        assert_eq!(seqs(&mut watch, 1).await, [Some(3)]);
+
+        // A missing event that never comes: after MAX_PENDING more, the
+        // room gives up on it and watchers resync.
+        for seq in 5..(6 + MAX_PENDING as u64) {
+            hub.publish(&event(seq));
+        }
+        assert_eq!(seqs(&mut watch, 2).await, [None, Some(5)]);
+
+        let mut fresh = hub.watch(AuctionId(1), None);
+        hub.resync_all();
+        assert_eq!(fresh.next().await, Delivery::Resync);
+    }
+
+    #[tokio::test]
+    async fn rooms_close_with_their_last_watcher() {
+        let hub = Hub::default();
+        let first = hub.watch(AuctionId(1), None);
+        let second = hub.watch(AuctionId(1), None);
+        assert_eq!(hub.watchers(AuctionId(1)), 2);
+        drop(first);
+        assert_eq!(hub.watched(), [AuctionId(1)]);
+        drop(second);
+        assert!(hub.watched().is_empty());
+        hub.publish(&event(1)); // nobody watches: nothing to do
+    }
+}
