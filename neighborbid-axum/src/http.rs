@@ -31,6 +31,7 @@ pub(crate) struct Shared<S, N, I> {
     pub(crate) identity: I,
     pub(crate) config: ApiConfig,
     pub(crate) limiter: Limiter,
+    pub(crate) observer: Arc<dyn crate::Observer>,
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -243,6 +244,7 @@ pub(crate) async fn bid<S: Store, N: Notifier, I>(
     key: Option<IdempotencyKey>,
 ) -> ApiResult<neighborbid_core::BidReceipt> {
     state.limiter.check(me.user)?;
+    let started = std::time::Instant::now();
     let command = PlaceBid {
         auction_id,
         bidder: me.user,
@@ -250,7 +252,14 @@ pub(crate) async fn bid<S: Store, N: Notifier, I>(
         amount: body.amount,
         max_amount: body.max_amount,
     };
-    Ok(state.engine.place_bid(command, key).await?)
+    let result = state
+        .engine
+        .place_bid(command, key)
+        .await
+        .map_err(ApiError::from);
+    let refused = result.as_ref().err().map(ApiError::code);
+    state.observer.bid_decided(refused, started.elapsed());
+    result
 }
 
 pub(crate) async fn buy_now<S: Store, N: Notifier, I: Identity>(

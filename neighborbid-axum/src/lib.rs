@@ -109,12 +109,35 @@ impl Default for WsConfig {
     }
 }
 
+/// Hooks for metrics, called as things happen (default: nothing).
+pub trait Observer: Send + Sync + 'static {
+    /// A bid, over HTTP or a WebSocket, was decided: `refused` is `None`
+    /// when it was accepted, else the error code; `elapsed` runs from the
+    /// request to the decision.
+    fn bid_decided(&self, refused: Option<&str>, elapsed: Duration) {
+        let _ = (refused, elapsed);
+    }
+
+    /// A WebSocket opened (`true`) or closed (`false`).
+    fn socket(&self, opened: bool) {
+        let _ = opened;
+    }
+
+    /// An event went out to a WebSocket client.
+    fn event_delivered(&self) {}
+}
+
+struct NoObserver;
+
+impl Observer for NoObserver {}
+
 /// Builds the router.
 pub struct Api<S, N, I> {
     engine: Engine<S, N>,
     hub: Hub,
     identity: I,
     config: ApiConfig,
+    observer: Arc<dyn Observer>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -139,8 +162,15 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             hub,
             identity,
             config: ApiConfig::default(),
+            observer: Arc::new(NoObserver),
             shutdown: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// Reports bids, sockets and deliveries to `observer`.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Replaces the settings.
@@ -164,6 +194,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             identity: self.identity,
             limiter: limit::Limiter::new(self.config.rate_limit),
             config: self.config,
+            observer: self.observer,
             shutdown: self.shutdown,
         });
         Router::new()

@@ -53,7 +53,10 @@ pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
                 watch,
                 seq: 0,
             };
+            let observer = connection.state.observer.clone();
+            observer.socket(true);
             connection.run().await;
+            observer.socket(false);
         }))
 }
 

@@ -1,0 +1,299 @@
+//! The example NeighborBid site: the engine on SQLite (default) or
+//! Postgres, the HTTP + WebSocket API under `/api`, accounts with
+//! sessions, a closer that settles ended auctions, a web page at `/`,
+//! `/healthz` and Prometheus `/metrics`.
+//!
+//! `main.rs` parses flags and calls [`start`]; tests call it too.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use neighborbid_axum::{Api, ApiError, Shutdown};
+use neighborbid_core::{Engine, Hub, Page, Store};
+use neighborbid_sqlx::{PgStore, SqliteStore};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+pub mod accounts;
+pub mod metrics;
+mod seed;
+
+use accounts::{session_token, Accounts, Credentials, COOKIE_NAME};
+use metrics::Metrics;
+
+/// The server's settings, from flags or the environment.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "neighborbid-server",
+    version,
+    about = "The NeighborBid auction site"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "NEIGHBORBID_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// `sqlite://FILE` (embedded, the default) or `postgres://...` (several
+    /// server processes may share it).
+    #[arg(
+        long,
+        env = "NEIGHBORBID_DATABASE_URL",
+        default_value = "sqlite://neighborbid.db"
+    )]
+    pub database_url: String,
+    /// Fill an empty database with demo users, wallets and auctions.
+    #[arg(long)]
+    pub demo: bool,
+    /// How long a login lasts, in hours.
+    #[arg(long, default_value_t = 24)]
+    pub session_hours: u64,
+    /// How often the closer looks for ended auctions, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub close_every_ms: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// A running server.
+pub struct Server {
+    /// Where it listens.
+    pub address: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    sockets: Shutdown,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Graceful shutdown: WebSockets get a close frame, in-flight requests
+    /// finish, the closer stops between auctions.
+    pub async fn stop(self) {
+        self.sockets.trigger();
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Opens the database, builds the site and starts serving.
+pub async fn start(config: Config) -> Result<Server, Box<dyn Error + Send + Sync>> {
+    let ttl = Duration::from_secs(config.session_hours.max(1) * 3600);
+    let accounts = Accounts::open(&config.database_url, ttl).await?;
+    let url = config.database_url.clone();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PgStore::connect(&url)?;
+        store.migrate().await?;
+        serve(store, accounts, config).await
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(&url);
+        let store = SqliteStore::open(path).await?;
+        store.migrate().await?;
+        serve(store, accounts, config).await
+    }
+}
+
+/// What the site's own routes share.
+struct Site<S> {
+    engine: Engine<S, Hub>,
+    accounts: Accounts,
+    metrics: Arc<Metrics>,
+}
+
+async fn serve<S: Store>(
+    store: S,
+    accounts: Accounts,
+    config: Config,
+) -> Result<Server, Box<dyn Error + Send + Sync>> {
+    let hub = Hub::default();
+    let engine = Engine::new(store, hub.clone());
+    let metrics = Arc::new(Metrics::default());
+    if config.demo {
+        seed::demo(&engine, &accounts).await?;
+    }
+    let mut api = Api::new(engine.clone(), hub, accounts.clone()).observer(metrics.clone());
+    let sockets = api.shutdown_handle();
+    let site = Arc::new(Site {
+        engine: engine.clone(),
+        accounts,
+        metrics: metrics.clone(),
+    });
+    let app = Router::new()
+        .route("/", get(|| async { Html(include_str!("page.html")) }))
+        .route("/auth/signup", post(sign_up::<S>))
+        .route("/auth/login", post(log_in::<S>))
+        .route("/auth/logout", post(log_out::<S>))
+        .route("/auth/me", get(me::<S>))
+        .route("/healthz", get(health::<S>))
+        .route("/metrics", get(render_metrics::<S>))
+        .with_state(site)
+        .nest("/api", api.router());
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut http_stopped = stopped.clone();
+    let http = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "server failed");
+        }
+    });
+    let closer = tokio::spawn(close_auctions(
+        engine,
+        metrics,
+        Duration::from_millis(config.close_every_ms.max(10)),
+        stopped,
+    ));
+    tracing::info!(%address, database = %redacted(&config.database_url), "listening");
+    Ok(Server {
+        address,
+        stop,
+        sockets,
+        tasks: vec![http, closer],
+    })
+}
+
+/// The database URL without its password, for the log.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Settles ended auctions until told to stop. Safe to run in several
+/// processes at once on Postgres.
+async fn close_auctions<S: Store>(
+    engine: Engine<S, Hub>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match engine.close_due_auctions(100).await {
+            Ok(closed) if !closed.is_empty() => {
+                tracing::info!(count = closed.len(), "settled auctions");
+                metrics.auctions_closed(closed.len());
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "closer failed; retrying"),
+        }
+    }
+}
+
+fn session_cookie(token: &str, max_age: Duration) -> HeaderValue {
+    let cookie = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
+        max_age.as_secs()
+    );
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn signed_in(
+    account: accounts::Account,
+    token: String,
+    ttl: Duration,
+    status: StatusCode,
+) -> Response {
+    let cookie = session_cookie(&token, ttl);
+    let body = Json(json!({ "account": account, "token": token }));
+    (status, [(SET_COOKIE, cookie)], body).into_response()
+}
+
+async fn sign_up<S: Store>(
+    State(site): State<Arc<Site<S>>>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(credentials) = body?;
+    let (account, token) = site.accounts.sign_up(&credentials).await?;
+    tracing::info!(user = account.id, username = %account.username, "signed up");
+    Ok(signed_in(
+        account,
+        token,
+        site.accounts.session_ttl(),
+        StatusCode::CREATED,
+    ))
+}
+
+async fn log_in<S: Store>(
+    State(site): State<Arc<Site<S>>>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(credentials) = body?;
+    let (account, token) = site.accounts.log_in(&credentials).await?;
+    Ok(signed_in(
+        account,
+        token,
+        site.accounts.session_ttl(),
+        StatusCode::OK,
+    ))
+}
+
+async fn log_out<S: Store>(
+    State(site): State<Arc<Site<S>>>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    if let Some(token) = session_token(&parts) {
+        site.accounts.log_out(token).await?;
+    }
+    let cookie = session_cookie("", Duration::ZERO);
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
+}
+
+async fn me<S: Store>(
+    State(site): State<Arc<Site<S>>>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let token = session_token(&parts).ok_or_else(ApiError::unauthorized)?;
+    let account = site
+        .accounts
+        .session(token)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    Ok(Json(account).into_response())
+}
+
+async fn health<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {
+    let database = site
+        .engine
+        .list_auctions(&Default::default(), Page::first(1))
+        .await;
+    let accounts = site.accounts.count().await;
+    match (database, accounts) {
+        (Ok(_), Ok(_)) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn render_metrics<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {
+    let headers = [
+        (CONTENT_TYPE, "text/plain; version=0.0.4"),
+        (CACHE_CONTROL, "no-store"),
+    ];
+    (headers, site.metrics.render()).into_response()
+}

@@ -1,0 +1,132 @@
+//! Prometheus metrics (`GET /metrics`), fed by the API's [`Observer`] hooks.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use neighborbid_axum::Observer;
+
+/// Upper bounds of the bid latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Counters of the server's life.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    accepted: AtomicU64,
+    rejected: Mutex<BTreeMap<String, u64>>,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_micros: AtomicU64,
+    sockets: AtomicI64,
+    events: AtomicU64,
+    closed: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts auctions the closer settled.
+    pub fn auctions_closed(&self, n: usize) {
+        self.closed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP neighborbid_bids_total Bids decided, by outcome."
+        );
+        let _ = writeln!(out, "# TYPE neighborbid_bids_total counter");
+        let _ = writeln!(
+            out,
+            "neighborbid_bids_total{{outcome=\"accepted\"}} {}",
+            load(&self.accepted)
+        );
+        let rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
+        for (code, n) in rejected.iter() {
+            let _ = writeln!(
+                out,
+                "neighborbid_bids_total{{outcome=\"rejected\",code=\"{code}\"}} {n}"
+            );
+        }
+        drop(rejected);
+        let _ = writeln!(out, "# HELP neighborbid_bid_seconds Time to decide a bid.");
+        let _ = writeln!(out, "# TYPE neighborbid_bid_seconds histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += load(bucket);
+            let _ = writeln!(
+                out,
+                "neighborbid_bid_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = load(&self.latency_count);
+        let _ = writeln!(out, "neighborbid_bid_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let seconds = load(&self.latency_micros) as f64 / 1e6;
+        let _ = writeln!(out, "neighborbid_bid_seconds_sum {seconds}");
+        let _ = writeln!(out, "neighborbid_bid_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP neighborbid_websockets_open WebSockets open now."
+        );
+        let _ = writeln!(out, "# TYPE neighborbid_websockets_open gauge");
+        let _ = writeln!(
+            out,
+            "neighborbid_websockets_open {}",
+            self.sockets.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP neighborbid_events_delivered_total Events sent to WebSocket clients."
+        );
+        let _ = writeln!(out, "# TYPE neighborbid_events_delivered_total counter");
+        let _ = writeln!(
+            out,
+            "neighborbid_events_delivered_total {}",
+            load(&self.events)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP neighborbid_auctions_closed_total Auctions the closer settled."
+        );
+        let _ = writeln!(out, "# TYPE neighborbid_auctions_closed_total counter");
+        let _ = writeln!(
+            out,
+            "neighborbid_auctions_closed_total {}",
+            load(&self.closed)
+        );
+        out
+    }
+}
+
+impl Observer for Metrics {
+    fn bid_decided(&self, refused: Option<&str>, elapsed: Duration) {
+        match refused {
+            None => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(code) => {
+                let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
+                *rejected.entry(code.to_owned()).or_default() += 1;
+            }
+        }
+        let seconds = elapsed.as_secs_f64();
+        if let Some(index) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.latency_buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.latency_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn socket(&self, opened: bool) {
+        self.sockets
+            .fetch_add(if opened { 1 } else { -1 }, Ordering::Relaxed);
+    }
+
+    fn event_delivered(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+}

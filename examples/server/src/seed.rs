@@ -1,0 +1,152 @@
+//! `--demo`: users, wallets, auctions and a few bids, so a newcomer sees a
+//! living site at once.
+
+use std::error::Error;
+
+use chrono::TimeDelta;
+use neighborbid_core::{
+    AuctionPolicy, BuyNowPolicy, ClosePolicy, CreateAuction, Deposit, Engine, Hub, Increment,
+    Money, PlaceBid, Region, Scope, Store, UserId,
+};
+
+use crate::accounts::{Accounts, Credentials};
+
+/// Every demo user's password.
+pub(crate) const DEMO_PASSWORD: &str = "demo-password";
+
+pub(crate) async fn demo<S: Store>(
+    engine: &Engine<S, Hub>,
+    accounts: &Accounts,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
+    if accounts.count().await? > 0 {
+        tracing::info!("the database already has users; --demo adds nothing");
+        return Ok(());
+    }
+    let mut users = Vec::new();
+    for (name, region) in [
+        ("mina", "mangwon"),
+        ("jun", "mangwon"),
+        ("seoyeon", "hapjeong"),
+        ("minho", "yeonnam"),
+    ] {
+        let credentials = Credentials {
+            username: name.into(),
+            password: DEMO_PASSWORD.into(),
+            region: Some(region.into()),
+        };
+        let (account, _) = accounts
+            .sign_up(&credentials)
+            .await
+            .map_err(|e| e.body().message.clone())?;
+        let user = UserId(account.id);
+        engine
+            .deposit(
+                Deposit {
+                    user,
+                    amount: Money::units(500_000),
+                },
+                None,
+            )
+            .await?;
+        users.push((user, Region::new(region)));
+    }
+    let now = engine.now();
+    // (title, scope, start, increment, buy-now, hours, seller, bidder) with
+    // users by index: mina and jun live in mangwon, seoyeon in hapjeong.
+    let mangwon = || Scope::Local {
+        region: Region::new("mangwon"),
+    };
+    let hapjeong = || Scope::Local {
+        region: Region::new("hapjeong"),
+    };
+    let fixed = |unit| Increment::Fixed {
+        unit: Money::units(unit),
+    };
+    let items = [
+        (
+            "Film camera (Pentax K1000)",
+            Scope::National,
+            30_000,
+            Increment::ebay_ladder(),
+            Some(180_000),
+            2,
+            0,
+            Some(1),
+        ),
+        (
+            "Road bike, 54 cm",
+            Scope::National,
+            150_000,
+            fixed(5_000),
+            None,
+            26,
+            1,
+            Some(3),
+        ),
+        (
+            "Rice cooker, barely used",
+            mangwon(),
+            10_000,
+            fixed(1_000),
+            Some(40_000),
+            5,
+            0,
+            Some(1),
+        ),
+        (
+            "Potted monstera",
+            hapjeong(),
+            5_000,
+            fixed(500),
+            None,
+            50,
+            2,
+            None,
+        ),
+    ];
+    for (title, scope, start, increment, buy_now, hours, seller, bidder) in items {
+        let policy = AuctionPolicy {
+            increment,
+            reserve_price: title.starts_with("Road").then(|| Money::units(200_000)),
+            close: ClosePolicy::Soft {
+                window_secs: 120,
+                extend_by_secs: 120,
+                max_extensions: 10,
+            },
+            buy_now: BuyNowPolicy::Always,
+        };
+        let auction = engine
+            .create_auction(
+                CreateAuction {
+                    seller: users[seller].0,
+                    title: title.into(),
+                    description: "A demo item: bid away.".into(),
+                    scope,
+                    start_price: Money::units(start),
+                    policy,
+                    buy_now_price: buy_now.map(Money::units),
+                    starts_at: None,
+                    ends_at: now + TimeDelta::hours(hours),
+                },
+                None,
+            )
+            .await?;
+        if let Some(bidder) = bidder {
+            let (bidder, region) = users[bidder].clone();
+            let bid = PlaceBid {
+                auction_id: auction.id,
+                bidder,
+                bidder_region: Some(region),
+                amount: auction.min_next_bid(),
+                max_amount: None,
+            };
+            engine.place_bid(bid, None).await?;
+        }
+    }
+    tracing::info!(
+        users = "mina, jun, seoyeon, minho",
+        password = DEMO_PASSWORD,
+        "demo data created"
+    );
+    Ok(())
+}
