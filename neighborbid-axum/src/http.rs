@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use neighborbid_core::{
-    AuctionFilter, AuctionId, BuyNow, CancelAuction, CreateAuction, Deposit, Engine,
-    IdempotencyKey, LedgerEntry, Notifier, PlaceBid, ScopeFilter, Store, Withdraw,
+    AuctionFilter, AuctionId, BuyNow, CancelAuction, Command, CreateAuction, Deposit, Engine,
+    IdempotencyKey, LedgerEntry, Notifier, PlaceBid, Receipt, ScopeFilter, Store, Withdraw,
 };
 use serde::{Deserialize, Serialize};
 
@@ -324,12 +324,11 @@ pub(crate) async fn deposit<S: Store, N: Notifier, I: Identity>(
     IdemKey(key): IdemKey,
     Body(body): Body<AmountRequest>,
 ) -> ApiResult<Response> {
-    state.limiter.check(me.user)?;
-    let command = Deposit {
+    let command = Command::Deposit(Deposit {
         user: me.user,
         amount: body.amount,
-    };
-    Ok(created(state.engine.deposit(command, key).await?))
+    });
+    move_money(&state, &me, command, key).await
 }
 
 pub(crate) async fn withdraw<S: Store, N: Notifier, I: Identity>(
@@ -338,12 +337,25 @@ pub(crate) async fn withdraw<S: Store, N: Notifier, I: Identity>(
     IdemKey(key): IdemKey,
     Body(body): Body<AmountRequest>,
 ) -> ApiResult<Response> {
-    state.limiter.check(me.user)?;
-    let command = Withdraw {
+    let command = Command::Withdraw(Withdraw {
         user: me.user,
         amount: body.amount,
-    };
-    Ok(created(state.engine.withdraw(command, key).await?))
+    });
+    move_money(&state, &me, command, key).await
+}
+
+/// A deposit or withdrawal; answers with its history entry.
+async fn move_money<S: Store, N: Notifier, I>(
+    state: &Shared<S, N, I>,
+    me: &Actor,
+    command: Command,
+    key: Option<IdempotencyKey>,
+) -> ApiResult<Response> {
+    state.limiter.check(me.user)?;
+    match state.engine.execute(command, key).await? {
+        Receipt::Deposited(entry) | Receipt::Withdrawn(entry) => Ok(created(entry)),
+        _ => Err(ApiError::internal()),
+    }
 }
 
 pub(crate) async fn my_bids<S: Store, N: Notifier, I: Identity>(

@@ -325,3 +325,49 @@ async fn demo_seeds_an_empty_database_once() {
     );
     again.stop().await;
 }
+
+#[tokio::test]
+async fn on_postgres_accounts_and_bids_work_the_same() {
+    let database = neighborbid_sqlx::testing::TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = Config {
+        database_url: database.url().to_owned(),
+        ..config(&dir.path().join("unused.db"), false)
+    };
+    let server = start(config).await.expect("starts on Postgres");
+    let (seller, bidder) = (Browser::new(&server), Browser::new(&server));
+    seller.sign_up("seller", "mangwon").await;
+    bidder.sign_up("bidder", "hapjeong").await;
+    let (status, _) = bidder
+        .post("/api/me/wallet/deposits", json!({"amount": "500"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ends_at = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let (_, auction) = seller
+        .post(
+            "/api/auctions",
+            json!({"title": "Desk", "scope": {"kind": "national"}, "start_price": "100",
+            "policy": {"increment": {"kind": "fixed", "unit": "10"}}, "ends_at": ends_at}),
+        )
+        .await;
+    let id = auction["id"].as_i64().expect("an id");
+    let (status, bid) = bidder
+        .post(
+            &format!("/api/auctions/{id}/bids"),
+            json!({"amount": "120"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bid}");
+    let (_, wallet) = bidder.get("/api/me/wallet").await;
+    assert_eq!(
+        (
+            wallet["wallet"]["balance"].as_str(),
+            wallet["wallet"]["locked"].as_str()
+        ),
+        (Some("380"), Some("120"))
+    );
+    let (status, _) = bidder.post("/auth/logout", json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(bidder.get("/auth/me").await.0, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
