@@ -35,6 +35,13 @@ pub(crate) struct Shared<S, N, I> {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+impl<S, N, I> Shared<S, N, I> {
+    /// The page of latest bids an auction's detail and snapshot show.
+    pub(crate) fn recent_bids(&self) -> neighborbid_core::Page {
+        neighborbid_core::Page::first(self.config.recent_bids)
+    }
+}
+
 pub(crate) type AppState<S, N, I> = Arc<Shared<S, N, I>>;
 
 /// The caller, who may be anonymous.

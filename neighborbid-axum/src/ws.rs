@@ -16,7 +16,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use neighborbid_core::{AuctionId, Delivery, IdempotencyKey, Notifier, Page, Store, Watch};
+use neighborbid_core::{AuctionId, AuctionView, Delivery, IdempotencyKey, Notifier, Store, Watch};
 
 use crate::error::ApiError;
 use crate::http::{bid, AppState, Caller, Path};
@@ -37,14 +37,16 @@ pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade?;
     let auction = AuctionId(id);
-    // Refuse unknown auctions with a 404 before upgrading.
-    state.engine.auction(auction, Page::first(1)).await?;
+    // Watch before loading, so no event falls between the snapshot and the
+    // room; the load also refuses unknown auctions with a 404 before
+    // upgrading.
+    let watch = state.hub.watch(auction, viewer.as_ref().map(|v| v.user));
+    let first = state.engine.auction(auction, state.recent_bids()).await?;
     let frame_limit = state.config.ws.max_frame_bytes;
     Ok(upgrade
         .max_message_size(frame_limit)
         .max_frame_size(frame_limit)
         .on_upgrade(move |socket| async move {
-            let watch = state.hub.watch(auction, viewer.as_ref().map(|v| v.user));
             let connection = Connection {
                 state,
                 auction,
@@ -55,7 +57,7 @@ pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
             };
             let observer = connection.state.observer.clone();
             observer.socket(true);
-            connection.run().await;
+            connection.run(first).await;
             observer.socket(false);
         }))
 }
@@ -81,13 +83,13 @@ enum Input {
 }
 
 impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
-    async fn run(mut self) {
+    async fn run(mut self, first: AuctionView) {
         let config = self.state.config.ws;
         let mut heartbeat = tokio::time::interval(config.heartbeat);
         heartbeat.tick().await;
         let mut shutdown = self.state.shutdown.clone();
         let mut last_heard = Instant::now();
-        if self.snapshot().await.is_err() {
+        if self.send_snapshot(first).await.is_err() {
             return;
         }
         loop {
@@ -120,16 +122,24 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         }
     }
 
-    /// Sends the whole state and skips the events it already includes.
+    /// Reloads the auction and sends it whole.
     async fn snapshot(&mut self) -> Flow {
-        let recent = Page::first(self.state.config.recent_bids);
-        let view = match self.state.engine.auction(self.auction, recent).await {
-            Ok(view) => view,
+        match self
+            .state
+            .engine
+            .auction(self.auction, self.state.recent_bids())
+            .await
+        {
+            Ok(view) => self.send_snapshot(view).await,
             Err(error) => {
                 tracing::warn!(%error, auction = %self.auction, "snapshot failed");
-                return self.close(1011, "could not load the auction").await;
+                self.close(1011, "could not load the auction").await
             }
-        };
+        }
+    }
+
+    /// Sends the whole state and skips the events it already includes.
+    async fn send_snapshot(&mut self, view: AuctionView) -> Flow {
         self.watch.resume_after(view.auction.seq);
         self.seq = view.auction.seq;
         let viewer = self.viewer.as_ref().map(|actor| actor.user);

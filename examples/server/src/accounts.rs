@@ -16,7 +16,7 @@ use neighborbid_axum::{bearer_token, Actor, ApiError, Identity};
 use neighborbid_core::{Region, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The session cookie's name.
@@ -67,11 +67,21 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
     ApiError::internal()
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// An account from a row with `id`, `username` and `region`.
+fn account(row: &AnyRow) -> Result<Account, ApiError> {
+    Ok(Account {
+        id: row.try_get("id").map_err(internal)?,
+        username: row.try_get("username").map_err(internal)?,
+        region: row.try_get("region").map_err(internal)?,
+    })
 }
 
 fn now() -> i64 {
@@ -198,11 +208,7 @@ impl Accounts {
         Argon2::default()
             .verify_password(credentials.password.as_bytes(), &hash)
             .map_err(|_| refused())?;
-        let account = Account {
-            id: row.try_get("id").map_err(internal)?,
-            username: row.try_get("username").map_err(internal)?,
-            region: row.try_get("region").map_err(internal)?,
-        };
+        let account = account(&row)?;
         let token = self.start_session(account.id).await?;
         Ok((account, token))
     }
@@ -229,14 +235,7 @@ impl Accounts {
         .fetch_optional(&self.pool)
         .await
         .map_err(internal)?;
-        row.map(|row| {
-            Ok(Account {
-                id: row.try_get("id").map_err(internal)?,
-                username: row.try_get("username").map_err(internal)?,
-                region: row.try_get("region").map_err(internal)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(account).transpose()
     }
 
     /// How many accounts exist.
@@ -255,7 +254,7 @@ impl Accounts {
     async fn start_session(&self, account: i64) -> Result<String, ApiError> {
         let mut bytes = [0u8; 32];
         OsRng.fill_bytes(&mut bytes);
-        let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        let token = hex(&bytes);
         let ttl = i64::try_from(self.session_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         // Expired sessions of anyone go now: the table never grows unbounded.
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
