@@ -22,13 +22,35 @@ pub struct Event {
     pub seq: u64,
     /// Server time of the change.
     pub at: Timestamp,
+    /// The auction is local ([`Scope::Local`](crate::Scope::Local)).
+    /// Cross-process fan-out may leave local auctions out, as the original
+    /// did (`neighborbid-redis` does by default).
+    #[serde(default)]
+    pub local: bool,
     /// What everyone watching the auction may see.
     pub public: Vec<PublicEvent>,
     /// What only one user may see each.
     pub private: Vec<PrivateNotice>,
 }
 
+/// Names one event: its auction and sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EventId {
+    /// The auction.
+    pub auction_id: AuctionId,
+    /// The sequence number.
+    pub seq: u64,
+}
+
 impl Event {
+    /// Which event this is.
+    pub fn id(&self) -> EventId {
+        EventId {
+            auction_id: self.auction_id,
+            seq: self.seq,
+        }
+    }
+
     /// The private notices addressed to `user`.
     pub fn notices_for(&self, user: UserId) -> impl Iterator<Item = &PrivateEvent> {
         self.private

@@ -20,7 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use crate::event::Event;
 use crate::ids::{AuctionId, UserId};
@@ -30,6 +33,11 @@ use crate::notify::{Notifier, NotifyError};
 /// beyond this it gives up on the missing event and tells watchers to
 /// resynchronize.
 const MAX_PENDING: usize = 64;
+
+/// How long a room waits for a missing event (a notifier that never ran,
+/// because the task was cancelled after commit, say) before it gives up and
+/// tells watchers to resynchronize.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Live rooms, one per watched auction. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -41,6 +49,8 @@ pub struct Hub {
 struct Inner {
     capacity: usize,
     rooms: Mutex<HashMap<AuctionId, Room>>,
+    /// Told whenever a room opens or closes.
+    changes: watch::Sender<()>,
 }
 
 #[derive(Debug)]
@@ -50,6 +60,49 @@ struct Room {
     last: Option<u64>,
     /// Events that arrived before their predecessor, by sequence number.
     pending: BTreeMap<u64, Arc<Event>>,
+    /// Since when the room has been waiting for a missing event.
+    waiting_since: Option<Instant>,
+}
+
+impl Room {
+    fn publish(&mut self, event: &Event) {
+        match self.last {
+            Some(last) if event.seq <= last => {} // a duplicate or a stale straggler
+            Some(last) if event.seq > last + 1 => {
+                self.pending.insert(event.seq, Arc::new(event.clone()));
+                self.waiting_since.get_or_insert_with(Instant::now);
+                if self.pending.len() > MAX_PENDING {
+                    self.skip_missing();
+                }
+            }
+            _ => {
+                self.send(Arc::new(event.clone()));
+                let mut next_seq = event.seq + 1;
+                while let Some(next) = self.pending.remove(&next_seq) {
+                    self.send(next);
+                    next_seq += 1;
+                }
+                if self.pending.is_empty() {
+                    self.waiting_since = None;
+                }
+            }
+        }
+    }
+
+    /// Gives up on the missing events: watchers resynchronize, and the
+    /// room goes on with the events it holds.
+    fn skip_missing(&mut self) {
+        let _ = self.sender.send(Message::Gap);
+        for (_, event) in std::mem::take(&mut self.pending) {
+            self.send(event);
+        }
+        self.waiting_since = None;
+    }
+
+    fn send(&mut self, event: Arc<Event>) {
+        self.last = Some(event.seq);
+        let _ = self.sender.send(Message::Event(event));
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +132,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 capacity: capacity.max(1),
                 rooms: Mutex::new(HashMap::new()),
+                changes: watch::Sender::new(()),
             }),
         }
     }
@@ -89,10 +143,14 @@ impl Hub {
     /// event falls between the two.
     pub fn watch(&self, auction: AuctionId, viewer: Option<UserId>) -> Watch {
         let mut rooms = self.rooms();
-        let room = rooms.entry(auction).or_insert_with(|| Room {
-            sender: broadcast::channel(self.inner.capacity).0,
-            last: None,
-            pending: BTreeMap::new(),
+        let room = rooms.entry(auction).or_insert_with(|| {
+            self.inner.changes.send_replace(());
+            Room {
+                sender: broadcast::channel(self.inner.capacity).0,
+                last: None,
+                pending: BTreeMap::new(),
+                waiting_since: None,
+            }
         });
         Watch {
             hub: self.clone(),
@@ -106,32 +164,8 @@ impl Hub {
     /// Hands a committed event to its auction's watchers (nothing happens
     /// when nobody watches it).
     pub fn publish(&self, event: &Event) {
-        let mut rooms = self.rooms();
-        let Some(room) = rooms.get_mut(&event.auction_id) else {
-            return;
-        };
-        let seq = event.seq;
-        match room.last {
-            Some(last) if seq <= last => {} // a duplicate or a stale straggler
-            Some(last) if seq > last + 1 => {
-                room.pending.insert(seq, Arc::new(event.clone()));
-                if room.pending.len() > MAX_PENDING {
-                    // The missing event is not coming soon: skip it.
-                    let _ = room.sender.send(Message::Gap);
-                    for (seq, event) in std::mem::take(&mut room.pending) {
-                        room.last = Some(seq);
-                        let _ = room.sender.send(Message::Event(event));
-                    }
-                }
-            }
-            _ => {
-                room.last = Some(seq);
-                let _ = room.sender.send(Message::Event(Arc::new(event.clone())));
-                while let Some(next) = room.pending.remove(&(room.last.unwrap_or(0) + 1)) {
-                    room.last = Some(next.seq);
-                    let _ = room.sender.send(Message::Event(next));
-                }
-            }
+        if let Some(room) = self.rooms().get_mut(&event.auction_id) {
+            room.publish(event);
         }
     }
 
@@ -141,6 +175,7 @@ impl Hub {
         for room in self.rooms().values_mut() {
             room.last = None;
             room.pending.clear();
+            room.waiting_since = None;
             let _ = room.sender.send(Message::Gap);
         }
     }
@@ -150,11 +185,35 @@ impl Hub {
         self.rooms().keys().copied().collect()
     }
 
+    /// Changes whenever a room opens or closes, so a subscriber to other
+    /// processes can follow [`watched`](Hub::watched).
+    pub fn rooms_changed(&self) -> watch::Receiver<()> {
+        self.inner.changes.subscribe()
+    }
+
     /// How many watchers `auction` has.
     pub fn watchers(&self, auction: AuctionId) -> usize {
         self.rooms()
             .get(&auction)
             .map_or(0, |room| room.sender.receiver_count())
+    }
+
+    /// When the room of `auction` gives up on the event it is missing.
+    fn deadline(&self, auction: AuctionId) -> Option<Instant> {
+        let rooms = self.rooms();
+        let since = rooms.get(&auction)?.waiting_since?;
+        Some(since + MAX_WAIT)
+    }
+
+    fn give_up_waiting(&self, auction: AuctionId) {
+        if let Some(room) = self.rooms().get_mut(&auction) {
+            if room
+                .waiting_since
+                .is_some_and(|since| since.elapsed() >= MAX_WAIT)
+            {
+                room.skip_missing();
+            }
+        }
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<AuctionId, Room>> {
@@ -213,7 +272,17 @@ impl Watch {
     pub async fn next(&mut self) -> Delivery {
         let receiver = self.receiver.as_mut().expect("present until drop");
         loop {
-            let message = match receiver.recv().await {
+            let received = match self.hub.deadline(self.auction) {
+                None => receiver.recv().await,
+                Some(deadline) => tokio::select! {
+                    received = receiver.recv() => received,
+                    () = tokio::time::sleep_until(deadline) => {
+                        self.hub.give_up_waiting(self.auction);
+                        continue;
+                    }
+                },
+            };
+            let message = match received {
                 Ok(message) => message,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Skip what is still buffered: the reload covers it,
@@ -255,6 +324,7 @@ impl Drop for Watch {
             .is_some_and(|room| room.sender.receiver_count() == 0)
         {
             rooms.remove(&self.auction);
+            self.hub.inner.changes.send_replace(());
         }
     }
 }
@@ -270,6 +340,7 @@ mod tests {
             auction_id: AuctionId(1),
             seq,
             at: chrono::DateTime::UNIX_EPOCH,
+            local: false,
             public: vec![PublicEvent::Unsold],
             private: vec![PrivateNotice {
                 user: UserId(7),
@@ -297,7 +368,7 @@ mod tests {
         let mut anonymous = hub.watch(AuctionId(1), None);
         let mut user = hub.watch(AuctionId(1), Some(UserId(7)));
         let mut elsewhere = hub.watch(AuctionId(2), None);
-        for seq in [1, 3, 2, 2, 4, 1] {
+        for seq in [1, 4, 3, 2, 2, 4, 1] {
             hub.publish(&event(seq));
         }
         for (watch, notices) in [(&mut anonymous, 0), (&mut user, 1)] {
@@ -353,6 +424,23 @@ mod tests {
         assert_eq!(fresh.next().await, Delivery::Resync);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_room_waits_a_bounded_time_for_a_missing_event() {
+        let hub = Hub::default();
+        let mut watch = hub.watch(AuctionId(1), None);
+        hub.publish(&event(1));
+        hub.publish(&event(3)); // 2 was committed but never published
+        let start = Instant::now();
+        assert_eq!(seqs(&mut watch, 3).await, [Some(1), None, Some(3)]);
+        assert_eq!(start.elapsed(), MAX_WAIT);
+
+        hub.publish(&event(5));
+        tokio::time::advance(MAX_WAIT / 2).await;
+        hub.publish(&event(4)); // late, but in time
+        assert_eq!(seqs(&mut watch, 2).await, [Some(4), Some(5)]);
+        assert_eq!(start.elapsed(), MAX_WAIT + MAX_WAIT / 2);
+    }
+
     #[tokio::test]
     async fn rooms_close_with_their_last_watcher() {
         let hub = Hub::default();
@@ -364,5 +452,19 @@ mod tests {
         drop(second);
         assert!(hub.watched().is_empty());
         hub.publish(&event(1)); // nobody watches: nothing to do
+    }
+
+    #[tokio::test]
+    async fn opening_and_closing_rooms_is_announced() {
+        let hub = Hub::default();
+        let mut changes = hub.rooms_changed();
+        assert!(!changes.has_changed().unwrap());
+        let watch = hub.watch(AuctionId(1), None);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        let second = hub.watch(AuctionId(1), None);
+        assert!(!changes.has_changed().unwrap(), "the room was open already");
+        drop((watch, second));
+        assert!(changes.has_changed().unwrap());
     }
 }

@@ -78,6 +78,15 @@
 //! # }
 //! ```
 //!
+//! ## Delivering events
+//!
+//! A [`Hub`] is a notifier with per-auction rooms for live watchers
+//! (WebSockets): bounded, ordered, duplicates dropped. A [`Relay`] takes
+//! events from the store's outbox to any notifier and marks them
+//! delivered, so a process that dies after commit loses none;
+//! `neighborbid-redis` gives it a Redis publisher, and a subscriber that
+//! feeds other processes' events into the local hub.
+//!
 //! ## Stores
 //!
 //! [`MemoryStore`] is a real, thread-safe backend for embedding, tests and
@@ -99,6 +108,7 @@ mod memory;
 pub mod money;
 mod notify;
 mod policy;
+mod relay;
 pub mod rules;
 mod store;
 mod wallet;
@@ -114,12 +124,13 @@ pub use command::{
 };
 pub use engine::{AuctionView, Engine, EngineConfig, RetryPolicy, WalletView};
 pub use error::{EngineError, Rejection, StoreError, StoreErrorKind};
-pub use event::{Event, PrivateEvent, PrivateNotice, PublicEvent};
+pub use event::{Event, EventId, PrivateEvent, PrivateNotice, PublicEvent};
 pub use hub::{Delivery, Hub, Watch};
 pub use ids::{AuctionId, BidId, UserId};
 pub use memory::{MemoryStore, MemoryTx};
 pub use money::{Currency, Money, MoneyError};
 pub use notify::{BroadcastNotifier, NoopNotifier, Notifier, NotifyError};
 pub use policy::{AuctionPolicy, Band, BuyNowPolicy, ClosePolicy, Increment};
+pub use relay::{Relay, RelayConfig, RelayError, RelaySender};
 pub use store::{AuctionFilter, AuctionStore, Page, ScopeFilter, Store, Transaction, WalletLedger};
 pub use wallet::{EntryKind, Hold, LedgerEntry, LedgerError, Wallet};

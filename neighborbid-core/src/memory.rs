@@ -12,14 +12,14 @@
 //! The store also checks the locking contract: writing an auction or a
 //! wallet that the transaction did not lock is an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 
 use crate::auction::{Auction, Bid};
 use crate::command::{IdempotencyKey, IdempotencyRecord};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::event::Event;
+use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, BidId, UserId};
 use crate::money::Money;
 use crate::store::{AuctionFilter, AuctionStore, Page, Store, Transaction, WalletLedger};
@@ -74,6 +74,7 @@ struct State {
     holds_by_auction: HashMap<AuctionId, BTreeMap<UserId, Money>>,
     holds_by_user: BTreeMap<(UserId, AuctionId), Money>,
     events: HashMap<AuctionId, Vec<Event>>,
+    undelivered: BTreeSet<EventId>,
     idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyRecord>,
 }
 
@@ -123,6 +124,7 @@ pub struct MemoryTx {
     entries: Vec<LedgerEntry>,
     holds: Vec<Hold>,
     events: Vec<Event>,
+    delivered: Vec<EventId>,
     idempotency: Vec<(UserId, IdempotencyKey, IdempotencyRecord)>,
 }
 
@@ -184,6 +186,7 @@ impl Store for MemoryStore {
             entries: Vec::new(),
             holds: Vec::new(),
             events: Vec::new(),
+            delivered: Vec::new(),
             idempotency: Vec::new(),
         })
     }
@@ -238,6 +241,7 @@ impl Transaction for MemoryTx {
             state.set_hold(hold);
         }
         for event in self.events {
+            state.undelivered.insert(event.id());
             state
                 .events
                 .entry(event.auction_id)
@@ -246,6 +250,9 @@ impl Transaction for MemoryTx {
         }
         for (user, key, record) in self.idempotency {
             state.idempotency.insert((user, key), record);
+        }
+        for id in &self.delivered {
+            state.undelivered.remove(id);
         }
         Ok(())
     }
@@ -391,6 +398,38 @@ impl AuctionStore for MemoryTx {
             .take(limit as usize)
             .cloned()
             .collect())
+    }
+
+    async fn undelivered_events(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let state = self.state();
+        let stored = |id: &EventId| {
+            let events = state.events.get(&id.auction_id)?;
+            let index = events
+                .binary_search_by_key(&id.seq, |event| event.seq)
+                .ok()?;
+            Some(&events[index])
+        };
+        Ok(state
+            .undelivered
+            .iter()
+            .filter_map(stored)
+            .filter(|event| event.at <= before)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_delivered(
+        &mut self,
+        events: &[EventId],
+        _at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.delivered.extend_from_slice(events);
+        Ok(())
     }
 }
 

@@ -30,6 +30,18 @@ impl<N: Notifier + ?Sized> Notifier for Arc<N> {
     }
 }
 
+/// Both notifiers, in order: `(hub, relay.sender())` serves local
+/// watchers at once and sends events on to other processes. Fails when
+/// either fails (after trying both).
+#[async_trait]
+impl<A: Notifier, B: Notifier> Notifier for (A, B) {
+    async fn notify(&self, events: &[Event]) -> Result<(), NotifyError> {
+        let first = self.0.notify(events).await;
+        let second = self.1.notify(events).await;
+        first.and(second)
+    }
+}
+
 /// Drops every event (the outbox still has them).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopNotifier;

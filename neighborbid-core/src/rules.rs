@@ -615,6 +615,7 @@ fn decision(
         auction_id: auction.id,
         seq: auction.seq,
         at: now,
+        local: matches!(auction.scope, Scope::Local { .. }),
         public,
         private,
     };

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::auction::{Auction, AuctionStatus, Bid, Region};
 use crate::command::{IdempotencyKey, IdempotencyRecord};
 use crate::error::StoreError;
-use crate::event::Event;
+use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, UserId};
 use crate::rules::Decision;
 use crate::wallet::{Hold, LedgerEntry, Wallet};
@@ -124,6 +124,20 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// A shared store (one engine and a relay on the same store, say).
+#[async_trait]
+impl<S: Store> Store for std::sync::Arc<S> {
+    type Tx = S::Tx;
+
+    async fn begin(&self) -> Result<S::Tx, StoreError> {
+        (**self).begin().await
+    }
+
+    async fn begin_read(&self) -> Result<S::Tx, StoreError> {
+        (**self).begin_read().await
+    }
+}
+
 /// An open transaction. Dropping it without [`commit`](Transaction::commit)
 /// rolls back everything it wrote.
 #[async_trait]
@@ -218,6 +232,22 @@ pub trait AuctionStore: Send {
         after: u64,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
+
+    /// Up to `limit` committed events not yet marked delivered whose time
+    /// is at or before `before`, by auction and sequence number. Backends
+    /// with row locks lock them until the transaction ends, skipping rows
+    /// another transaction holds, so relays in several processes split the
+    /// work instead of sending everything twice.
+    async fn undelivered_events(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Marks events delivered at `at`. Unknown or already delivered events
+    /// are left as they are.
+    async fn mark_delivered(&mut self, events: &[EventId], at: Timestamp)
+        -> Result<(), StoreError>;
 }
 
 /// Wallets, their history and escrow holds.

@@ -35,11 +35,12 @@ use async_trait::async_trait;
 use chrono::{TimeDelta, TimeZone, Utc};
 
 use crate::{
-    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, BidReceipt, BuyNow,
-    CancelAuction, CreateAuction, Deposit, Engine, EngineConfig, EngineError, EntryKind, Event,
-    IdempotencyKey, ManualClock, Money, MoneyError, Notifier, NotifyError, Page, PlaceBid,
-    PrivateEvent, PublicEvent, Region, Rejection, RetryPolicy, Scope, ScopeFilter, Store,
-    StoreErrorKind, Timestamp, UserId, Wallet, WalletView, Withdraw,
+    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, AuctionStore, BidReceipt,
+    BuyNow, CancelAuction, CreateAuction, Delivery, Deposit, Engine, EngineConfig, EngineError,
+    EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money, MoneyError, Notifier,
+    NotifyError, Page, PlaceBid, PrivateEvent, PublicEvent, Region, Rejection, Relay, RelayConfig,
+    RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
+    WalletView, Watch, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
@@ -65,6 +66,9 @@ macro_rules! conformance_tests {
             concurrent_idempotent_requests,
             events_have_gapless_sequence,
             notifier_failure_keeps_commit,
+            outbox_lists_undelivered_events,
+            relay_recovers_unsent_events,
+            relay_sends_after_commit_and_marks,
             reads_are_paged_newest_first,
             double_spend_across_auctions,
             concurrent_bidding_conserves_money,
@@ -1232,6 +1236,183 @@ pub async fn notifier_failure_keeps_commit<S: Store>(store: S) {
     assert_eq!(outbox.len(), 1, "the event waits in the outbox");
 }
 
+/// The outbox lists committed events by auction and sequence number, up to
+/// a time, until a committed transaction marks them delivered.
+pub async fn outbox_lists_undelivered_events<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 1_000).await;
+    let first = h.create(h.national(100, 10)).await;
+    let second = h.create(h.national(100, 10)).await;
+    h.bid(second.id, ALICE, 100).await.expect("bid");
+    h.clock.advance(TimeDelta::seconds(10));
+    let later = h.now();
+    h.bid(first.id, ALICE, 100).await.expect("bid");
+    h.bid(first.id, ALICE, 110).await.expect("raise");
+
+    let undelivered = |before: Timestamp, limit: u32| {
+        let store = h.engine.store();
+        async move {
+            let mut tx = store.begin().await.expect("begin");
+            let events = tx
+                .undelivered_events(before, limit)
+                .await
+                .expect("undelivered");
+            events.iter().map(Event::id).collect::<Vec<_>>()
+        }
+    };
+    let id = |auction: &Auction, seq| EventId {
+        auction_id: auction.id,
+        seq,
+    };
+    let all = vec![id(&first, 1), id(&first, 2), id(&second, 1)];
+    assert_eq!(undelivered(later, 100).await, all);
+    assert_eq!(undelivered(later, 2).await, all[..2]);
+    assert_eq!(
+        undelivered(later - TimeDelta::seconds(1), 100).await,
+        [id(&second, 1)],
+        "younger events are left out"
+    );
+
+    let mark = |events: Vec<EventId>, commit: bool| {
+        let store = h.engine.store();
+        let now = h.now();
+        async move {
+            let mut tx = store.begin().await.expect("begin");
+            tx.mark_delivered(&events, now).await.expect("mark");
+            if commit {
+                tx.commit().await.expect("commit");
+            }
+        }
+    };
+    mark(all.clone(), false).await;
+    assert_eq!(
+        undelivered(later, 100).await,
+        all,
+        "a rollback marks nothing"
+    );
+    let unknown = EventId {
+        auction_id: AuctionId(i64::MAX),
+        seq: 1,
+    };
+    mark(vec![id(&first, 1), unknown], true).await;
+    assert_eq!(undelivered(later, 100).await, all[1..]);
+    mark(all.clone(), true).await;
+    assert!(undelivered(later, 100).await.is_empty());
+    assert_eq!(
+        h.outbox(first.id).await.len(),
+        2,
+        "delivered events stay readable"
+    );
+}
+
+/// Events committed but never sent (the process died after commit) are
+/// sent by a relay, once each to a consumer that drops duplicates, even when
+/// the relay dies between sending and marking them.
+pub async fn relay_recovers_unsent_events<S: Store>(store: S) {
+    let store = Arc::new(FaultyStore::new(store));
+    let switch = store.switch();
+    let h = Harness::new(Arc::clone(&store));
+    h.notifier.set_failing(true); // nothing leaves the dying process
+    h.fund(ALICE, 1_000).await;
+    h.fund(BOB, 1_000).await;
+    let auction = h.create(h.national(100, 10)).await;
+    for (bidder, amount) in [(ALICE, 100), (BOB, 110), (ALICE, 120)] {
+        h.bid(auction.id, bidder, amount).await.expect("bid");
+    }
+
+    let hub = Hub::new(64);
+    let mut consumer = hub.watch(auction.id, None);
+    let sent = Arc::new(RecordingNotifier::default());
+    let config = RelayConfig {
+        grace: std::time::Duration::ZERO,
+        clock: h.clock.clone(),
+        ..RelayConfig::default()
+    };
+    let mut relay = Relay::new(store, (Arc::clone(&sent), hub.clone()), config);
+    assert_eq!(relay.deliver_undelivered().await.expect("relay"), 3);
+    assert_eq!(relay.deliver_undelivered().await.expect("again"), 0);
+    assert_eq!(next_seqs(&mut consumer, 3).await, [1, 2, 3]);
+
+    for (bidder, amount) in [(BOB, 130), (ALICE, 140)] {
+        h.bid(auction.id, bidder, amount).await.expect("bid");
+    }
+    switch.arm(Fault::MarkDelivered);
+    assert!(
+        relay.deliver_undelivered().await.is_err(),
+        "sent, then died before marking"
+    );
+    assert_eq!(relay.deliver_undelivered().await.expect("restart"), 2);
+    assert_eq!(relay.deliver_undelivered().await.expect("done"), 0);
+    let seqs: Vec<u64> = sent.events().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 4, 5], "at least once");
+    assert_eq!(next_seqs(&mut consumer, 2).await, [4, 5]);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), consumer.next())
+            .await
+            .is_err(),
+        "the consumer applied nothing twice"
+    );
+    assert_eq!(sent.events()[..5], h.outbox(auction.id).await);
+}
+
+/// An engine whose notifier is a relay's sender: committed events go out
+/// once, without waiting for the recovery path, and are marked delivered.
+pub async fn relay_sends_after_commit_and_marks<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let h = Harness::new(Arc::clone(&store));
+    h.fund(ALICE, 1_000).await;
+    let auction = h.create(h.national(100, 10)).await;
+    let hub = Hub::new(64);
+    let mut consumer = hub.watch(auction.id, None);
+    let sent = Arc::new(RecordingNotifier::default());
+    let config = RelayConfig {
+        // The recovery path must not pick the events up: only sending
+        // after commit can deliver them in this test.
+        grace: std::time::Duration::from_secs(3600),
+        interval: std::time::Duration::from_millis(10),
+        clock: h.clock.clone(),
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(Arc::clone(&store), (Arc::clone(&sent), hub.clone()), config);
+    let engine = Engine::with_config(
+        Arc::clone(&store),
+        relay.sender(),
+        h.engine.config().clone(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    for amount in [100, 110, 120] {
+        let bid = bid_of(auction.id, ALICE, amount);
+        engine.place_bid(bid, None).await.expect("bid");
+    }
+    assert_eq!(next_seqs(&mut consumer, 3).await, [1, 2, 3]);
+    let _ = stop.send(());
+    task.await.expect("the relay stops");
+    assert_eq!(sent.events(), h.outbox(auction.id).await, "each sent once");
+    let mut tx = store.begin().await.expect("begin");
+    let left = tx
+        .undelivered_events(h.now() + TimeDelta::days(1), 100)
+        .await
+        .expect("undelivered");
+    assert!(left.is_empty(), "all marked delivered: {left:?}");
+}
+
+async fn next_seqs(watch: &mut Watch, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for _ in 0..n {
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
+            .await
+            .expect("an event within 10 s");
+        match delivery {
+            Delivery::Event(event) => seqs.push(event.seq),
+            Delivery::Resync => panic!("unexpected resync after {seqs:?}"),
+        }
+    }
+    seqs
+}
+
 /// Lists come newest first and pages do not overlap.
 pub async fn reads_are_paged_newest_first<S: Store>(store: S) {
     let h = Harness::new(store);
@@ -1692,7 +1873,8 @@ pub async fn policies_round_trip<S: Store>(store: S) {
 }
 
 /// A plain bid of `units` by `bidder` (of no region).
-fn bid_of(auction: AuctionId, bidder: UserId, units: u64) -> PlaceBid {
+/// `bidder` (of no region) bids `units` on `auction`, without a maximum.
+pub fn bid_of(auction: AuctionId, bidder: UserId, units: u64) -> PlaceBid {
     PlaceBid {
         auction_id: auction,
         bidder,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, Hold, IdempotencyKey,
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, Hold, IdempotencyKey,
     IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
     Transaction, UserId, Wallet, WalletLedger,
 };
@@ -462,6 +462,48 @@ impl AuctionStore for PgTx {
         .await
         .map_err(self.error())?;
         Ok(events.into_iter().map(|Json(event)| event).collect())
+    }
+    async fn undelivered_events(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        // SKIP LOCKED: relays of several processes take disjoint rows.
+        let events: Vec<Json<Event>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND at <= $1 \
+             ORDER BY auction_id, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(events.into_iter().map(|Json(event)| event).collect())
+    }
+
+    async fn mark_delivered(
+        &mut self,
+        events: &[EventId],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let auctions: Vec<i64> = events.iter().map(|id| id.auction_id.0).collect();
+        let seqs = events
+            .iter()
+            .map(|id| to_i64(id.seq, "seq"))
+            .collect::<Result<Vec<i64>, _>>()?;
+        sqlx::query(
+            "UPDATE outbox SET delivered_at = $1 \
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS marked (auction_id, seq) \
+             WHERE outbox.auction_id = marked.auction_id AND outbox.seq = marked.seq \
+             AND outbox.delivered_at IS NULL",
+        )
+        .bind(at)
+        .bind(&auctions)
+        .bind(&seqs)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(())
     }
 }
 

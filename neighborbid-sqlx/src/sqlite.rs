@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, BidId, Event, Hold, IdempotencyKey,
-    IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
-    Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, BidId, Event, EventId, Hold,
+    IdempotencyKey, IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind,
+    Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -475,6 +475,43 @@ impl AuctionStore for SqliteTx {
         .await
         .map_err(self.error())?;
         Ok(events.into_iter().map(|Json(event)| event).collect())
+    }
+    async fn undelivered_events(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events: Vec<Json<Event>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND at <= ?1 \
+             ORDER BY auction_id, seq LIMIT ?2",
+        )
+        .bind(before.timestamp_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(events.into_iter().map(|Json(event)| event).collect())
+    }
+
+    async fn mark_delivered(
+        &mut self,
+        events: &[EventId],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let pairs = events
+            .iter()
+            .map(|id| Ok((id.auction_id.0, to_i64(id.seq, "seq")?)))
+            .collect::<Result<Vec<(i64, i64)>, StoreError>>()?;
+        sqlx::query(
+            "UPDATE outbox SET delivered_at = ?1 WHERE delivered_at IS NULL AND (auction_id, seq) \
+             IN (SELECT value ->> 0, value ->> 1 FROM json_each(?2))",
+        )
+        .bind(at.timestamp_micros())
+        .bind(Json(pairs))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(())
     }
 }
 

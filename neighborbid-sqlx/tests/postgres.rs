@@ -111,6 +111,35 @@ async fn closers_in_two_processes_settle_each_auction_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_in_two_processes_take_disjoint_outbox_events() {
+    let (store, _db) = fresh_store().await;
+    let h = Harness::new(store.clone());
+    h.fund(ALICE, 10_000).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+    for i in 0..5 {
+        h.bid(auction, ALICE, 100 + 10 * i).await.expect("bid");
+    }
+    let later = h.now() + TimeDelta::days(1);
+    let seqs = |events: Vec<neighborbid_core::Event>| -> Vec<u64> {
+        events.iter().map(|event| event.seq).collect()
+    };
+    let mut first = store.begin().await.expect("begin");
+    let mut second = store.begin().await.expect("begin");
+    let taken = first.undelivered_events(later, 2).await.expect("first");
+    let rest = second.undelivered_events(later, 100).await.expect("second");
+    assert_eq!(seqs(taken), [1, 2]);
+    assert_eq!(
+        seqs(rest),
+        [3, 4, 5],
+        "rows the first relay holds are skipped"
+    );
+    drop(first); // it died before marking: its rows are free again
+    let mut third = store.begin().await.expect("begin");
+    let again = third.undelivered_events(later, 100).await.expect("third");
+    assert_eq!(seqs(again), [1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_unavailable_not_a_conflict() {
     let store = neighborbid_sqlx::PgStoreOptions::new("postgres://nobody@127.0.0.1:1/none")
         .expect("url")

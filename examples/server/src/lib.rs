@@ -19,7 +19,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use neighborbid_axum::{Api, ApiError, Shutdown};
-use neighborbid_core::{Engine, Hub, Page, Store};
+use neighborbid_core::{Engine, Hub, Notifier, Page, Relay, RelayConfig, Store};
+use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};
 use neighborbid_sqlx::{PgStore, SqliteStore};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -50,6 +51,18 @@ pub struct Config {
         default_value = "sqlite://neighborbid.db"
     )]
     pub database_url: String,
+    /// `redis://...`: share live auction rooms with the other server
+    /// processes on the same Redis and Postgres (events go out through the
+    /// outbox relay, so none is lost). Without it, rooms are in-process.
+    #[arg(long, env = "NEIGHBORBID_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Starts the Redis channel names, so several sites can share a Redis.
+    #[arg(long, env = "NEIGHBORBID_REDIS_PREFIX", default_value = "neighborbid")]
+    pub redis_prefix: String,
+    /// Send local auctions' events across processes too (by default only
+    /// national ones go through Redis: local pages poll).
+    #[arg(long)]
+    pub fan_out_local: bool,
     /// Fill an empty database with demo users, wallets and auctions.
     #[arg(long)]
     pub demo: bool,
@@ -68,21 +81,37 @@ pub struct Config {
 pub struct Server {
     /// Where it listens.
     pub address: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: Stop,
     sockets: Shutdown,
     tasks: Vec<JoinHandle<()>>,
+    /// Stopped after `tasks`: they deliver what the requests committed.
+    relaying: Option<(Stop, Vec<JoinHandle<()>>)>,
 }
+
+type Stop = tokio::sync::watch::Sender<bool>;
 
 impl Server {
     /// Graceful shutdown: WebSockets get a close frame, in-flight requests
-    /// finish, the closer stops between auctions.
+    /// finish, the closer stops between auctions, then the relay sends
+    /// what they committed.
     pub async fn stop(self) {
         self.sockets.trigger();
         self.stop.send_replace(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        if let Some((stop, tasks)) = self.relaying {
+            stop.send_replace(true);
+            for task in tasks {
+                let _ = task.await;
+            }
+        }
     }
+}
+
+/// Completes once `stop` says so.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Opens the database, builds the site and starts serving.
@@ -102,20 +131,74 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn Error + Send + Sync
     }
 }
 
+/// The engine's notifier: the hub alone, or the hub and the Redis relay.
+type Notify = Arc<dyn Notifier>;
+
 /// What the site's own routes share.
 struct Site<S> {
-    engine: Engine<S, Hub>,
+    engine: Engine<S, Notify>,
     accounts: Accounts,
     metrics: Arc<Metrics>,
+    /// Whether the Redis subscriber is connected, when there is one.
+    redis: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
-async fn serve<S: Store>(
+/// The Redis relay and subscriber, not yet running.
+struct Relaying {
+    stop: Stop,
+    tasks: Vec<JoinHandle<()>>,
+    connected: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Sends committed events to Redis through the outbox relay, and other
+/// processes' events from Redis to `hub`.
+fn relay_through_redis<S: Store + Clone>(
+    url: &str,
+    config: &Config,
+    store: &S,
+    hub: &Hub,
+) -> Result<(Notify, Relaying), Box<dyn Error + Send + Sync>> {
+    let mut redis = RedisConfig::new(url);
+    redis.prefix = config.redis_prefix.clone();
+    redis.fan_out_local = config.fan_out_local;
+    let relay = Relay::new(
+        store.clone(),
+        RedisNotifier::new(&redis)?,
+        RelayConfig::default(),
+    );
+    let notifier: Notify = Arc::new((hub.clone(), relay.sender()));
+    let subscriber = Subscriber::new(&redis, hub.clone())?;
+    let connected = subscriber.connected();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(relay.run(stopped(stop_rx.clone()))),
+        tokio::spawn(subscriber.run(stopped(stop_rx))),
+    ];
+    tracing::info!(redis = %redacted(url), prefix = %redis.prefix, "rooms shared through Redis");
+    Ok((
+        notifier,
+        Relaying {
+            stop,
+            tasks,
+            connected,
+        },
+    ))
+}
+
+async fn serve<S: Store + Clone>(
     store: S,
     accounts: Accounts,
     config: Config,
 ) -> Result<Server, Box<dyn Error + Send + Sync>> {
     let hub = Hub::default();
-    let engine = Engine::new(store, hub.clone());
+    let (notifier, relaying) = match &config.redis_url {
+        Some(url) => {
+            let (notifier, relaying) = relay_through_redis(url, &config, &store, &hub)?;
+            (notifier, Some(relaying))
+        }
+        None => (Arc::new(hub.clone()) as Notify, None),
+    };
+    let engine = Engine::new(store, notifier);
     let metrics = Arc::new(Metrics::default());
     if config.demo {
         seed::demo(&engine, &accounts).await?;
@@ -126,6 +209,7 @@ async fn serve<S: Store>(
         engine: engine.clone(),
         accounts,
         metrics: metrics.clone(),
+        redis: relaying.as_ref().map(|relaying| relaying.connected.clone()),
     });
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("page.html")) }))
@@ -140,14 +224,11 @@ async fn serve<S: Store>(
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut http_stopped = stopped.clone();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let http_stopped = stopped(stop_rx.clone());
     let http = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = http_stopped.wait_for(|stop| *stop).await;
-        };
         if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(http_stopped)
             .await
         {
             tracing::error!(%error, "server failed");
@@ -157,7 +238,7 @@ async fn serve<S: Store>(
         engine,
         metrics,
         Duration::from_millis(config.close_every_ms.max(10)),
-        stopped,
+        stop_rx,
     ));
     tracing::info!(%address, database = %redacted(&config.database_url), "listening");
     Ok(Server {
@@ -165,6 +246,7 @@ async fn serve<S: Store>(
         stop,
         sockets,
         tasks: vec![http, closer],
+        relaying: relaying.map(|relaying| (relaying.stop, relaying.tasks)),
     })
 }
 
@@ -181,7 +263,7 @@ fn redacted(url: &str) -> String {
 /// Settles ended auctions until told to stop. Safe to run in several
 /// processes at once on Postgres.
 async fn close_auctions<S: Store>(
-    engine: Engine<S, Hub>,
+    engine: Engine<S, Notify>,
     metrics: Arc<Metrics>,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -281,7 +363,21 @@ async fn health<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {
         .await;
     let accounts = site.accounts.count().await;
     match (database, accounts) {
-        (Ok(_), Ok(_)) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        (Ok(_), Ok(_)) => {
+            let mut body = json!({ "status": "ok" });
+            // Bids go on while Redis is down (events wait in the outbox),
+            // so the node stays healthy; the field says whether its rooms
+            // are shared right now.
+            if let Some(connected) = &site.redis {
+                let state = if *connected.borrow() {
+                    "connected"
+                } else {
+                    "disconnected"
+                };
+                body["redis"] = state.into();
+            }
+            (StatusCode::OK, Json(body)).into_response()
+        }
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable" })),

@@ -5,8 +5,8 @@ use std::error::Error;
 
 use chrono::TimeDelta;
 use neighborbid_core::{
-    AuctionPolicy, BuyNowPolicy, ClosePolicy, CreateAuction, Deposit, Engine, Hub, Increment,
-    Money, PlaceBid, Region, Scope, Store, UserId,
+    AuctionPolicy, BuyNowPolicy, ClosePolicy, CreateAuction, Deposit, Engine, Increment, Money,
+    Notifier, PlaceBid, Region, Scope, Store, UserId,
 };
 
 use crate::accounts::{Accounts, Credentials};
@@ -14,8 +14,8 @@ use crate::accounts::{Accounts, Credentials};
 /// Every demo user's password.
 pub(crate) const DEMO_PASSWORD: &str = "demo-password";
 
-pub(crate) async fn demo<S: Store>(
-    engine: &Engine<S, Hub>,
+pub(crate) async fn demo<S: Store, N: Notifier>(
+    engine: &Engine<S, N>,
     accounts: &Accounts,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
     if accounts.count().await? > 0 {

@@ -20,8 +20,13 @@ fn config(path: &std::path::Path, demo: bool) -> Config {
         session_hours: 24,
         close_every_ms: 50,
         log_json: false,
+        redis_url: None,
+        redis_prefix: "neighborbid".into(),
+        fan_out_local: false,
     }
 }
+
+const HOUR: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 struct Browser {
     base: String,
@@ -30,8 +35,12 @@ struct Browser {
 
 impl Browser {
     fn new(server: &Server) -> Browser {
+        Browser::at(server.address)
+    }
+
+    fn at(address: std::net::SocketAddr) -> Browser {
         Browser {
-            base: format!("http://{}", server.address),
+            base: format!("http://{address}"),
             client: Client::builder()
                 .cookie_store(true)
                 .build()
@@ -75,6 +84,27 @@ impl Browser {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
+    }
+
+    async fn top_up(&self, amount: &str) {
+        let (status, body) = self
+            .post("/api/me/wallet/deposits", json!({ "amount": amount }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Puts up a national auction ending after `ends_in`; returns its id.
+    async fn sell(&self, title: &str, start: &str, unit: &str, ends_in: chrono::TimeDelta) -> i64 {
+        let ends_at = chrono::Utc::now() + ends_in;
+        let (status, auction) = self
+            .post(
+                "/api/auctions",
+                json!({"title": title, "scope": {"kind": "national"}, "start_price": start,
+                "policy": {"increment": {"kind": "fixed", "unit": unit}}, "ends_at": ends_at}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{auction}");
+        auction["id"].as_i64().expect("an id")
     }
 }
 
@@ -168,45 +198,15 @@ async fn a_newcomer_signs_up_tops_up_sells_bids_and_the_closer_settles() {
     );
 
     for browser in [&mina, &jun] {
-        let (status, _) = browser
-            .post("/api/me/wallet/deposits", json!({"amount": "50000"}))
-            .await;
-        assert_eq!(status, StatusCode::CREATED);
+        browser.top_up("50000").await;
     }
-    let ends_at = chrono::Utc::now() + chrono::TimeDelta::seconds(3);
-    let (status, auction) = mina
-        .post(
-            "/api/auctions",
-            json!({
-                "title": "Rice cooker", "scope": {"kind": "national"}, "start_price": "10000",
-                "policy": {"increment": {"kind": "fixed", "unit": "1000"}}, "ends_at": ends_at
-            }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{auction}");
-    let auction = auction["id"].as_i64().expect("an id");
+    let ends_in = chrono::TimeDelta::seconds(3);
+    let auction = mina.sell("Rice cooker", "10000", "1000", ends_in).await;
 
     // Jun bids over the WebSocket, signed in by his session cookie.
-    let url = format!("ws://{}/api/auctions/{auction}/live", server.address);
-    let mut request = url.into_client_request().expect("a request");
-    let cookie = format!("nb_session={old_token}").parse().expect("a header");
-    request.headers_mut().insert("cookie", cookie);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connects");
-    let bid = json!({"type": "bid", "amount": "12000", "request_id": "jun-1"}).to_string();
-    futures_util::SinkExt::send(&mut socket, Message::Text(bid.into()))
-        .await
-        .expect("sent");
-    let mut result = Value::Null;
-    while result["type"] != "bid_result" {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("in time");
-        if let Some(Ok(Message::Text(text))) = frame {
-            result = serde_json::from_str(&text).expect("JSON");
-        }
-    }
+    let mut socket = live(server.address, auction, &old_token).await;
+    send_bid(&mut socket, "12000", "jun-1").await;
+    let result = next_message(&mut socket, |m| m["type"] == "bid_result").await;
     assert_eq!(result["auction"]["current_price"], "12000");
     let (status, own) = mina
         .post(
@@ -338,19 +338,8 @@ async fn on_postgres_accounts_and_bids_work_the_same() {
     let (seller, bidder) = (Browser::new(&server), Browser::new(&server));
     seller.sign_up("seller", "mangwon").await;
     bidder.sign_up("bidder", "hapjeong").await;
-    let (status, _) = bidder
-        .post("/api/me/wallet/deposits", json!({"amount": "500"}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let ends_at = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-    let (_, auction) = seller
-        .post(
-            "/api/auctions",
-            json!({"title": "Desk", "scope": {"kind": "national"}, "start_price": "100",
-            "policy": {"increment": {"kind": "fixed", "unit": "10"}}, "ends_at": ends_at}),
-        )
-        .await;
-    let id = auction["id"].as_i64().expect("an id");
+    bidder.top_up("500").await;
+    let id = seller.sell("Desk", "100", "10", HOUR).await;
     let (status, bid) = bidder
         .post(
             &format!("/api/auctions/{id}/bids"),
@@ -370,4 +359,235 @@ async fn on_postgres_accounts_and_bids_work_the_same() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(bidder.get("/auth/me").await.0, StatusCode::UNAUTHORIZED);
     server.stop().await;
+}
+
+/// A `neighborbid-server` process, as an operator starts it.
+struct Process {
+    child: tokio::process::Child,
+    address: std::net::SocketAddr,
+}
+
+impl Process {
+    /// Starts the binary with these environment variables.
+    async fn spawn(env: &[(&str, &str)]) -> Process {
+        use tokio::io::AsyncBufReadExt;
+
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_neighborbid-server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server says where it listens")
+            .expect("stdout")
+            .expect("a line");
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Process { child, address }
+    }
+
+    /// SIGTERM, as a service manager stops it; it must exit cleanly.
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("status");
+        assert!(status.success(), "exit status {status}");
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An auction's live socket on `address`, signed in with `token`, past its
+/// snapshot.
+async fn live(address: std::net::SocketAddr, auction: i64, token: &str) -> Socket {
+    let url = format!("ws://{address}/api/auctions/{auction}/live");
+    let mut request = url.into_client_request().expect("a request");
+    let cookie = format!("nb_session={token}").parse().expect("a header");
+    request.headers_mut().insert("cookie", cookie);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connects");
+    next_message(&mut socket, |message| message["type"] == "snapshot").await;
+    socket
+}
+
+async fn send_bid(socket: &mut Socket, amount: &str, request_id: &str) {
+    let bid = json!({"type": "bid", "amount": amount, "request_id": request_id});
+    futures_util::SinkExt::send(socket, Message::Text(bid.to_string().into()))
+        .await
+        .expect("sent");
+}
+
+/// The next message that `wanted` accepts, skipping others.
+async fn next_message(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = frame {
+            let message: Value = serde_json::from_str(&text).expect("JSON");
+            if wanted(&message) {
+                return message;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_processes_on_postgres_and_redis_share_live_auctions() {
+    let database = neighborbid_sqlx::testing::TestDatabase::create().await;
+    let redis = neighborbid_redis::testing::TestRedis::connect().await;
+    let env = [
+        ("NEIGHBORBID_DATABASE_URL", database.url()),
+        ("NEIGHBORBID_REDIS_URL", &redis.config().url),
+        ("NEIGHBORBID_REDIS_PREFIX", &redis.config().prefix),
+    ];
+    let first = Process::spawn(&env).await;
+    let second = Process::spawn(&env).await;
+
+    let seller = Browser::at(first.address);
+    seller.sign_up("seller", "mangwon").await;
+    let (alice, bob) = (Browser::at(first.address), Browser::at(second.address));
+    let alice_token = alice.sign_up("alice", "hapjeong").await["token"].clone();
+    let bob_token = bob.sign_up("bob", "yeonnam").await["token"].clone();
+    for bidder in [&alice, &bob] {
+        bidder.top_up("1000").await;
+    }
+    let id = seller.sell("Turntable", "100", "10", HOUR).await;
+    let token = |value: &Value| value.as_str().expect("a token").to_owned();
+    let mut alice_socket = live(first.address, id, &token(&alice_token)).await;
+    let mut bob_socket = live(second.address, id, &token(&bob_token)).await;
+    redis
+        .wait_for_subscribers(neighborbid_core::AuctionId(id), 2)
+        .await;
+
+    // Alice bids through process 1; Bob's page on process 2 shows it.
+    let (status, bid) = alice
+        .post(
+            &format!("/api/auctions/{id}/bids"),
+            json!({"amount": "120"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bid}");
+    let seen = next_message(&mut bob_socket, |m| m["type"] == "event").await;
+    assert_eq!(
+        (seen["seq"].as_u64(), seen["public"][0]["amount"].as_str()),
+        (Some(1), Some("120"))
+    );
+
+    // Bob outbids over his socket on process 2; Alice, on process 1, is
+    // told she was outbid.
+    send_bid(&mut bob_socket, "130", "bob-1").await;
+    let outbid = next_message(&mut alice_socket, |m| m["seq"] == 2).await;
+    assert_eq!(outbid["type"], "event");
+    assert_eq!(outbid["private"][0]["event"]["type"], "outbid");
+    assert_eq!(outbid["private"][0]["event"]["price"], "130");
+
+    let (_, health) = Browser::at(second.address).get("/healthz").await;
+    assert_eq!(health["redis"], "connected");
+    first.terminate().await;
+    second.terminate().await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_bid() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("site.db");
+    let url = format!("sqlite://{}", path.display());
+    let server = Process::spawn(&[("NEIGHBORBID_DATABASE_URL", &url)]).await;
+    let seller = Browser::at(server.address);
+    seller.sign_up("seller", "mangwon").await;
+    let id = seller.sell("Bicycle", "100", "1", HOUR).await;
+    let mut bidders = Vec::new();
+    for name in ["bidder1", "bidder2", "bidder3", "bidder4"] {
+        let bidder = Browser::at(server.address);
+        bidder.sign_up(name, "hapjeong").await;
+        bidder.top_up("1000000").await;
+        bidders.push(bidder);
+    }
+
+    // Each bidder bids the minimum it last saw until the server is gone,
+    // keeping the id of every bid the server acknowledged.
+    let bidding: Vec<_> = bidders
+        .into_iter()
+        .map(|bidder| {
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let path = format!("{}/api/auctions/{id}", bidder.base);
+                loop {
+                    let Ok(response) = bidder.client.get(&path).send().await else {
+                        return acknowledged;
+                    };
+                    let Ok(auction) = response.json::<Value>().await else {
+                        return acknowledged;
+                    };
+                    let amount = auction["auction"]["min_next_bid"].clone();
+                    let response = bidder
+                        .client
+                        .post(format!("{path}/bids"))
+                        .json(&json!({ "amount": amount }))
+                        .send()
+                        .await;
+                    let Ok(response) = response else {
+                        return acknowledged;
+                    };
+                    if response.status() == StatusCode::CREATED {
+                        let Ok(body) = response.json::<Value>().await else {
+                            return acknowledged;
+                        };
+                        acknowledged.push(body["bid"]["id"].as_i64().expect("a bid id"));
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.terminate().await;
+    let mut acknowledged = Vec::new();
+    for task in bidding {
+        acknowledged.extend(task.await.expect("a bidder"));
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "bids were acknowledged before the stop"
+    );
+
+    let restarted = start(config(&path, false)).await.expect("restarts");
+    let (_, bids) = Browser::new(&restarted)
+        .get(&format!("/api/auctions/{id}/bids?limit=500"))
+        .await;
+    let stored: Vec<i64> = bids["items"]
+        .as_array()
+        .expect("bids")
+        .iter()
+        .map(|bid| bid["id"].as_i64().expect("an id"))
+        .collect();
+    for bid in &acknowledged {
+        assert!(stored.contains(bid), "acknowledged bid {bid} was lost");
+    }
+    println!(
+        "{} bids acknowledged before SIGTERM, all stored",
+        acknowledged.len()
+    );
+    restarted.stop().await;
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, Hold, IdempotencyKey,
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, Hold, IdempotencyKey,
     IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
     Transaction, UserId, Wallet, WalletLedger,
 };
@@ -29,10 +29,13 @@ pub enum Fault {
     SaveIdempotency,
     /// Instead of [`Transaction::commit`]: the transaction is dropped.
     Commit,
+    /// After [`AuctionStore::mark_delivered`] (a relay that sent events and
+    /// died before recording it). No bid reaches it.
+    MarkDelivered,
 }
 
 impl Fault {
-    /// Every fault, in the order a bid reaches them.
+    /// Every fault a bid reaches, in that order.
     pub const ALL: [Fault; 8] = [
         Fault::UpdateAuction,
         Fault::InsertBid,
@@ -219,6 +222,23 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         self.inner.events_after(id, after, limit).await
+    }
+
+    async fn undelivered_events(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.undelivered_events(before, limit).await
+    }
+
+    async fn mark_delivered(
+        &mut self,
+        events: &[EventId],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_delivered(events, at).await?;
+        self.trip(Fault::MarkDelivered)
     }
 }
 
