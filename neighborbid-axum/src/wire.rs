@@ -64,6 +64,9 @@ pub struct AuctionBody {
     pub min_next_bid: Money,
     /// Whether buy-now is offered now.
     pub buy_now_available: bool,
+    /// Whether the auction has a hidden reserve (its amount stays hidden);
+    /// `reserve_met` says whether bidding reached it.
+    pub has_reserve: bool,
 }
 
 impl AuctionBody {
@@ -73,6 +76,7 @@ impl AuctionBody {
             auction: auction.redacted_for(viewer),
             min_next_bid: auction.min_next_bid(),
             buy_now_available: auction.buy_now_available(),
+            has_reserve: auction.policy.reserve_price.is_some(),
         }
     }
 }

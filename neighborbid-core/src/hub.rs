@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use std::time::Duration;
 
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
@@ -272,26 +273,32 @@ impl Watch {
     pub async fn next(&mut self) -> Delivery {
         let receiver = self.receiver.as_mut().expect("present until drop");
         loop {
-            let received = match self.hub.deadline(self.auction) {
-                None => receiver.recv().await,
-                Some(deadline) => tokio::select! {
-                    received = receiver.recv() => received,
-                    () = tokio::time::sleep_until(deadline) => {
-                        self.hub.give_up_waiting(self.auction);
-                        continue;
-                    }
+            // The room's lock is taken only when there is nothing to read.
+            let received = match receiver.try_recv() {
+                Ok(message) => Ok(message),
+                Err(TryRecvError::Lagged(skipped)) => Err(RecvError::Lagged(skipped)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                Err(TryRecvError::Empty) => match self.hub.deadline(self.auction) {
+                    None => receiver.recv().await,
+                    Some(deadline) => tokio::select! {
+                        received = receiver.recv() => received,
+                        () = tokio::time::sleep_until(deadline) => {
+                            self.hub.give_up_waiting(self.auction);
+                            continue;
+                        }
+                    },
                 },
             };
             let message = match received {
                 Ok(message) => message,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
+                Err(RecvError::Lagged(_)) => {
                     // Skip what is still buffered: the reload covers it,
                     // and reading it could only lag again.
                     *receiver = receiver.resubscribe();
                     Message::Gap
                 }
                 // The sender lives in the room, which lives while we do.
-                Err(broadcast::error::RecvError::Closed) => Message::Gap,
+                Err(RecvError::Closed) => Message::Gap,
             };
             let event = match message {
                 Message::Gap => {

@@ -153,27 +153,44 @@ impl<S: Store, N: Notifier> Relay<S, N> {
     pub async fn deliver_undelivered(&mut self) -> Result<usize, RelayError> {
         let mut sent = 0;
         loop {
-            let now = self.config.clock.now();
-            let grace = TimeDelta::from_std(self.config.grace).unwrap_or(TimeDelta::MAX);
-            let before = now.checked_sub_signed(grace).unwrap_or(now);
             let mut tx = self.store.begin().await?;
-            let events = tx
-                .undelivered_events(before, self.config.scan_limit)
-                .await?;
-            if events.is_empty() {
-                return Ok(sent);
-            }
-            // On failure the transaction rolls back: the events stay
-            // undelivered, and other relays may take them.
-            self.notifier.notify(&events).await?;
-            let ids: Vec<EventId> = events.iter().map(Event::id).collect();
-            tx.mark_delivered(&ids, now).await?;
-            tx.commit().await?;
-            sent += events.len();
-            if events.len() < self.config.scan_limit as usize {
-                return Ok(sent);
+            match self.deliver_batch(&mut tx).await {
+                Ok(0) => {
+                    let _ = tx.rollback().await;
+                    return Ok(sent);
+                }
+                Ok(count) => {
+                    tx.commit().await?;
+                    sent += count;
+                    if count < self.config.scan_limit as usize {
+                        return Ok(sent);
+                    }
+                }
+                Err(error) => {
+                    // Release the rows at once, for this relay's next pass
+                    // or another process's relay.
+                    let _ = tx.rollback().await;
+                    return Err(error);
+                }
             }
         }
+    }
+
+    /// Sends one batch of old undelivered events and marks them, in `tx`.
+    async fn deliver_batch(&self, tx: &mut S::Tx) -> Result<usize, RelayError> {
+        let now = self.config.clock.now();
+        let grace = TimeDelta::from_std(self.config.grace).unwrap_or(TimeDelta::MAX);
+        let before = now.checked_sub_signed(grace).unwrap_or(now);
+        let events = tx
+            .undelivered_events(before, self.config.scan_limit)
+            .await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.notifier.notify(&events).await?;
+        let ids: Vec<EventId> = events.iter().map(Event::id).collect();
+        tx.mark_delivered(&ids, now).await?;
+        Ok(events.len())
     }
 
     async fn send(&mut self, batch: &mut Vec<Event>) {
@@ -202,9 +219,14 @@ impl<S: Store, N: Notifier> Relay<S, N> {
         }
         let result = async {
             let mut tx = self.store.begin().await?;
-            tx.mark_delivered(&self.unmarked, self.config.clock.now())
-                .await?;
-            tx.commit().await
+            let now = self.config.clock.now();
+            match tx.mark_delivered(&self.unmarked, now).await {
+                Ok(()) => tx.commit().await,
+                Err(error) => {
+                    let _ = tx.rollback().await;
+                    Err(error)
+                }
+            }
         }
         .await;
         match result {

@@ -145,6 +145,15 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
     /// Makes every write of this transaction durable and visible at once.
     async fn commit(self) -> Result<(), StoreError>;
 
+    /// Undoes every write and releases every lock before returning.
+    /// Dropping the transaction also rolls it back, but a backend may do
+    /// that later (sqlx does on the connection's next use), so rows it
+    /// locked can stay locked a moment longer.
+    async fn rollback(self) -> Result<(), StoreError> {
+        drop(self);
+        Ok(())
+    }
+
     /// Writes a decision about an auction: the auction row, the bid, the
     /// wallets, the history entries, the holds and the event (outbox).
     /// Returns the stored bid (with its id). Backends may override this to

@@ -1281,6 +1281,8 @@ pub async fn outbox_lists_undelivered_events<S: Store>(store: S) {
             tx.mark_delivered(&events, now).await.expect("mark");
             if commit {
                 tx.commit().await.expect("commit");
+            } else {
+                tx.rollback().await.expect("rollback");
             }
         }
     };

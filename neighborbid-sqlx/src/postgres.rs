@@ -264,6 +264,11 @@ impl Transaction for PgTx {
         let error = self.error();
         self.tx.commit().await.map_err(error)
     }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        let error = self.error();
+        self.tx.rollback().await.map_err(error)
+    }
 }
 
 #[async_trait]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use neighborbid_core::testkit::{money, Harness, ALICE, BOB};
-use neighborbid_core::{AuctionId, AuctionStore, EngineError, Store, StoreErrorKind};
+use neighborbid_core::{AuctionId, AuctionStore, EngineError, Store, StoreErrorKind, Transaction};
 use neighborbid_sqlx::testing::TestDatabase;
 use neighborbid_sqlx::PgStore;
 use sqlx::Executor;
@@ -133,10 +133,11 @@ async fn relays_in_two_processes_take_disjoint_outbox_events() {
         [3, 4, 5],
         "rows the first relay holds are skipped"
     );
-    drop(first); // it died before marking: its rows are free again
+    first.rollback().await.expect("rollback"); // it failed before marking
     let mut third = store.begin().await.expect("begin");
     let again = third.undelivered_events(later, 100).await.expect("third");
-    assert_eq!(seqs(again), [1, 2]);
+    assert_eq!(seqs(again), [1, 2], "released rows are taken again");
+    drop(second); // held its rows until here
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

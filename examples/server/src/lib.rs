@@ -75,6 +75,11 @@ pub struct Config {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+    /// Mark the session cookie `Secure`: set it when browsers reach the
+    /// site over HTTPS (a TLS proxy in front), so the cookie never travels
+    /// in clear text.
+    #[arg(long, env = "NEIGHBORBID_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 /// A running server.
@@ -141,6 +146,7 @@ struct Site<S> {
     metrics: Arc<Metrics>,
     /// Whether the Redis subscriber is connected, when there is one.
     redis: Option<tokio::sync::watch::Receiver<bool>>,
+    secure_cookies: bool,
 }
 
 /// The Redis relay and subscriber, not yet running.
@@ -210,6 +216,7 @@ async fn serve<S: Store + Clone>(
         accounts,
         metrics: metrics.clone(),
         redis: relaying.as_ref().map(|relaying| relaying.connected.clone()),
+        secure_cookies: config.secure_cookies,
     });
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("page.html")) }))
@@ -284,23 +291,22 @@ async fn close_auctions<S: Store>(
     }
 }
 
-fn session_cookie(token: &str, max_age: Duration) -> HeaderValue {
-    let cookie = format!(
-        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
-        max_age.as_secs()
-    );
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
+impl<S> Site<S> {
+    /// The session cookie (`Secure` when the site is served over TLS).
+    fn session_cookie(&self, token: &str, max_age: Duration) -> HeaderValue {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        let cookie = format!(
+            "{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
+            max_age.as_secs()
+        );
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
 
-fn signed_in(
-    account: accounts::Account,
-    token: String,
-    ttl: Duration,
-    status: StatusCode,
-) -> Response {
-    let cookie = session_cookie(&token, ttl);
-    let body = Json(json!({ "account": account, "token": token }));
-    (status, [(SET_COOKIE, cookie)], body).into_response()
+    fn signed_in(&self, account: accounts::Account, token: String, status: StatusCode) -> Response {
+        let cookie = self.session_cookie(&token, self.accounts.session_ttl());
+        let body = Json(json!({ "account": account, "token": token }));
+        (status, [(SET_COOKIE, cookie)], body).into_response()
+    }
 }
 
 async fn sign_up<S: Store>(
@@ -310,12 +316,7 @@ async fn sign_up<S: Store>(
     let Json(credentials) = body?;
     let (account, token) = site.accounts.sign_up(&credentials).await?;
     tracing::info!(user = account.id, username = %account.username, "signed up");
-    Ok(signed_in(
-        account,
-        token,
-        site.accounts.session_ttl(),
-        StatusCode::CREATED,
-    ))
+    Ok(site.signed_in(account, token, StatusCode::CREATED))
 }
 
 async fn log_in<S: Store>(
@@ -324,12 +325,7 @@ async fn log_in<S: Store>(
 ) -> Result<Response, ApiError> {
     let Json(credentials) = body?;
     let (account, token) = site.accounts.log_in(&credentials).await?;
-    Ok(signed_in(
-        account,
-        token,
-        site.accounts.session_ttl(),
-        StatusCode::OK,
-    ))
+    Ok(site.signed_in(account, token, StatusCode::OK))
 }
 
 async fn log_out<S: Store>(
@@ -339,7 +335,7 @@ async fn log_out<S: Store>(
     if let Some(token) = session_token(&parts) {
         site.accounts.log_out(token).await?;
     }
-    let cookie = session_cookie("", Duration::ZERO);
+    let cookie = site.session_cookie("", Duration::ZERO);
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
 }
 

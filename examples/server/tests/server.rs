@@ -23,6 +23,7 @@ fn config(path: &std::path::Path, demo: bool) -> Config {
         redis_url: None,
         redis_prefix: "neighborbid".into(),
         fan_out_local: false,
+        secure_cookies: false,
     }
 }
 
@@ -590,4 +591,32 @@ async fn sigterm_under_load_loses_no_acknowledged_bid() {
         acknowledged.len()
     );
     restarted.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_secure_when_asked() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for secure in [false, true] {
+        let path = dir.path().join(format!("cookies-{secure}.db"));
+        let server = start(Config {
+            secure_cookies: secure,
+            ..config(&path, false)
+        })
+        .await
+        .expect("starts");
+        let response = Client::new()
+            .post(format!("http://{}/auth/signup", server.address))
+            .json(&json!({"username": "mina", "password": "correct horse", "region": "mangwon"}))
+            .send()
+            .await
+            .expect("an answer");
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .expect("text")
+            .to_owned();
+        assert!(cookie.starts_with("nb_session="), "{cookie}");
+        assert!(cookie.contains("; HttpOnly; SameSite=Lax"), "{cookie}");
+        assert_eq!(cookie.ends_with("; Secure"), secure, "{cookie}");
+        server.stop().await;
+    }
 }

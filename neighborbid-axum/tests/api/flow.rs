@@ -415,10 +415,12 @@ async fn policies_are_created_and_shown_through_the_api() {
     assert_eq!(as_alice["policy"]["close"]["kind"], "soft");
     assert_eq!(
         (
+            as_alice["has_reserve"].as_bool(),
             as_alice["reserve_met"].as_bool(),
             as_alice["buy_now_available"].as_bool()
         ),
-        (Some(false), Some(true))
+        (Some(true), Some(false), Some(true)),
+        "that a reserve exists is public, its amount is not"
     );
 
     // A maximum that reaches the reserve: the price jumps to it.

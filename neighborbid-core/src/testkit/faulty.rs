@@ -145,6 +145,10 @@ impl<T: Transaction> Transaction for FaultyTx<T> {
         self.trip(Fault::Commit)?;
         self.inner.commit().await
     }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        self.inner.rollback().await
+    }
 }
 
 #[async_trait]

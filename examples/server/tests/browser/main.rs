@@ -1,0 +1,171 @@
+//! The web page in headless Chromium (Debian's `chromium` and
+//! `chromium-driver`; `.ci/install-browser` installs them): three people
+//! sign up, top up and sell from the page, two of them bid against each
+//! other on a national auction and see each other's bids live. Screenshots
+//! land in `target/tmp/browser/`.
+
+mod webdriver;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use neighborbid_server::{start, Config};
+use serde_json::json;
+use webdriver::{Driver, Session};
+
+/// How long a live update may take to show, as the issue asks.
+const LIVE: Duration = Duration::from_secs(2);
+/// How long ordinary page actions may take on a busy machine.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn sign_up(page: &Session, site: &str, username: &str, region: &str) {
+    page.open(site).await;
+    page.fill("#auth-form [name=username]", username).await;
+    page.fill("#auth-form [name=password]", "correct horse battery")
+        .await;
+    page.select("#auth-form [name=region]", region).await;
+    page.click("#auth-form button[value=signup]").await;
+    page.wait_for_text("#who", PATIENCE, |who| who.starts_with(username))
+        .await;
+}
+
+async fn top_up(page: &Session, amount: &str) {
+    page.click("#my-link").await;
+    page.fill("#topup-form [name=amount]", amount).await;
+    page.click("#topup-form button[value=deposits]").await;
+    page.wait_for_text("#w-balance", PATIENCE, |balance| balance == amount)
+        .await;
+}
+
+/// From the list, opens the national auction titled `title`.
+async fn open_auction(page: &Session, title: &str) {
+    page.click("header [data-go=list]").await;
+    let click_card = "for (const card of document.querySelectorAll('#national .card')) \
+         if (card.querySelector('strong').textContent === arguments[0]) { card.click(); return true; } \
+         return false;";
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while page.run(click_card, json!([title])).await != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{title} is not listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    page.wait_for_text("#a-title", PATIENCE, |shown| shown == title)
+        .await;
+    page.wait_for_text("#a-live", PATIENCE, |live| live == "live")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bidders_see_each_other_live_in_the_page() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let database = format!("sqlite://{}", dir.path().join("site.db").display());
+    let config = Config::parse_from([
+        "neighborbid-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &database,
+    ]);
+    let server = start(config).await.expect("the site starts");
+    let site = format!("http://{}/", server.address);
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&artifacts).expect("artifacts directory");
+
+    let driver = Driver::start().await;
+    let seller = driver.session().await;
+    let alice = driver.session().await;
+    let bob = driver.session().await;
+    sign_up(&seller, &site, "mina", "mangwon").await;
+    sign_up(&alice, &site, "alice", "hapjeong").await;
+    sign_up(&bob, &site, "bob", "yeonnam").await;
+
+    // Mina sells from her page.
+    seller.click("#my-link").await;
+    seller
+        .fill("#create-form [name=title]", "Film camera")
+        .await;
+    seller
+        .fill("#create-form [name=description]", "Works, with a strap")
+        .await;
+    seller
+        .fill("#create-form [name=start_price]", "10000")
+        .await;
+    seller.fill("#create-form [name=step]", "1000").await;
+    seller.click("#create-form button").await;
+    seller
+        .wait_for_text("#a-title", PATIENCE, |title| title == "Film camera")
+        .await;
+
+    for bidder in [&alice, &bob] {
+        top_up(bidder, "50000").await;
+        open_auction(bidder, "Film camera").await;
+    }
+    // Mina looks at the list of national auctions meanwhile.
+    seller.click("header [data-go=list]").await;
+    seller
+        .wait_for_text("#national .card .price", PATIENCE, |price| price == "10000")
+        .await;
+
+    // Alice bids the minimum the page filled in.
+    let prefilled = alice
+        .run(
+            "return document.querySelector('#bid-form [name=amount]').value;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(prefilled, "10000");
+    alice.click("#bid-form button:not([type])").await;
+    alice
+        .wait_for_text("#bid-notice", PATIENCE, |notice| {
+            notice == "You lead at 10000."
+        })
+        .await;
+    // Bob's page shows her price without a reload, and offers the next
+    // minimum.
+    bob.wait_for_text("#a-price", LIVE, |price| price == "10000")
+        .await;
+    bob.screenshot(&artifacts.join("bob-sees-alice-bid.png"))
+        .await;
+    let next = bob
+        .run(
+            "return document.querySelector('#bid-form [name=amount]').value;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(next, "11000");
+
+    // Bob outbids; Alice is told at once.
+    bob.click("#bid-form button:not([type])").await;
+    bob.wait_for_text("#bid-notice", PATIENCE, |notice| {
+        notice == "You lead at 11000."
+    })
+    .await;
+    alice
+        .wait_for_text("#bid-notice", LIVE, |notice| {
+            notice == "You were outbid: the price is 11000."
+        })
+        .await;
+    alice
+        .wait_for_text("#a-price", LIVE, |price| price == "11000")
+        .await;
+    alice.screenshot(&artifacts.join("alice-outbid.png")).await;
+    // Her escrow came back to her balance.
+    alice.click("#my-link").await;
+    alice
+        .wait_for_text("#w-locked", PATIENCE, |locked| locked == "0")
+        .await;
+    assert_eq!(alice.text("#w-balance").await, "50000");
+    // Mina's list caught up by itself (it refreshes every 5 s).
+    seller
+        .wait_for_text("#national .card .price", PATIENCE, |price| price == "11000")
+        .await;
+    println!("screenshots in {}", artifacts.display());
+
+    for page in [seller, alice, bob] {
+        page.close().await;
+    }
+    server.stop().await;
+}
