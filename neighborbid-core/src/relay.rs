@@ -150,7 +150,7 @@ impl<S: Store, N: Notifier> Relay<S, N> {
     /// marks it delivered, one transaction per
     /// [`scan_limit`](RelayConfig::scan_limit) events. Returns how many it
     /// sent.
-    pub async fn deliver_undelivered(&mut self) -> Result<usize, RelayError> {
+    pub async fn deliver_undelivered(&self) -> Result<usize, RelayError> {
         let mut sent = 0;
         loop {
             let mut tx = self.store.begin().await?;
@@ -179,8 +179,11 @@ impl<S: Store, N: Notifier> Relay<S, N> {
     /// Sends one batch of old undelivered events and marks them, in `tx`.
     async fn deliver_batch(&self, tx: &mut S::Tx) -> Result<usize, RelayError> {
         let now = self.config.clock.now();
-        let grace = TimeDelta::from_std(self.config.grace).unwrap_or(TimeDelta::MAX);
-        let before = now.checked_sub_signed(grace).unwrap_or(now);
+        // A grace too long to represent leaves nothing old enough.
+        let before = TimeDelta::from_std(self.config.grace)
+            .ok()
+            .and_then(|grace| now.checked_sub_signed(grace))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let events = tx
             .undelivered_events(before, self.config.scan_limit)
             .await?;

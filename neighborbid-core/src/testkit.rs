@@ -1330,7 +1330,7 @@ pub async fn relay_recovers_unsent_events<S: Store>(store: S) {
         clock: h.clock.clone(),
         ..RelayConfig::default()
     };
-    let mut relay = Relay::new(store, (Arc::clone(&sent), hub.clone()), config);
+    let relay = Relay::new(store, (Arc::clone(&sent), hub.clone()), config);
     assert_eq!(relay.deliver_undelivered().await.expect("relay"), 3);
     assert_eq!(relay.deliver_undelivered().await.expect("again"), 0);
     assert_eq!(next_seqs(&mut consumer, 3).await, [1, 2, 3]);

@@ -76,15 +76,14 @@ impl Subscriber {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut delay = self.config.reconnect_delay;
         loop {
-            let mut connected = false;
             tokio::select! {
                 () = &mut shutdown => return,
-                Err(lost) = self.session(&mut connected) => {
+                Err(lost) = self.session() => {
                     tracing::warn!(error = %lost, "Redis subscription lost; reconnecting");
                 }
             }
-            self.connected.send_replace(false);
-            if connected {
+            let was_connected = self.connected.send_replace(false);
+            if was_connected {
                 delay = self.config.reconnect_delay;
             }
             tokio::select! {
@@ -98,15 +97,14 @@ impl Subscriber {
     /// One connection's life: connect, subscribe to the watched auctions,
     /// tell the rooms to resynchronize, then forward events until the
     /// connection fails.
-    async fn session(&self, connected: &mut bool) -> Result<Infallible, Lost> {
+    async fn session(&self) -> Result<Infallible, Lost> {
         let pubsub = self.timed(self.client.get_async_pubsub()).await?;
         let (mut sink, mut messages) = pubsub.split();
         let mut rooms = self.hub.rooms_changed();
         let mut subscribed = HashSet::new();
         self.follow_rooms(&mut sink, &mut rooms, &mut subscribed)
             .await?;
-        *connected = true;
-        tracing::info!(url = %self.config.url, "Redis subscription ready");
+        tracing::info!("Redis subscription ready");
         self.hub.resync_all();
         self.connected.send_replace(true);
         let mut health = tokio::time::interval(self.config.health_check);

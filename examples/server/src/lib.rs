@@ -89,8 +89,8 @@ pub struct Server {
     stop: Stop,
     sockets: Shutdown,
     tasks: Vec<JoinHandle<()>>,
-    /// Stopped after `tasks`: they deliver what the requests committed.
-    relaying: Option<(Stop, Vec<JoinHandle<()>>)>,
+    /// Stopped after `tasks`: it delivers what the requests committed.
+    relaying: Option<Relaying>,
 }
 
 type Stop = tokio::sync::watch::Sender<bool>;
@@ -105,11 +105,8 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Some((stop, tasks)) = self.relaying {
-            stop.send_replace(true);
-            for task in tasks {
-                let _ = task.await;
-            }
+        if let Some(relaying) = self.relaying {
+            relaying.stop().await;
         }
     }
 }
@@ -149,11 +146,21 @@ struct Site<S> {
     secure_cookies: bool,
 }
 
-/// The Redis relay and subscriber, not yet running.
+/// The running Redis relay and subscriber.
 struct Relaying {
     stop: Stop,
     tasks: Vec<JoinHandle<()>>,
     connected: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Relaying {
+    /// Sends what is queued, marks it, and disconnects.
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Sends committed events to Redis through the outbox relay, and other
@@ -253,7 +260,7 @@ async fn serve<S: Store + Clone>(
         stop,
         sockets,
         tasks: vec![http, closer],
-        relaying: relaying.map(|relaying| (relaying.stop, relaying.tasks)),
+        relaying,
     })
 }
 

@@ -353,7 +353,7 @@ async fn events_committed_before_a_crash_are_relayed_once_each_on_restart() {
         grace: Duration::ZERO,
         ..RelayConfig::default()
     };
-    let mut relay = Relay::new(store, notifier, instant);
+    let relay = Relay::new(store, notifier, instant);
     assert!(relay.deliver_undelivered().await.is_err());
     assert_eq!(relay.deliver_undelivered().await.expect("restart"), 30);
     assert_eq!(relay.deliver_undelivered().await.expect("done"), 0);
