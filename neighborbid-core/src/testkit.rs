@@ -839,6 +839,13 @@ pub async fn seller_and_region_rules<S: Store>(store: S) {
     h.bid(national.id, ALICE, 100)
         .await
         .expect("anyone may bid nationally");
+    let local_flags = |events: Vec<Event>| events.iter().map(|e| e.local).collect::<Vec<_>>();
+    assert_eq!(
+        local_flags(h.outbox(local.id).await),
+        [true],
+        "events say their auction is local"
+    );
+    assert_eq!(local_flags(h.outbox(national.id).await), [false]);
 }
 
 /// Buy-now refunds the leader, debits the buyer, pays the seller and ends

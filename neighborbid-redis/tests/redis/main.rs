@@ -433,3 +433,51 @@ async fn futures_next<S: futures_util::Stream + Unpin>(stream: &mut S) -> S::Ite
     use futures_util::StreamExt;
     stream.next().await.expect("the stream ended")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_auctions_stay_in_their_process_unless_fanned_out() {
+    let redis = TestRedis::connect().await;
+    let event = |auction: i64, local: bool| neighborbid_core::Event {
+        auction_id: AuctionId(auction),
+        seq: 1,
+        at: Utc::now(),
+        local,
+        public: vec![PublicEvent::Unsold],
+        private: Vec::new(),
+    };
+    let (local, national) = (event(1, true), event(2, false));
+    let mut raw = redis
+        .client()
+        .get_async_pubsub()
+        .await
+        .expect("raw subscriber");
+    for auction in [local.auction_id, national.auction_id] {
+        raw.subscribe(redis.config().channel(auction))
+            .await
+            .expect("subscribe");
+    }
+    let mut fan_out = redis.config().clone();
+    fan_out.fan_out_local = true;
+    for config in [redis.config(), &fan_out] {
+        let notifier = RedisNotifier::new(config).expect("Redis URL");
+        notifier
+            .notify(&[local.clone(), national.clone()])
+            .await
+            .expect("published");
+    }
+    // Messages on one connection arrive in publish order: the default
+    // notifier sent only the national event, the fanning one both.
+    let mut messages = raw.on_message();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let message = tokio::time::timeout(PATIENCE, futures_next(&mut messages))
+            .await
+            .expect("published");
+        seen.push(message.get_channel_name().to_owned());
+    }
+    let channel = |event: &neighborbid_core::Event| redis.config().channel(event.auction_id);
+    assert_eq!(
+        seen,
+        [channel(&national), channel(&local), channel(&national)]
+    );
+}
