@@ -22,6 +22,8 @@ use crate::store::{AuctionFilter, AuctionStore, Page, Store, Transaction, Wallet
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 
+mod coalesce;
+
 /// How the engine retries a transaction that lost to a concurrent one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -67,6 +69,10 @@ pub struct EngineConfig {
     pub clock: Arc<dyn Clock>,
     /// Retries of conflicting transactions.
     pub retry: RetryPolicy,
+    /// Decide the bids that arrive for an auction while a transaction for
+    /// it is in flight together, in one transaction (see
+    /// [`Engine::place_bid`]). Off: every bid has its own transaction.
+    pub coalesce_bids: bool,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +82,7 @@ impl Default for EngineConfig {
             region_policy: Arc::new(SameRegion),
             clock: Arc::new(SystemClock),
             retry: RetryPolicy::default(),
+            coalesce_bids: true,
         }
     }
 }
@@ -111,6 +118,8 @@ struct Inner<S, N> {
     store: S,
     notifier: N,
     config: EngineConfig,
+    /// Bids waiting for their auction's transaction in flight.
+    lanes: coalesce::Lanes,
 }
 
 impl<S, N> Clone for Engine<S, N> {
@@ -121,9 +130,9 @@ impl<S, N> Clone for Engine<S, N> {
     }
 }
 
-/// What one attempt produced: the result, and the event to publish after
+/// What one attempt produced: the result, and the events to publish after
 /// commit (none for a replayed or auction-less command).
-type Attempt<T> = Result<(T, Option<Event>), EngineError>;
+type Attempt<T> = Result<(T, Vec<Event>), EngineError>;
 
 impl<S: Store, N: Notifier> Engine<S, N> {
     /// An engine with the default configuration.
@@ -138,6 +147,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 store,
                 notifier,
                 config,
+                lanes: coalesce::Lanes::default(),
             }),
         }
     }
@@ -185,6 +195,14 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     /// is written (the price rose) and returned as
     /// [`Rejection::OutbidByProxy`]; [`Engine::execute`] returns its
     /// receipt instead.
+    ///
+    /// With [`EngineConfig::coalesce_bids`] (the default), bids for an
+    /// auction that arrive while a transaction for it is in flight wait,
+    /// and the next transaction takes all of them: it locks the auction
+    /// once, decides them in arrival order, writes them and commits once;
+    /// each caller gets its own result. A hot auction then costs one
+    /// transaction per batch instead of one per bid; bids for different
+    /// auctions never wait for each other.
     pub async fn place_bid(
         &self,
         cmd: PlaceBid,
@@ -262,7 +280,12 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         command: Command,
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, EngineError> {
-        self.retrying(|| self.attempt(&command, key.as_ref())).await
+        match command {
+            Command::PlaceBid(bid) if self.inner.config.coalesce_bids => {
+                self.place_bid_coalesced(bid, key).await
+            }
+            command => self.retrying(|| self.attempt(&command, key.as_ref())).await,
+        }
     }
 
     /// Settles up to `max` auctions whose end has passed, each in its own
@@ -354,10 +377,8 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         let mut tries = 1;
         loop {
             match attempt().await {
-                Ok((value, event)) => {
-                    if let Some(event) = event {
-                        self.publish(event).await;
-                    }
+                Ok((value, events)) => {
+                    self.publish(events).await;
                     return Ok(value);
                 }
                 Err(EngineError::Store(error))
@@ -375,14 +396,17 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         }
     }
 
-    async fn publish(&self, event: Event) {
-        let events = [event];
+    async fn publish(&self, events: Vec<Event>) {
+        let Some(first) = events.first() else {
+            return;
+        };
         if let Err(error) = self.inner.notifier.notify(&events).await {
             tracing::warn!(
                 %error,
-                auction_id = %events[0].auction_id,
-                seq = events[0].seq,
-                "notifier failed; the event stays in the outbox"
+                auction_id = %first.auction_id,
+                seq = first.seq,
+                count = events.len(),
+                "notifier failed; the events stay in the outbox"
             );
         }
     }
@@ -393,7 +417,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         if let Some(key) = key {
             if let Some(record) = tx.load_idempotency(actor, key).await? {
                 return if record.command == *command {
-                    Ok((record.receipt, None))
+                    Ok((record.receipt, Vec::new()))
                 } else {
                     Err(EngineError::IdempotencyConflict { key: key.clone() })
                 };
@@ -461,14 +485,14 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             tx.save_idempotency(actor, key, &record).await?;
         }
         tx.commit().await?;
-        Ok((receipt, event))
+        Ok((receipt, event.into_iter().collect()))
     }
 
     async fn attempt_close_next(&self) -> Attempt<Option<Auction>> {
         let mut tx = self.inner.store.begin().await?;
         let now = self.now();
         let Some(auction) = tx.claim_due_auction(now).await? else {
-            return Ok((None, None));
+            return Ok((None, Vec::new()));
         };
         let (holds, wallets) = lock_parties(&mut tx, &auction, AuctionAction::Settle).await?;
         let state = AuctionState {
@@ -480,7 +504,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .ok_or_else(|| invariant("the store claimed an auction that is not due"))?;
         tx.write_decision(&decision).await?;
         tx.commit().await?;
-        Ok((Some(decision.auction), Some(decision.event)))
+        Ok((Some(decision.auction), vec![decision.event]))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct NotifyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 /// Receives committed events.
 #[async_trait]
 pub trait Notifier: Send + Sync + 'static {
-    /// Delivers the events of one committed command, in sequence order.
+    /// Delivers the events of one commit, in sequence order.
     async fn notify(&self, events: &[Event]) -> Result<(), NotifyError>;
 }
 

@@ -176,6 +176,51 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         self.append_event(&decision.event).await?;
         Ok(bid)
     }
+
+    /// Writes consecutive decisions about one auction (a batch of bids):
+    /// every bid, history entry and event, and the last state of the
+    /// auction and of each wallet and hold touched. Returns the stored
+    /// bids, one per decision. Backends may override this to batch
+    /// statements; the result must be the same.
+    async fn write_decisions(
+        &mut self,
+        decisions: &[Decision],
+    ) -> Result<Vec<Option<Bid>>, StoreError> {
+        let Some(last) = decisions.last() else {
+            return Ok(Vec::new());
+        };
+        self.update_auction(&last.auction).await?;
+        let mut bids = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            bids.push(match &decision.bid {
+                Some(bid) => Some(self.insert_bid(bid).await?),
+                None => None,
+            });
+        }
+        let mut wallets = std::collections::BTreeMap::new();
+        let mut holds = std::collections::BTreeMap::new();
+        for decision in decisions {
+            for wallet in &decision.wallets {
+                wallets.insert(wallet.user, wallet);
+            }
+            for hold in &decision.holds {
+                holds.insert((hold.auction_id, hold.user), hold);
+            }
+        }
+        for wallet in wallets.values() {
+            self.save_wallet(wallet).await?;
+        }
+        for entry in decisions.iter().flat_map(|decision| &decision.entries) {
+            self.append_entry(entry).await?;
+        }
+        for hold in holds.values() {
+            self.set_hold(hold).await?;
+        }
+        for decision in decisions {
+            self.append_event(&decision.event).await?;
+        }
+        Ok(bids)
+    }
 }
 
 /// Auctions, bids, the event outbox and idempotency records.

@@ -23,10 +23,12 @@
 //! caller picks.
 
 mod faulty;
+mod gated;
 mod stress;
 
 pub use faulty::{Fault, FaultSwitch, FaultyStore, FaultyTx};
-pub use stress::{hot_auction, many_auctions, StressReport};
+pub use gated::GatedStore;
+pub use stress::{hot_auction, many_auctions, Latencies, Load, StressReport};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,6 +71,7 @@ macro_rules! conformance_tests {
             outbox_lists_undelivered_events,
             relay_recovers_unsent_events,
             relay_sends_after_commit_and_marks,
+            coalesced_bids_share_one_transaction,
             reads_are_paged_newest_first,
             double_spend_across_auctions,
             concurrent_bidding_conserves_money,
@@ -154,20 +157,27 @@ pub fn money(units: u64) -> Money {
 impl<S: Store> Harness<S> {
     /// A harness on `store`.
     pub fn new(store: S) -> Harness<S> {
+        Harness::configured(store, |_| {})
+    }
+
+    /// A harness on `store` whose engine configuration `configure` adjusts
+    /// (the clock is the harness's own).
+    pub fn configured(store: S, configure: impl FnOnce(&mut EngineConfig)) -> Harness<S> {
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
                 .single()
                 .expect("a valid date"),
         ));
         let notifier = Arc::new(RecordingNotifier::default());
-        let config = EngineConfig {
-            clock: clock.clone(),
+        let mut config = EngineConfig {
             retry: RetryPolicy {
                 max_attempts: 100,
                 ..RetryPolicy::default()
             },
             ..EngineConfig::default()
         };
+        configure(&mut config);
+        config.clock = clock.clone();
         Harness {
             engine: Engine::with_config(store, notifier.clone(), config),
             clock,
@@ -1406,6 +1416,110 @@ pub async fn relay_sends_after_commit_and_marks<S: Store>(store: S) {
         .await
         .expect("undelivered");
     assert!(left.is_empty(), "all marked delivered: {left:?}");
+}
+
+/// Bids that arrive while their auction's transaction is in flight are
+/// decided together in the next one, in arrival order, each with the
+/// answer it would have had alone: refusals, replays and key conflicts
+/// included.
+pub async fn coalesced_bids_share_one_transaction<S: Store>(store: S) {
+    let store = GatedStore::new(store);
+    let h = Harness::new(Arc::clone(&store));
+    for user in [ALICE, BOB, CAROL] {
+        h.fund(user, 1_000).await;
+    }
+    let auction = h.create(h.national(100, 10)).await;
+    let begun = store.begun();
+    let key = |key: &str| Some(IdempotencyKey::new(key).expect("a key"));
+    let plan = [
+        (ALICE, 100, key("a-1")), // alone: held at the gate
+        (BOB, 110, None),         // from here on, one batch
+        (CAROL, 110, None),       // too low once Bob leads
+        (CAROL, 120, key("c-1")),
+        (CAROL, 120, key("c-1")), // the same request again
+        (CAROL, 150, key("c-1")), // the key for another bid
+        (ALICE, 130, None),
+    ];
+    store.close();
+    let mut tasks = Vec::new();
+    for (queued, (bidder, units, key)) in plan.into_iter().enumerate() {
+        let engine = h.engine.clone();
+        let bid = bid_of(auction.id, bidder, units);
+        tasks.push(tokio::spawn(
+            async move { engine.place_bid(bid, key).await },
+        ));
+        let arrived = || match queued {
+            0 => store.waiting() == 1,
+            _ => h.engine.waiting_bids(auction.id) == queued,
+        };
+        while !arrived() {
+            tokio::task::yield_now().await;
+        }
+    }
+    store.open();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("a bid task"));
+    }
+
+    assert_eq!(store.begun() - begun, 2, "one transaction per batch");
+    for (index, units) in [(0, 100), (1, 110), (3, 120), (6, 130)] {
+        let price = results[index]
+            .as_ref()
+            .ok()
+            .map(|r| r.auction.current_price);
+        assert_eq!(
+            price,
+            Some(money(units)),
+            "bid {index}: {:?}",
+            results[index]
+        );
+    }
+    assert_eq!(
+        results[2].as_ref().err().and_then(EngineError::rejection),
+        Some(&Rejection::BidTooLow {
+            min_next_bid: money(120)
+        })
+    );
+    assert_eq!(
+        results[4].as_ref().ok(),
+        results[3].as_ref().ok(),
+        "a replay"
+    );
+    assert!(matches!(
+        results[5],
+        Err(EngineError::IdempotencyConflict { .. })
+    ));
+    let amounts: Vec<(u64, Money)> = h
+        .delivered(auction.id)
+        .iter()
+        .map(|event| match &event.public[0] {
+            PublicEvent::BidPlaced { amount, .. } => (event.seq, *amount),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        amounts,
+        [
+            (1, money(100)),
+            (2, money(110)),
+            (3, money(120)),
+            (4, money(130))
+        ]
+    );
+    assert_eq!(h.delivered(auction.id), h.outbox(auction.id).await);
+    assert_eq!(h.wallet(ALICE).await.locked, money(130));
+    for user in [BOB, CAROL] {
+        assert_eq!(h.wallet(user).await.locked, Money::ZERO);
+    }
+    h.assert_books(&[SELLER, ALICE, BOB, CAROL], money(3_000))
+        .await;
+    // The replayed key answers later too, from the store.
+    let again = h
+        .engine
+        .place_bid(bid_of(auction.id, CAROL, 120), key("c-1"))
+        .await;
+    assert_eq!(again.ok(), results[3].as_ref().ok().cloned());
 }
 
 async fn next_seqs(watch: &mut Watch, n: usize) -> Vec<u64> {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use neighborbid_core::testkit;
+use neighborbid_core::testkit::{self, Load};
 use neighborbid_sqlx::testing::TestDatabase;
 use sqlx::Row;
 
@@ -15,7 +15,7 @@ const DURATION: Duration = Duration::from_secs(3);
 async fn hot_auction_with_32_bidders() {
     let db = TestDatabase::create().await;
     let store = db.store_with(db.options().max_connections(32)).await;
-    let report = testkit::hot_auction(store.clone(), TASKS, DURATION).await;
+    let report = testkit::hot_auction(store.clone(), Load::new(TASKS, DURATION)).await;
     println!(
         "hot auction on Postgres: {report:?}, {:?}",
         store.conflicts()
@@ -28,7 +28,7 @@ async fn hot_auction_with_32_bidders() {
 async fn many_auctions_and_wallets_never_deadlock() {
     let db = TestDatabase::create().await;
     let store = db.store_with(db.options().max_connections(32)).await;
-    let report = testkit::many_auctions(store.clone(), TASKS, DURATION).await;
+    let report = testkit::many_auctions(store.clone(), Load::new(TASKS, DURATION)).await;
     println!(
         "many auctions on Postgres: {report:?}, {:?}",
         store.conflicts()

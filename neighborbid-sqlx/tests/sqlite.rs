@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use neighborbid_core::testkit::{self, money, Harness, ALICE};
+use neighborbid_core::testkit::{self, money, Harness, Load, ALICE};
 use neighborbid_core::{Deposit, IdempotencyKey, Money};
 use neighborbid_sqlx::SqliteStore;
 use sqlx::Executor;
@@ -51,14 +51,14 @@ async fn schema_refuses_what_must_never_happen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_auction_with_16_bidders() {
     let (store, _dir) = fresh_store().await;
-    let report = testkit::hot_auction(store, 16, Duration::from_secs(1)).await;
+    let report = testkit::hot_auction(store, Load::new(16, Duration::from_secs(1))).await;
     assert!(report.accepted > 0, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_auctions_from_shared_wallets() {
     let (store, _dir) = fresh_store().await;
-    let report = testkit::many_auctions(store, 16, Duration::from_secs(1)).await;
+    let report = testkit::many_auctions(store, Load::new(16, Duration::from_secs(1))).await;
     assert!(report.accepted > 0, "{report:?}");
 }
 

@@ -1,6 +1,6 @@
 //! Load tests for any store: many tasks bidding as fast as they can, then
 //! a full check of the books. The caller picks the size: small in unit-test
-//! runs, large against a real database.
+//! runs, large against a real database (the load generator in `benches/`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -10,6 +10,35 @@ use crate::{
     AuctionId, Bid, EngineError, Money, Notifier, Page, PlaceBid, Rejection, Store, UserId,
 };
 
+/// How hard a load test pushes.
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// Concurrent bidding tasks.
+    pub tasks: usize,
+    /// How long they bid.
+    pub duration: Duration,
+    /// Auctions of [`many_auctions`].
+    pub auctions: usize,
+    /// Funded wallets [`many_auctions`] bids from, shared by the tasks.
+    pub wallets: usize,
+    /// [`EngineConfig::coalesce_bids`](crate::EngineConfig::coalesce_bids).
+    pub coalesce_bids: bool,
+}
+
+impl Load {
+    /// `tasks` tasks for `duration`, on 16 auctions from 8 wallets, with
+    /// coalescing.
+    pub fn new(tasks: usize, duration: Duration) -> Load {
+        Load {
+            tasks,
+            duration,
+            auctions: 16,
+            wallets: 8,
+            coalesce_bids: true,
+        }
+    }
+}
+
 /// What a load test did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StressReport {
@@ -17,43 +46,89 @@ pub struct StressReport {
     pub accepted: u64,
     /// Bids refused, by rejection code.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// How long each bid took, accepted or refused.
+    pub latencies: Latencies,
+    /// From the first bid to the last answer.
+    pub elapsed: Duration,
 }
 
 impl StressReport {
+    /// Bids decided (accepted and refused).
+    pub fn decided(&self) -> u64 {
+        self.accepted + self.rejected.values().sum::<u64>()
+    }
+
+    /// Decided bids per second.
+    pub fn decided_per_second(&self) -> f64 {
+        self.decided() as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Accepted bids per second.
+    pub fn accepted_per_second(&self) -> f64 {
+        self.accepted as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
     fn merge(&mut self, other: StressReport) {
         self.accepted += other.accepted;
         for (code, count) in other.rejected {
             *self.rejected.entry(code).or_default() += count;
         }
+        self.latencies.0.extend(other.latencies.0);
     }
 }
 
-/// `tasks` bidders bid on one auction for `duration`, each as fast as it
-/// can: the minimum it last saw, sometimes a few increments more, and after
-/// a too-low refusal the minimum the refusal names. Then checks that
-/// accepted bids only rose, bids and events have gapless sequence numbers,
-/// only the leader holds escrow (the current price), and money is
-/// conserved.
-pub async fn hot_auction<S: Store>(store: S, tasks: usize, duration: Duration) -> StressReport {
-    let h = Harness::new(store);
-    let bidders = fund_bidders(&h, tasks, 100_000_000).await;
+/// Latency samples.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    /// Records one sample.
+    pub fn record(&mut self, latency: Duration) {
+        self.0.push(latency);
+    }
+
+    /// The `quantile` (0.0 to 1.0) of the samples; zero without samples.
+    pub fn quantile(&self, quantile: f64) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        let last = sorted.len().saturating_sub(1);
+        let index = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
+        sorted.get(index).copied().unwrap_or_default()
+    }
+
+    /// How many samples there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `load.tasks` bidders bid on one auction for `load.duration`, each as
+/// fast as it can: the minimum it last saw, sometimes a few increments
+/// more, and after a too-low refusal the minimum the refusal names. Then
+/// checks that accepted bids only rose, bids and events have gapless
+/// sequence numbers, only the leader holds escrow (the current price), and
+/// money is conserved.
+pub async fn hot_auction<S: Store>(store: S, load: Load) -> StressReport {
+    let h = harness(store, &load);
+    let bidders = fund_bidders(&h, load.tasks, 100_000_000).await;
     let auction = h.create(h.national(10, 1)).await.id;
-    let deadline = Instant::now() + duration;
-    let workers: Vec<_> = bidders
-        .iter()
-        .map(|&bidder| {
-            let engine = h.engine.clone();
-            tokio::spawn(async move {
-                let mut report = StressReport::default();
-                let mut next = money(10);
-                while Instant::now() < deadline {
-                    next = bid_once(&engine, auction, bidder, next, &mut report).await;
-                }
-                report
-            })
-        })
-        .collect();
-    let report = join(workers).await;
+    let report = run(load.duration, bidders.len(), |task, deadline| {
+        let (engine, bidder) = (h.engine.clone(), bidders[task]);
+        async move {
+            let mut report = StressReport::default();
+            let mut next = money(10);
+            while Instant::now() < deadline {
+                next = bid_once(&engine, auction, bidder, next, &mut report).await;
+            }
+            report
+        }
+    })
+    .await;
     let unexpected: Vec<_> = report
         .rejected
         .keys()
@@ -72,39 +147,37 @@ pub async fn hot_auction<S: Store>(store: S, tasks: usize, duration: Duration) -
     report
 }
 
-/// `tasks` tasks bid for `duration` on 16 auctions from 8 shared wallets,
-/// each bid on a random auction from a random wallet, so every wallet is
-/// active on several auctions at once (and concurrent bids lock
-/// overlapping pairs of wallets, which only a fixed lock order keeps free
-/// of deadlocks) and some bids outrun their wallet. Then checks every auction as [`hot_auction`] does, and that
+/// `load.tasks` tasks bid for `load.duration` on `load.auctions` auctions
+/// from `load.wallets` shared wallets, each bid on a random auction from a
+/// random wallet, so every wallet is active on several auctions at once
+/// (and concurrent bids lock overlapping sets of wallets, which only a
+/// fixed lock order keeps free of deadlocks) and some bids outrun their
+/// wallet. Then checks every auction as [`hot_auction`] does, and that
 /// money is conserved.
-pub async fn many_auctions<S: Store>(store: S, tasks: usize, duration: Duration) -> StressReport {
+pub async fn many_auctions<S: Store>(store: S, load: Load) -> StressReport {
     const FUNDS: u64 = 5_000;
-    let h = Harness::new(store);
-    let bidders = fund_bidders(&h, 8, FUNDS).await;
+    let h = harness(store, &load);
+    let bidders = fund_bidders(&h, load.wallets.max(1), FUNDS).await;
     let mut auctions = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..load.auctions.max(1) {
         auctions.push(h.create(h.national(10, 1)).await.id);
     }
-    let deadline = Instant::now() + duration;
-    let workers: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (engine, bidders, auctions) = (h.engine.clone(), bidders.clone(), auctions.clone());
-            tokio::spawn(async move {
-                let mut report = StressReport::default();
-                let mut seen: HashMap<AuctionId, Money> = HashMap::new();
-                while Instant::now() < deadline {
-                    let auction = auctions[fastrand::usize(..auctions.len())];
-                    let bidder = bidders[fastrand::usize(..bidders.len())];
-                    let next = seen.get(&auction).copied().unwrap_or(money(10));
-                    let next = bid_once(&engine, auction, bidder, next, &mut report).await;
-                    seen.insert(auction, next);
-                }
-                report
-            })
-        })
-        .collect();
-    let report = join(workers).await;
+    let report = run(load.duration, load.tasks, |_, deadline| {
+        let (engine, bidders, auctions) = (h.engine.clone(), bidders.clone(), auctions.clone());
+        async move {
+            let mut report = StressReport::default();
+            let mut seen: HashMap<AuctionId, Money> = HashMap::new();
+            while Instant::now() < deadline {
+                let auction = auctions[fastrand::usize(..auctions.len())];
+                let bidder = bidders[fastrand::usize(..bidders.len())];
+                let next = seen.get(&auction).copied().unwrap_or(money(10));
+                let next = bid_once(&engine, auction, bidder, next, &mut report).await;
+                seen.insert(auction, next);
+            }
+            report
+        }
+    })
+    .await;
     let mut recorded = 0;
     for &auction in &auctions {
         recorded += check_auction(&h, auction, &bidders).await;
@@ -114,6 +187,31 @@ pub async fn many_auctions<S: Store>(store: S, tasks: usize, duration: Duration)
         "every accepted bid is recorded once"
     );
     check_books(&h, &bidders, FUNDS).await;
+    report
+}
+
+fn harness<S: Store>(store: S, load: &Load) -> Harness<S> {
+    Harness::configured(store, |config| {
+        config.coalesce_bids = load.coalesce_bids;
+    })
+}
+
+/// Runs `tasks` workers until `duration` passes and merges their reports.
+async fn run<W, F>(duration: Duration, tasks: usize, worker: W) -> StressReport
+where
+    W: Fn(usize, Instant) -> F,
+    F: std::future::Future<Output = StressReport> + Send + 'static,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers: Vec<_> = (0..tasks)
+        .map(|task| tokio::spawn(worker(task, deadline)))
+        .collect();
+    let mut report = StressReport::default();
+    for worker in workers {
+        report.merge(worker.await.expect("a bidding task panicked"));
+    }
+    report.elapsed = start.elapsed();
     report
 }
 
@@ -144,7 +242,10 @@ async fn bid_once<S: Store, N: Notifier>(
         amount,
         max_amount: None,
     };
-    match engine.place_bid(bid, None).await {
+    let started = Instant::now();
+    let result = engine.place_bid(bid, None).await;
+    report.latencies.record(started.elapsed());
+    match result {
         Ok(receipt) => {
             report.accepted += 1;
             receipt.auction.min_next_bid()
@@ -158,14 +259,6 @@ async fn bid_once<S: Store, N: Notifier>(
         }
         Err(other) => panic!("bid of {bidder} on {auction} failed: {other}"),
     }
-}
-
-async fn join(workers: Vec<tokio::task::JoinHandle<StressReport>>) -> StressReport {
-    let mut report = StressReport::default();
-    for worker in workers {
-        report.merge(worker.await.expect("a bidding task panicked"));
-    }
-    report
 }
 
 /// Checks one auction after a load test and returns how many bids it has.

@@ -1,0 +1,190 @@
+//! The load generator, in process: N tasks bid through the engine on a
+//! fresh database as fast as they can, then the books are checked. Prints
+//! one JSON object.
+//!
+//! ```sh
+//! cargo run --release -p neighborbid-benches --bin loadgen -- --mode hot --tasks 64 --coalesce both
+//! ```
+//!
+//! `--coalesce both` runs without and then with bid coalescing, side by
+//! side in one process, and reports the ratio; `--pgbench` also runs
+//! `benches/pgbench/place_bid.sql` (one accepted bid's statements, as
+//! the engine issues them without coalescing) with the same number of
+//! clients and auctions, and reports the engine's rate against it.
+//! Compare figures only within one run on a shared machine.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use neighborbid_core::testkit::{self, Load, StressReport};
+use neighborbid_core::{MemoryStore, Store};
+use neighborbid_sqlx::testing::TestDatabase;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(about = "Bid as fast as possible through the engine and report")]
+struct Args {
+    /// `hot`: every task on one auction; `spread`: random auctions and
+    /// wallets.
+    #[arg(long, value_enum, default_value = "hot")]
+    mode: Mode,
+    /// Where the engine stores: a fresh Postgres database on the server
+    /// `DATABASE_URL` names (dropped afterwards), or memory.
+    #[arg(long, value_enum, default_value = "postgres")]
+    store: StoreKind,
+    /// Concurrent bidding tasks.
+    #[arg(long, default_value_t = 64)]
+    tasks: usize,
+    /// Seconds each run bids.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Auctions in `spread` mode.
+    #[arg(long, default_value_t = 1000)]
+    auctions: usize,
+    /// Wallets in `spread` mode.
+    #[arg(long, default_value_t = 64)]
+    wallets: usize,
+    /// Postgres connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Bid coalescing: on, off, or both one after the other.
+    #[arg(long, value_enum, default_value = "both")]
+    coalesce: Coalesce,
+    /// Also measure the pgbench baseline (needs `pgbench` and `psql`).
+    #[arg(long)]
+    pgbench: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Hot,
+    Spread,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StoreKind {
+    Postgres,
+    Memory,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Coalesce {
+    On,
+    Off,
+    Both,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let settings = match args.coalesce {
+        Coalesce::On => vec![true],
+        Coalesce::Off => vec![false],
+        Coalesce::Both => vec![false, true],
+    };
+    let mut runs = Vec::new();
+    for coalesce_bids in settings {
+        let load = Load {
+            tasks: args.tasks,
+            duration: Duration::from_secs(args.seconds),
+            auctions: args.auctions,
+            wallets: args.wallets,
+            coalesce_bids,
+        };
+        let mut summary = match args.store {
+            StoreKind::Memory => {
+                let report = run(MemoryStore::new(), args.mode, load.clone()).await;
+                summary(&args, &load, &report)
+            }
+            StoreKind::Postgres => {
+                let db = TestDatabase::create().await;
+                let options = db.options().max_connections(args.connections);
+                let store = db.store_with(options).await;
+                let report = run(store.clone(), args.mode, load.clone()).await;
+                let mut summary = summary(&args, &load, &report);
+                summary["deadlocks"] = json!(store.conflicts().deadlocks);
+                summary
+            }
+        };
+        summary["coalesce_bids"] = json!(coalesce_bids);
+        runs.push(summary);
+    }
+    let rate = |run: &Value| run["decided_per_second"].as_f64().unwrap_or(0.0);
+    let mut output = json!({ "runs": runs });
+    if let [off, on] = &runs[..] {
+        output["coalescing_speedup"] = json!(rate(on) / rate(off).max(f64::MIN_POSITIVE));
+    }
+    if args.pgbench {
+        let auctions = match args.mode {
+            Mode::Hot => 1,
+            Mode::Spread => args.auctions,
+        };
+        let tps = pgbench(args.tasks, args.seconds, auctions).await;
+        output["pgbench_tps"] = json!(tps);
+        if let Some(last) = runs.last() {
+            output["decided_per_second_to_pgbench_tps"] = json!(rate(last) / tps);
+        }
+    }
+    println!("{output:#}");
+}
+
+/// Runs `benches/pgbench/place_bid.sql` on a fresh database with `clients`
+/// clients for `seconds` over `auctions` auctions; returns its
+/// transactions per second.
+async fn pgbench(clients: usize, seconds: u64, auctions: usize) -> f64 {
+    let db = TestDatabase::create().await;
+    db.store().await; // migrated
+    let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/pgbench");
+    let setup = std::process::Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-v"])
+        .arg(format!("auctions={auctions}"))
+        .args(["-f", &format!("{scripts}/setup.sql"), db.url()])
+        .status()
+        .expect("psql runs");
+    assert!(setup.success(), "pgbench set-up failed");
+    let output = std::process::Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg(format!("-c{clients}"))
+        .arg(format!("-T{seconds}"))
+        .arg(format!("-Dauctions={auctions}"))
+        .args(["-f", &format!("{scripts}/place_bid.sql"), db.url()])
+        .output()
+        .expect("pgbench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no tps from pgbench: {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+async fn run<S: Store>(store: S, mode: Mode, load: Load) -> StressReport {
+    match mode {
+        Mode::Hot => testkit::hot_auction(store, load).await,
+        Mode::Spread => testkit::many_auctions(store, load).await,
+    }
+}
+
+fn summary(args: &Args, load: &Load, report: &StressReport) -> Value {
+    let millis = |quantile: f64| report.latencies.quantile(quantile).as_secs_f64() * 1000.0;
+    json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "store": format!("{:?}", args.store).to_lowercase(),
+        "tasks": load.tasks,
+        "seconds": report.elapsed.as_secs_f64(),
+        "decided": report.decided(),
+        "accepted": report.accepted,
+        "decided_per_second": report.decided_per_second(),
+        "accepted_per_second": report.accepted_per_second(),
+        "bid_latency_ms": { "p50": millis(0.5), "p99": millis(0.99), "max": millis(1.0) },
+        "rejected": report.rejected,
+        // The load test checks the books and panics on any violation.
+        "invariants": "ok",
+    })
+}

@@ -1,0 +1,311 @@
+//! Bid coalescing: one transaction for the bids that queue up on a hot
+//! auction while its previous transaction is in flight.
+//!
+//! The first bid for an idle auction opens its lane and starts a task
+//! that drains it: each round takes every bid queued so far, runs them as
+//! one batch and answers each caller. The lane closes when a round finds
+//! it empty. The task is spawned rather than run by the first caller, so a
+//! caller that goes away (a closed HTTP connection) never strands the bids
+//! behind it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::oneshot;
+
+use super::{invariant, Attempt, Engine};
+use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
+use crate::error::{EngineError, Rejection, StoreError};
+use crate::ids::{AuctionId, UserId};
+use crate::notify::Notifier;
+use crate::rules::{self, AuctionAction, AuctionState, RuleError};
+use crate::store::{AuctionStore, Store, Transaction, WalletLedger};
+use crate::wallet::Wallet;
+
+/// The queued bids of every auction with a transaction in flight. An
+/// auction has an entry exactly while a task drains it.
+#[derive(Default)]
+pub(super) struct Lanes {
+    queues: Mutex<HashMap<AuctionId, Vec<Queued>>>,
+}
+
+impl Lanes {
+    fn lock(&self) -> MutexGuard<'_, HashMap<AuctionId, Vec<Queued>>> {
+        // Nothing panics while holding the lock.
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A bid waiting for its batch.
+struct Queued {
+    bid: PlaceBid,
+    key: Option<IdempotencyKey>,
+    answer: oneshot::Sender<Result<Receipt, EngineError>>,
+}
+
+/// What a batch decided for one of its bids.
+enum Outcome {
+    /// Answered without deciding: a replay, or a refusal.
+    Done(Box<Result<Receipt, EngineError>>),
+    /// Accepted: the index of its decision.
+    Decided(usize),
+    /// The same key and bid as an earlier bid of the batch: its answer.
+    SameAs(usize),
+}
+
+impl<S: Store, N: Notifier> Engine<S, N> {
+    /// Bids for `auction` waiting for the transaction in flight to finish
+    /// (always 0 without [`coalesce_bids`](super::EngineConfig::coalesce_bids)).
+    pub fn waiting_bids(&self, auction: AuctionId) -> usize {
+        self.inner.lanes.lock().get(&auction).map_or(0, Vec::len)
+    }
+
+    pub(super) async fn place_bid_coalesced(
+        &self,
+        bid: PlaceBid,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Receipt, EngineError> {
+        let auction = bid.auction_id;
+        let (answer, answered) = oneshot::channel();
+        let queued = Queued { bid, key, answer };
+        let opened = {
+            let mut lanes = self.inner.lanes.lock();
+            match lanes.get_mut(&auction) {
+                Some(queue) => {
+                    queue.push(queued);
+                    false
+                }
+                None => {
+                    lanes.insert(auction, vec![queued]);
+                    true
+                }
+            }
+        };
+        if opened {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.drain(auction).await });
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(invariant("the bid's batch ended without an answer")))
+    }
+
+    async fn drain(&self, auction: AuctionId) {
+        // A panic below must not leave a lane that nobody drains.
+        struct CloseOnPanic<'a>(&'a Lanes, AuctionId);
+        impl Drop for CloseOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.lock().remove(&self.1);
+                }
+            }
+        }
+        let _guard = CloseOnPanic(&self.inner.lanes, auction);
+        loop {
+            let batch = {
+                let mut lanes = self.inner.lanes.lock();
+                match lanes.get_mut(&auction) {
+                    Some(queue) if !queue.is_empty() => std::mem::take(queue),
+                    _ => {
+                        lanes.remove(&auction);
+                        return;
+                    }
+                }
+            };
+            let bids: Vec<(PlaceBid, Option<IdempotencyKey>)> = batch
+                .iter()
+                .map(|queued| (queued.bid.clone(), queued.key.clone()))
+                .collect();
+            let answers = self.retrying(|| self.attempt_bids(auction, &bids)).await;
+            match answers {
+                Ok(answers) => {
+                    for (queued, answer) in batch.into_iter().zip(answers) {
+                        let _ = queued.answer.send(answer);
+                    }
+                }
+                Err(error) => {
+                    for queued in batch {
+                        let _ = queued.answer.send(Err(copy(&error)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for a batch of bids on `auction_id`, in order.
+    async fn attempt_bids(
+        &self,
+        auction_id: AuctionId,
+        bids: &[(PlaceBid, Option<IdempotencyKey>)],
+    ) -> Attempt<Vec<Result<Receipt, EngineError>>> {
+        let mut tx = self.inner.store.begin().await?;
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(bids.len());
+        for (bid, key) in bids {
+            let recorded = match key {
+                Some(key) => tx.load_idempotency(bid.bidder, key).await?,
+                None => None,
+            };
+            outcomes.push(recorded.map(|record| Outcome::Done(Box::new(replay(record, bid, key)))));
+        }
+        let Some(mut auction) = tx.lock_auction(auction_id).await? else {
+            let missing = || Err(Rejection::AuctionNotFound { auction_id }.into());
+            let answers = outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Some(Outcome::Done(answer)) => *answer,
+                    _ => missing(),
+                })
+                .collect();
+            return Ok((answers, Vec::new()));
+        };
+        let mut holds = tx.auction_holds(auction_id).await?;
+        // Every wallet any bid of the batch may touch, locked at once in
+        // ascending order: the previous leaders hold, the bidders.
+        let mut users: Vec<UserId> = bids
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_none())
+            .flat_map(|((bid, _), _)| {
+                rules::wallets_to_lock(&auction, &holds, AuctionAction::Bid(bid.bidder))
+            })
+            .collect();
+        users.sort();
+        users.dedup();
+        let mut wallets: BTreeMap<UserId, Wallet> = tx
+            .lock_wallets(&users)
+            .await?
+            .into_iter()
+            .map(|wallet| (wallet.user, wallet))
+            .collect();
+
+        let now = self.now();
+        let mut decisions = Vec::new();
+        let mut keyed: HashMap<(UserId, &IdempotencyKey), usize> = HashMap::new();
+        for (index, (bid, key)) in bids.iter().enumerate() {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            if let Some(key) = key {
+                if let Some(&first) = keyed.get(&(bid.bidder, key)) {
+                    outcomes[index] = Some(if bids[first].0 == *bid {
+                        Outcome::SameAs(first)
+                    } else {
+                        let conflict = EngineError::IdempotencyConflict { key: key.clone() };
+                        Outcome::Done(Box::new(Err(conflict)))
+                    });
+                    continue;
+                }
+            }
+            let state_wallets: Vec<Wallet> = wallets.values().cloned().collect();
+            let state = AuctionState {
+                auction: &auction,
+                holds: &holds,
+                wallets: &state_wallets,
+            };
+            match rules::place_bid(self.rules(), state, bid, now) {
+                Ok(decision) => {
+                    auction = decision.auction.clone();
+                    for wallet in &decision.wallets {
+                        wallets.insert(wallet.user, wallet.clone());
+                    }
+                    for hold in &decision.holds {
+                        holds.retain(|open| open.user != hold.user);
+                        if !hold.amount.is_zero() {
+                            holds.push(hold.clone());
+                        }
+                    }
+                    if let Some(key) = key {
+                        keyed.insert((bid.bidder, key), index);
+                    }
+                    outcomes[index] = Some(Outcome::Decided(decisions.len()));
+                    decisions.push(decision);
+                }
+                Err(RuleError::Rejected(rejection)) => {
+                    outcomes[index] = Some(Outcome::Done(Box::new(Err(rejection.into()))));
+                }
+                // Stored state is damaged: write nothing at all.
+                Err(error @ RuleError::Inconsistent(_)) => return Err(error.into()),
+            }
+        }
+
+        let stored = tx.write_decisions(&decisions).await?;
+        let receipts: Vec<Receipt> = decisions
+            .iter()
+            .zip(stored)
+            .zip(bids.iter().enumerate().filter_map(|(index, (bid, _))| {
+                matches!(outcomes[index], Some(Outcome::Decided(_))).then_some(bid)
+            }))
+            .map(|((decision, stored), bid)| {
+                Receipt::BidPlaced(BidReceipt {
+                    bid: stored,
+                    leading: decision.auction.leader == Some(bid.bidder),
+                    auction: decision.auction.clone(),
+                })
+            })
+            .collect();
+        for (index, (bid, key)) in bids.iter().enumerate() {
+            if let (Some(key), Some(Outcome::Decided(decision))) = (key, &outcomes[index]) {
+                let record = IdempotencyRecord {
+                    command: Command::PlaceBid(bid.clone()),
+                    receipt: receipts[*decision].clone(),
+                };
+                tx.save_idempotency(bid.bidder, key, &record).await?;
+            }
+        }
+        tx.commit().await?;
+
+        let answers: Vec<Result<Receipt, EngineError>> = (0..bids.len())
+            .map(|index| answer(&outcomes, &receipts, index))
+            .collect();
+        let events = decisions
+            .into_iter()
+            .map(|decision| decision.event)
+            .collect();
+        Ok((answers, events))
+    }
+}
+
+/// The answer for bid `index` once the batch committed.
+fn answer(
+    outcomes: &[Option<Outcome>],
+    receipts: &[Receipt],
+    index: usize,
+) -> Result<Receipt, EngineError> {
+    match &outcomes[index] {
+        Some(Outcome::Done(answer)) => match answer.as_ref() {
+            Ok(receipt) => Ok(receipt.clone()),
+            Err(error) => Err(copy(error)),
+        },
+        Some(Outcome::Decided(decision)) => Ok(receipts[*decision].clone()),
+        Some(Outcome::SameAs(first)) => answer(outcomes, receipts, *first),
+        None => Err(invariant("a bid of the batch was never decided")),
+    }
+}
+
+/// A stored record for a replayed key: its receipt if the bid is the same.
+fn replay(
+    record: IdempotencyRecord,
+    bid: &PlaceBid,
+    key: &Option<IdempotencyKey>,
+) -> Result<Receipt, EngineError> {
+    match (&record.command, key) {
+        (Command::PlaceBid(recorded), _) if recorded == bid => Ok(record.receipt),
+        (_, Some(key)) => Err(EngineError::IdempotencyConflict { key: key.clone() }),
+        (_, None) => Err(invariant("a replay without a key")),
+    }
+}
+
+/// The same error for another caller of the batch (a store error's source
+/// stays with the first).
+fn copy(error: &EngineError) -> EngineError {
+    match error {
+        EngineError::Rejected(rejection) => EngineError::Rejected(rejection.clone()),
+        EngineError::IdempotencyConflict { key } => {
+            EngineError::IdempotencyConflict { key: key.clone() }
+        }
+        EngineError::Store(error) => {
+            EngineError::Store(StoreError::new(error.kind(), error.to_string()))
+        }
+        EngineError::Invariant(message) => EngineError::Invariant(message.clone()),
+    }
+}
