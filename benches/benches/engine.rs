@@ -8,8 +8,9 @@ use criterion::{criterion_main, Criterion};
 use neighborbid_core::rules::{self, AuctionState, Rules, SameRegion};
 use neighborbid_core::{
     Auction, AuctionId, AuctionPolicy, AuctionStatus, CreateAuction, Currency, Deposit, Engine,
-    Hold, MemoryStore, Money, NoopNotifier, PlaceBid, Scope, UserId, Wallet,
+    EngineConfig, Hold, MemoryStore, Money, NoopNotifier, PlaceBid, Scope, UserId, Wallet,
 };
+use std::sync::atomic::Ordering;
 
 fn hot_auction() -> Auction {
     let now = Utc::now();
@@ -86,20 +87,26 @@ fn decide(c: &mut Criterion) {
     });
 }
 
-fn engine_hot_auction(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let engine = Engine::new(MemoryStore::new(), NoopNotifier);
-    let bidders = [UserId(2), UserId(3)];
-    let auction = runtime.block_on(async {
-        for user in bidders {
-            let amount = Money::units(1_000_000_000);
-            engine
-                .deposit(Deposit { user, amount }, None)
-                .await
-                .expect("deposit");
-        }
+/// An engine on the memory store with two rich bidders and `auctions`
+/// fresh auctions.
+async fn engine_with(
+    coalesce_bids: bool,
+    auctions: usize,
+) -> (Engine<MemoryStore, NoopNotifier>, Vec<AuctionId>) {
+    let config = EngineConfig {
+        coalesce_bids,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_config(MemoryStore::new(), NoopNotifier, config);
+    for user in BIDDERS {
+        let amount = Money::units(1_000_000_000);
+        engine
+            .deposit(Deposit { user, amount }, None)
+            .await
+            .expect("deposit");
+    }
+    let mut ids = Vec::new();
+    for _ in 0..auctions {
         let cmd = CreateAuction {
             seller: UserId(1),
             title: "hot".into(),
@@ -111,20 +118,77 @@ fn engine_hot_auction(c: &mut Criterion) {
             starts_at: None,
             ends_at: engine.now() + TimeDelta::days(1),
         };
-        engine.create_auction(cmd, None).await.expect("auction")
-    });
-    let mut price = 0u64;
-    c.bench_function("engine/memory hot auction bid", |b| {
-        b.iter(|| {
-            price += 1;
-            let bid = PlaceBid {
-                auction_id: auction.id,
-                bidder: bidders[(price % 2) as usize],
-                bidder_region: None,
-                amount: Money::units(price),
-                max_amount: None,
-            };
-            runtime.block_on(engine.place_bid(bid, None)).expect("bid")
+        ids.push(engine.create_auction(cmd, None).await.expect("auction").id);
+    }
+    (engine, ids)
+}
+
+const BIDDERS: [UserId; 2] = [UserId(2), UserId(3)];
+
+/// The `price`-th winning bid on `auction`, the two bidders in turn.
+fn winning_bid(auction: AuctionId, price: u64) -> PlaceBid {
+    PlaceBid {
+        auction_id: auction,
+        bidder: BIDDERS[(price % 2) as usize],
+        bidder_region: None,
+        amount: Money::units(price),
+        max_amount: None,
+    }
+}
+
+/// One hot auction, one thread: every bid wins (the most work a bid does).
+fn engine_hot_auction(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for coalesce_bids in [false, true] {
+        let (engine, auctions) = runtime.block_on(engine_with(coalesce_bids, 1));
+        let mut price = 0u64;
+        let name = format!("engine/memory hot auction bid, coalescing {coalesce_bids}");
+        c.bench_function(&name, |b| {
+            b.iter(|| {
+                price += 1;
+                let bid = winning_bid(auctions[0], price);
+                runtime.block_on(engine.place_bid(bid, None)).expect("bid")
+            })
+        });
+    }
+}
+
+/// Many auctions, two threads, each thread bidding on its own half.
+fn engine_many_auctions(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (engine, auctions) = runtime.block_on(engine_with(true, 64));
+    let prices = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    c.bench_function("engine/memory 64 auctions, 2 threads, per bid", |b| {
+        b.iter_custom(|iterations| {
+            let start = std::time::Instant::now();
+            runtime.block_on(async {
+                let halves = auctions.chunks(auctions.len() / 2).map(<[_]>::to_vec);
+                let tasks: Vec<_> = halves
+                    .map(|mine| {
+                        let (engine, prices) = (engine.clone(), prices.clone());
+                        tokio::spawn(async move {
+                            for i in 0..iterations / 2 {
+                                let auction = mine[i as usize % mine.len()];
+                                // Rising prices across all auctions: every bid wins.
+                                let price = prices.fetch_add(1, Ordering::Relaxed) + 1;
+                                let bid = winning_bid(auction, price);
+                                engine.place_bid(bid, None).await.expect("bid");
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("bidding task");
+                }
+            });
+            start.elapsed()
         })
     });
 }
@@ -135,6 +199,7 @@ fn benches() {
     let mut criterion = Criterion::default().configure_from_args();
     decide(&mut criterion);
     engine_hot_auction(&mut criterion);
+    engine_many_auctions(&mut criterion);
 }
 
 criterion_main!(benches);

@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use neighborbid_axum::{Api, ApiError, Shutdown};
+use neighborbid_axum::{Api, ApiConfig, ApiError, RateLimit, Shutdown};
 use neighborbid_core::{Engine, Hub, Notifier, Page, Relay, RelayConfig, Store};
 use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};
 use neighborbid_sqlx::{PgStore, SqliteStore};
@@ -75,6 +75,10 @@ pub struct Config {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+    /// Requests a user may send per second (bursts of twice as many); 0
+    /// turns the limit off, for load tests.
+    #[arg(long, env = "NEIGHBORBID_RATE_LIMIT", default_value_t = 20)]
+    pub rate_limit: u32,
     /// Mark the session cookie `Secure`: set it when browsers reach the
     /// site over HTTPS (a TLS proxy in front), so the cookie never travels
     /// in clear text.
@@ -216,7 +220,17 @@ async fn serve<S: Store + Clone>(
     if config.demo {
         seed::demo(&engine, &accounts).await?;
     }
-    let mut api = Api::new(engine.clone(), hub, accounts.clone()).observer(metrics.clone());
+    let rate_limit = (config.rate_limit > 0).then(|| RateLimit {
+        per_second: config.rate_limit,
+        burst: config.rate_limit.saturating_mul(2),
+    });
+    let api_config = ApiConfig {
+        rate_limit,
+        ..ApiConfig::default()
+    };
+    let mut api = Api::new(engine.clone(), hub, accounts.clone())
+        .config(api_config)
+        .observer(metrics.clone());
     let sockets = api.shutdown_handle();
     let site = Arc::new(Site {
         engine: engine.clone(),

@@ -24,6 +24,7 @@ fn config(path: &std::path::Path, demo: bool) -> Config {
         redis_prefix: "neighborbid".into(),
         fan_out_local: false,
         secure_cookies: false,
+        rate_limit: 20,
     }
 }
 

@@ -73,7 +73,7 @@ impl StressReport {
         for (code, count) in other.rejected {
             *self.rejected.entry(code).or_default() += count;
         }
-        self.latencies.0.extend(other.latencies.0);
+        self.latencies.extend(other.latencies);
     }
 }
 
@@ -94,6 +94,11 @@ impl Latencies {
         let last = sorted.len().saturating_sub(1);
         let index = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
         sorted.get(index).copied().unwrap_or_default()
+    }
+
+    /// Adds every sample of `other`.
+    pub fn extend(&mut self, other: Latencies) {
+        self.0.extend(other.0);
     }
 
     /// How many samples there are.

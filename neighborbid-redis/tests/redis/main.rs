@@ -42,9 +42,18 @@ struct Node {
 
 impl Node {
     async fn start(db: &TestDatabase, redis: &RedisConfig, hub: Hub) -> Node {
+        Node::with_relay(db, redis, hub, fast_relay()).await
+    }
+
+    async fn with_relay(
+        db: &TestDatabase,
+        redis: &RedisConfig,
+        hub: Hub,
+        relay: RelayConfig,
+    ) -> Node {
         let store = db.store().await;
         let notifier = RedisNotifier::new(redis).expect("Redis URL");
-        let relay = Relay::new(store.clone(), notifier, fast_relay());
+        let relay = Relay::new(store.clone(), notifier, relay);
         let engine = Engine::new(store, (hub.clone(), relay.sender()));
         let subscriber = Subscriber::new(redis, hub.clone()).expect("Redis URL");
         let mut connected = subscriber.connected();
@@ -327,7 +336,13 @@ async fn events_committed_before_a_crash_are_relayed_once_each_on_restart() {
 
     let db = TestDatabase::create().await;
     let redis = TestRedis::connect().await;
-    let b = Node::start(&db, redis.config(), Hub::default()).await;
+    // Node B's own relay must leave A's events alone: here only A's
+    // restart may deliver them.
+    let patient = RelayConfig {
+        grace: Duration::from_secs(3600),
+        ..fast_relay()
+    };
+    let b = Node::with_relay(&db, redis.config(), Hub::default(), patient).await;
     // Node A commits, then dies before publishing anything.
     let dying = Engine::new(db.store().await, NoopNotifier);
     let auction = open_auction(&dying).await;

@@ -1,10 +1,17 @@
-//! The load generator, in process: N tasks bid through the engine on a
-//! fresh database as fast as they can, then the books are checked. Prints
-//! one JSON object.
+//! The load generator: N tasks bid as fast as they can, then the books
+//! are checked. Prints one JSON object.
 //!
 //! ```sh
 //! cargo run --release -p neighborbid-benches --bin loadgen -- --mode hot --tasks 64 --coalesce both
+//! cargo run --release -p neighborbid-benches --bin loadgen -- --via both --watchers 200
 //! ```
+//!
+//! `--via engine` (the default) calls the engine in process on a fresh
+//! database: the database path alone. `--via http` starts the example
+//! server in process on a fresh Postgres database (or uses `--target`, a
+//! running server started with `--rate-limit 0`) and bids over HTTP while
+//! `--watchers` WebSockets time every event; `--via both` runs the two side
+//! by side and reports their ratio.
 //!
 //! `--coalesce both` runs without and then with bid coalescing, side by
 //! side in one process, and reports the ratio; `--pgbench` also runs
@@ -20,6 +27,8 @@ use neighborbid_core::testkit::{self, Load, StressReport};
 use neighborbid_core::{MemoryStore, Store};
 use neighborbid_sqlx::testing::TestDatabase;
 use serde_json::{json, Value};
+
+mod http;
 
 #[derive(Debug, Parser)]
 #[command(about = "Bid as fast as possible through the engine and report")]
@@ -53,6 +62,23 @@ struct Args {
     /// Also measure the pgbench baseline (needs `pgbench` and `psql`).
     #[arg(long)]
     pgbench: bool,
+    /// Through the engine in process, over HTTP, or both.
+    #[arg(long, value_enum, default_value = "engine")]
+    via: Via,
+    /// A running server (`http://host:port`) for `--via http`, instead of
+    /// one started here.
+    #[arg(long)]
+    target: Option<String>,
+    /// WebSocket watchers over HTTP (spread over the auctions).
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Via {
+    Engine,
+    Http,
+    Both,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -77,6 +103,43 @@ enum Coalesce {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let mut runs = Vec::new();
+    if args.via != Via::Http {
+        runs.extend(engine_runs(&args).await);
+    }
+    if args.via != Via::Engine {
+        runs.push(http_run(&args).await);
+    }
+    let rate = |run: &Value| run["decided_per_second"].as_f64().unwrap_or(0.0);
+    let mut output = json!({});
+    let coalesced = |on: bool| {
+        runs.iter()
+            .find(|run| run["via"] == "engine" && run["coalesce_bids"] == on)
+    };
+    if let (Some(off), Some(on)) = (coalesced(false), coalesced(true)) {
+        output["coalescing_speedup"] = json!(rate(on) / rate(off).max(f64::MIN_POSITIVE));
+    }
+    let http = runs.iter().find(|run| run["via"] == "http");
+    if let (Some(engine), Some(http)) = (coalesced(true).or(coalesced(false)), http) {
+        output["http_to_engine"] = json!(rate(http) / rate(engine).max(f64::MIN_POSITIVE));
+    }
+    if args.pgbench {
+        let auctions = match args.mode {
+            Mode::Hot => 1,
+            Mode::Spread => args.auctions,
+        };
+        let tps = pgbench(args.tasks, args.seconds, auctions).await;
+        output["pgbench_tps"] = json!(tps);
+        if let Some(best) = coalesced(true).or(runs.first()) {
+            output["decided_per_second_to_pgbench_tps"] = json!(rate(best) / tps);
+        }
+    }
+    output["runs"] = json!(runs);
+    println!("{output:#}");
+}
+
+/// The in-process runs, one per coalescing setting asked for.
+async fn engine_runs(args: &Args) -> Vec<Value> {
     let settings = match args.coalesce {
         Coalesce::On => vec![true],
         Coalesce::Off => vec![false],
@@ -94,14 +157,14 @@ async fn main() {
         let mut summary = match args.store {
             StoreKind::Memory => {
                 let report = run(MemoryStore::new(), args.mode, load.clone()).await;
-                summary(&args, &load, &report)
+                summary(args, &load, &report)
             }
             StoreKind::Postgres => {
                 let db = TestDatabase::create().await;
                 let options = db.options().max_connections(args.connections);
                 let store = db.store_with(options).await;
                 let report = run(store.clone(), args.mode, load.clone()).await;
-                let mut summary = summary(&args, &load, &report);
+                let mut summary = summary(args, &load, &report);
                 summary["deadlocks"] = json!(store.conflicts().deadlocks);
                 summary
             }
@@ -109,23 +172,39 @@ async fn main() {
         summary["coalesce_bids"] = json!(coalesce_bids);
         runs.push(summary);
     }
-    let rate = |run: &Value| run["decided_per_second"].as_f64().unwrap_or(0.0);
-    let mut output = json!({ "runs": runs });
-    if let [off, on] = &runs[..] {
-        output["coalescing_speedup"] = json!(rate(on) / rate(off).max(f64::MIN_POSITIVE));
+    runs
+}
+
+/// One run over HTTP, against `--target` or a server started here on a
+/// fresh Postgres database.
+async fn http_run(args: &Args) -> Value {
+    let load = |base: String| http::HttpLoad {
+        base,
+        hot: matches!(args.mode, Mode::Hot),
+        bidders: args.tasks,
+        auctions: args.auctions,
+        watchers: args.watchers,
+        duration: Duration::from_secs(args.seconds),
+    };
+    if let Some(target) = &args.target {
+        return load(target.trim_end_matches('/').to_owned()).run().await;
     }
-    if args.pgbench {
-        let auctions = match args.mode {
-            Mode::Hot => 1,
-            Mode::Spread => args.auctions,
-        };
-        let tps = pgbench(args.tasks, args.seconds, auctions).await;
-        output["pgbench_tps"] = json!(tps);
-        if let Some(last) = runs.last() {
-            output["decided_per_second_to_pgbench_tps"] = json!(rate(last) / tps);
-        }
-    }
-    println!("{output:#}");
+    let db = TestDatabase::create().await;
+    let config = neighborbid_server::Config::parse_from([
+        "neighborbid-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limit",
+        "0",
+        "--database-url",
+        db.url(),
+    ]);
+    let server = neighborbid_server::start(config)
+        .await
+        .expect("the server starts");
+    let summary = load(format!("http://{}", server.address)).run().await;
+    server.stop().await;
+    summary
 }
 
 /// Runs `benches/pgbench/place_bid.sql` on a fresh database with `clients`
@@ -174,6 +253,7 @@ async fn run<S: Store>(store: S, mode: Mode, load: Load) -> StressReport {
 fn summary(args: &Args, load: &Load, report: &StressReport) -> Value {
     let millis = |quantile: f64| report.latencies.quantile(quantile).as_secs_f64() * 1000.0;
     json!({
+        "via": "engine",
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "store": format!("{:?}", args.store).to_lowercase(),
         "tasks": load.tasks,
