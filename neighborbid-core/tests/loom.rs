@@ -28,6 +28,9 @@ fn engine() -> Engine<MemoryStore, NoopNotifier> {
             base_delay: std::time::Duration::ZERO,
             max_delay: std::time::Duration::ZERO,
         },
+        // The model explores the store's own concurrency; coalescing
+        // hands bids to tokio tasks, which loom cannot schedule.
+        coalesce_bids: false,
         ..EngineConfig::default()
     };
     Engine::with_config(MemoryStore::new(), NoopNotifier, config)
