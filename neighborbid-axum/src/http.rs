@@ -33,6 +33,9 @@ pub(crate) struct Shared<S, N, I> {
     pub(crate) limiter: Limiter,
     pub(crate) observer: Arc<dyn crate::Observer>,
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The last event of each watched auction as sent to watchers without
+    /// private notices: rendered once, shared by all of them.
+    pub(crate) rendered: crate::ws::Rendered,
 }
 
 impl<S, N, I> Shared<S, N, I> {

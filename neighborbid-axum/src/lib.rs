@@ -95,6 +95,11 @@ pub struct WsConfig {
     pub max_frame_bytes: usize,
     /// A send that takes longer drops the client (default 10 s).
     pub send_timeout: Duration,
+    /// The socket's read buffer, and how much it buffers before writing
+    /// (default 4 KiB). Both are per connection, so they decide what an
+    /// idle watcher costs; the library defaults (128 KiB each) would make
+    /// 2,000 watchers cost hundreds of megabytes.
+    pub buffer_bytes: usize,
 }
 
 impl Default for WsConfig {
@@ -105,6 +110,7 @@ impl Default for WsConfig {
             max_message_bytes: 4 * 1024,
             max_frame_bytes: 64 * 1024,
             send_timeout: Duration::from_secs(10),
+            buffer_bytes: 4 * 1024,
         }
     }
 }
@@ -196,6 +202,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             config: self.config,
             observer: self.observer,
             shutdown: self.shutdown,
+            rendered: ws::Rendered::default(),
         });
         Router::new()
             .route(

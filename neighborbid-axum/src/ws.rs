@@ -9,6 +9,8 @@
 //! [`WsConfig::send_timeout`](crate::WsConfig), and one that falls behind
 //! the room's buffer gets a fresh `snapshot` instead of a backlog.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -16,7 +18,9 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use neighborbid_core::{AuctionId, AuctionView, Delivery, IdempotencyKey, Notifier, Store, Watch};
+use neighborbid_core::{
+    AuctionId, AuctionView, Delivery, Event, IdempotencyKey, Notifier, Store, Watch,
+};
 
 use crate::error::ApiError;
 use crate::http::{bid, AppState, Caller, Path};
@@ -25,6 +29,39 @@ use crate::wire::{AuctionBody, BidBody, BidRequest, ClientMessage, ServerMessage
 
 /// Close code: the client sent nothing for too long.
 pub const CLOSE_IDLE: u16 = 4408;
+
+/// The last public event message of each auction, rendered once for all
+/// its watchers without private notices (with 2,000 watchers, one JSON
+/// encoding instead of 2,000). Its `server_now` is when it was rendered.
+#[derive(Default)]
+pub(crate) struct Rendered {
+    latest: Mutex<HashMap<AuctionId, (u64, Utf8Bytes)>>,
+}
+
+impl Rendered {
+    /// The message for `event`, rendered by the first watcher to ask.
+    fn get_or_render(
+        &self,
+        event: &Event,
+        render: impl FnOnce() -> Option<String>,
+    ) -> Option<Utf8Bytes> {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seq, text)) = latest.get(&event.auction_id) {
+            if *seq == event.seq {
+                return Some(text.clone());
+            }
+        }
+        let text = Utf8Bytes::from(render()?);
+        latest.insert(event.auction_id, (event.seq, text.clone()));
+        Some(text)
+    }
+
+    /// Forgets an auction nobody watches any more.
+    fn forget(&self, auction: AuctionId) {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        latest.remove(&auction);
+    }
+}
 
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -43,9 +80,12 @@ pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
     let watch = state.hub.watch(auction, viewer.as_ref().map(|v| v.user));
     let first = state.engine.auction(auction, state.recent_bids()).await?;
     let frame_limit = state.config.ws.max_frame_bytes;
+    let buffer = state.config.ws.buffer_bytes;
     Ok(upgrade
         .max_message_size(frame_limit)
         .max_frame_size(frame_limit)
+        .read_buffer_size(buffer)
+        .write_buffer_size(buffer)
         .on_upgrade(move |socket| async move {
             let connection = Connection {
                 state,
@@ -55,10 +95,13 @@ pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
                 watch,
                 seq: 0,
             };
-            let observer = connection.state.observer.clone();
-            observer.socket(true);
+            let shared = connection.state.clone();
+            shared.observer.socket(true);
             connection.run(first).await;
-            observer.socket(false);
+            shared.observer.socket(false);
+            if shared.hub.watchers(auction) == 0 {
+                shared.rendered.forget(auction);
+            }
         }))
 }
 
@@ -100,11 +143,7 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
                 _ = shutdown.wait_for(|stop| *stop) => Input::Shutdown,
             };
             let flow = match input {
-                Input::Delivery(Delivery::Event(event)) => {
-                    self.seq = event.seq;
-                    let server_now = self.state.engine.now();
-                    self.send(&ServerMessage::Event { server_now, event }).await
-                }
+                Input::Delivery(Delivery::Event(event)) => self.send_event(event).await,
                 Input::Delivery(Delivery::Resync) => self.snapshot().await,
                 Input::Frame(frame) => {
                     last_heard = Instant::now();
@@ -119,6 +158,29 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
             if flow.is_err() {
                 break;
             }
+        }
+    }
+
+    /// Sends an event: the shared rendering when it holds nothing private
+    /// for this watcher, its own otherwise.
+    async fn send_event(&mut self, event: Event) -> Flow {
+        self.seq = event.seq;
+        let engine = &self.state.engine;
+        if !event.private.is_empty() {
+            let server_now = engine.now();
+            return self.send(&ServerMessage::Event { server_now, event }).await;
+        }
+        let text = self.state.rendered.get_or_render(&event, || {
+            let server_now = engine.now();
+            serde_json::to_string(&ServerMessage::Event {
+                server_now,
+                event: event.clone(),
+            })
+            .ok()
+        });
+        match text {
+            Some(text) => self.write(Message::Text(text)).await,
+            None => Err(()),
         }
     }
 
@@ -269,4 +331,43 @@ async fn ws_bid<S: Store, N: Notifier, I>(
     })?;
     let receipt = bid(state, me, auction, body, Some(key)).await?;
     Ok(BidBody::new(&receipt, me.user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neighborbid_core::PublicEvent;
+
+    fn event(auction: i64, seq: u64) -> Event {
+        Event {
+            auction_id: AuctionId(auction),
+            seq,
+            at: chrono::DateTime::UNIX_EPOCH,
+            local: false,
+            public: vec![PublicEvent::Unsold],
+            private: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_event_is_rendered_once_for_all_watchers() {
+        let rendered = Rendered::default();
+        let renders = std::cell::Cell::new(0);
+        let render = |event: &Event| {
+            let text = rendered.get_or_render(event, || {
+                renders.set(renders.get() + 1);
+                Some(format!("seq {}", event.seq))
+            });
+            text.map(|text| text.as_str().to_owned())
+        };
+        for _watcher in 0..3 {
+            assert_eq!(render(&event(1, 1)).as_deref(), Some("seq 1"));
+        }
+        assert_eq!(render(&event(1, 2)).as_deref(), Some("seq 2"));
+        assert_eq!(render(&event(2, 2)).as_deref(), Some("seq 2"));
+        assert_eq!(renders.get(), 3, "once per event, not per watcher");
+        rendered.forget(AuctionId(1));
+        render(&event(1, 2));
+        assert_eq!(renders.get(), 4, "a forgotten auction renders afresh");
+    }
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod flow;
+mod fuzz;
 mod openapi;
 mod support;
 mod websocket;

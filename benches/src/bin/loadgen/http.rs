@@ -70,6 +70,8 @@ impl HttpLoad {
 
         let lost = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (ready, mut connected) = tokio::sync::mpsc::channel(self.watchers.max(1));
+        let rss_before = resident_bytes();
         let mut watchers = Vec::new();
         for index in 0..self.watchers {
             let url = format!(
@@ -77,8 +79,15 @@ impl HttpLoad {
                 self.base.replacen("http", "ws", 1),
                 auctions[index % auctions.len()]
             );
-            watchers.push(tokio::spawn(watch(url, stopped.clone(), lost.clone())));
+            let (stopped, lost, ready) = (stopped.clone(), lost.clone(), ready.clone());
+            watchers.push(tokio::spawn(watch(url, stopped, lost, ready)));
         }
+        drop(ready);
+        // Every watcher has its snapshot (or failed) before bidding starts.
+        while connected.recv().await.is_some() {}
+        let rss_per_watcher = rss_before.zip(resident_bytes()).map(|(before, after)| {
+            after.saturating_sub(before) as f64 / self.watchers.max(1) as f64 / 1024.0
+        });
 
         let start = Instant::now();
         let deadline = start + self.duration;
@@ -126,6 +135,9 @@ impl HttpLoad {
             "bid_latency_ms": { "p50": millis(&bids.latencies, 0.5), "p99": millis(&bids.latencies, 0.99), "max": millis(&bids.latencies, 1.0) },
             "broadcast_latency_ms": { "p50": millis(&broadcast, 0.5), "p99": millis(&broadcast, 0.99), "max": millis(&broadcast, 1.0), "deliveries": broadcast.len() },
             "watchers_disconnected": lost.load(Ordering::SeqCst),
+            // This process's growth while the watchers connected: the
+            // server's side and, here, the clients' too (an upper bound).
+            "rss_kib_per_idle_watcher": rss_per_watcher,
             "rejected": bids.refused,
             "invariants": if conserved { "ok" } else { "VIOLATED" },
         })
@@ -253,17 +265,27 @@ async fn watch(
     url: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
     lost: Arc<AtomicUsize>,
+    ready: tokio::sync::mpsc::Sender<()>,
 ) -> Latencies {
     let mut latencies = Latencies::default();
-    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await else {
+    // Small buffers, as the server's: the defaults (128 KiB) would dwarf
+    // what is measured.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let connected = tokio_tungstenite::connect_async_with_config(&url, Some(config), false).await;
+    let Ok((mut socket, _)) = connected else {
         lost.fetch_add(1, Ordering::SeqCst);
         return latencies;
     };
+    // Dropped once the snapshot has come: the socket is fully open.
+    let mut ready = Some(ready);
     loop {
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return latencies,
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
+                    ready.take(); // the snapshot came: connected
                     let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     if message["type"] == "event" {
                         let at = message["at"].as_str().and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok());
@@ -280,4 +302,11 @@ async fn watch(
             }
         }
     }
+}
+
+/// This process's resident memory (Linux), in bytes.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
