@@ -154,6 +154,33 @@ pub fn money(units: u64) -> Money {
     Money::units(units)
 }
 
+/// A national auction by [`SELLER`] starting at `start`, rising by `unit`,
+/// ending an hour after `now`.
+pub fn national_auction(now: Timestamp, start: u64, unit: u64) -> CreateAuction {
+    CreateAuction {
+        seller: SELLER,
+        title: "Limited edition sneakers".into(),
+        description: "Size 270, unworn".into(),
+        scope: Scope::National,
+        start_price: money(start),
+        policy: AuctionPolicy::fixed(money(unit)),
+        buy_now_price: None,
+        starts_at: None,
+        ends_at: now + TimeDelta::hours(1),
+    }
+}
+
+/// Deposits `units` into each of `users`' wallets through `engine`.
+pub async fn fund<S: Store, N: Notifier>(engine: &Engine<S, N>, users: &[UserId], units: u64) {
+    for &user in users {
+        let deposit = Deposit {
+            user,
+            amount: money(units),
+        };
+        engine.deposit(deposit, None).await.expect("deposit");
+    }
+}
+
 impl<S: Store> Harness<S> {
     /// A harness on `store`.
     pub fn new(store: S) -> Harness<S> {
@@ -192,31 +219,12 @@ impl<S: Store> Harness<S> {
 
     /// Deposits `units` into `user`'s wallet.
     pub async fn fund(&self, user: UserId, units: u64) {
-        self.engine
-            .deposit(
-                Deposit {
-                    user,
-                    amount: money(units),
-                },
-                None,
-            )
-            .await
-            .expect("deposit");
+        fund(&self.engine, &[user], units).await;
     }
 
     /// A national auction by [`SELLER`] ending in an hour.
     pub fn national(&self, start: u64, unit: u64) -> CreateAuction {
-        CreateAuction {
-            seller: SELLER,
-            title: "Limited edition sneakers".into(),
-            description: "Size 270, unworn".into(),
-            scope: Scope::National,
-            start_price: money(start),
-            policy: AuctionPolicy::fixed(money(unit)),
-            buy_now_price: None,
-            starts_at: None,
-            ends_at: self.now() + TimeDelta::hours(1),
-        }
+        national_auction(self.now(), start, unit)
     }
 
     /// Creates an auction.

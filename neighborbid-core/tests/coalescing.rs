@@ -5,11 +5,8 @@
 
 use std::sync::Arc;
 
-use chrono::{TimeDelta, Utc};
-use neighborbid_core::testkit::{bid_of, money, GatedStore, ALICE, BOB, CAROL, SELLER};
-use neighborbid_core::{
-    AuctionPolicy, CreateAuction, Deposit, Engine, EngineConfig, MemoryStore, NoopNotifier, Scope,
-};
+use neighborbid_core::testkit::{self, bid_of, GatedStore, ALICE, BOB, CAROL};
+use neighborbid_core::{Engine, EngineConfig, MemoryStore, NoopNotifier};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_coalescing_every_bid_has_its_own_transaction() {
@@ -19,24 +16,8 @@ async fn without_coalescing_every_bid_has_its_own_transaction() {
         ..EngineConfig::default()
     };
     let engine = Engine::with_config(Arc::clone(&store), NoopNotifier, config);
-    for user in [ALICE, BOB, CAROL] {
-        let deposit = Deposit {
-            user,
-            amount: money(1_000),
-        };
-        engine.deposit(deposit, None).await.expect("deposit");
-    }
-    let auction = CreateAuction {
-        seller: SELLER,
-        title: "Lamp".into(),
-        description: String::new(),
-        scope: Scope::National,
-        start_price: money(100),
-        policy: AuctionPolicy::fixed(money(10)),
-        buy_now_price: None,
-        starts_at: None,
-        ends_at: Utc::now() + TimeDelta::hours(1),
-    };
+    testkit::fund(&engine, &[ALICE, BOB, CAROL], 1_000).await;
+    let auction = testkit::national_auction(engine.now(), 100, 10);
     let auction = engine
         .create_auction(auction, None)
         .await

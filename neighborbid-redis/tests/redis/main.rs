@@ -12,11 +12,10 @@ mod proxy;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use neighborbid_core::testkit::{bid_of, money, ALICE, BOB, SELLER};
+use neighborbid_core::testkit::{self, bid_of, ALICE, BOB};
 use neighborbid_core::{
-    AuctionId, AuctionPolicy, AuctionStore, CreateAuction, Delivery, Deposit, Engine, Hub, Money,
-    NoopNotifier, Notifier, Page, PublicEvent, Relay, RelayConfig, RelaySender, Scope, Store,
-    Watch,
+    AuctionId, AuctionStore, Delivery, Engine, Hub, Money, NoopNotifier, Notifier, Page,
+    PublicEvent, Relay, RelayConfig, RelaySender, Store, Watch,
 };
 use neighborbid_redis::testing::TestRedis;
 use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};
@@ -96,26 +95,10 @@ fn fast_relay() -> RelayConfig {
     }
 }
 
-/// A national auction by [`SELLER`] with rich bidders [`ALICE`] and [`BOB`].
+/// A national auction with rich bidders [`ALICE`] and [`BOB`].
 async fn open_auction<N: Notifier>(engine: &Engine<PgStore, N>) -> AuctionId {
-    for user in [ALICE, BOB] {
-        let deposit = Deposit {
-            user,
-            amount: money(1_000_000),
-        };
-        engine.deposit(deposit, None).await.expect("deposit");
-    }
-    let auction = CreateAuction {
-        seller: SELLER,
-        title: "Film camera".into(),
-        description: "Works, with a strap".into(),
-        scope: Scope::National,
-        start_price: money(100),
-        policy: AuctionPolicy::fixed(money(1)),
-        buy_now_price: None,
-        starts_at: None,
-        ends_at: Utc::now() + TimeDelta::hours(1),
-    };
+    testkit::fund(engine, &[ALICE, BOB], 1_000_000).await;
+    let auction = testkit::national_auction(engine.now(), 100, 1);
     engine
         .create_auction(auction, None)
         .await
