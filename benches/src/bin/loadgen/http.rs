@@ -21,6 +21,9 @@ pub(crate) struct HttpLoad {
     pub(crate) auctions: usize,
     pub(crate) watchers: usize,
     pub(crate) duration: Duration,
+    /// Bids per second from all bidders together; `None`: as fast as they
+    /// can.
+    pub(crate) bid_rate: Option<f64>,
 }
 
 const DEPOSIT: u64 = 1_000_000_000;
@@ -96,7 +99,12 @@ impl HttpLoad {
             .map(|token| {
                 let (client, token, auctions) = (client.clone(), token.clone(), auctions.clone());
                 let base = self.base.clone();
-                tokio::spawn(async move { bid(&client, &base, &token, &auctions, deadline).await })
+                let pace = self
+                    .bid_rate
+                    .map(|rate| Duration::from_secs_f64(self.bidders as f64 / rate.max(0.001)));
+                tokio::spawn(
+                    async move { bid(&client, &base, &token, &auctions, deadline, pace).await },
+                )
             })
             .collect();
         let mut bids = Tally::default();
@@ -215,17 +223,27 @@ impl HttpLoad {
 }
 
 /// Bids until `deadline`: the minimum last seen, sometimes a few units
-/// more, and after a too-low refusal the minimum it names.
+/// more, and after a too-low refusal the minimum it names; at most one bid
+/// every `pace` when given.
 async fn bid(
     client: &Client,
     base: &str,
     token: &str,
     auctions: &[i64],
     deadline: Instant,
+    pace: Option<Duration>,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut next: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut ticks = pace.map(|pace| {
+        let mut ticks = tokio::time::interval(pace);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     while Instant::now() < deadline {
+        if let Some(ticks) = &mut ticks {
+            ticks.tick().await;
+        }
         let auction = auctions[fastrand::usize(..auctions.len())];
         let amount = next.get(&auction).copied().unwrap_or(10) + fastrand::u64(0..3);
         let started = Instant::now();

@@ -72,6 +72,10 @@ struct Args {
     /// WebSocket watchers over HTTP (spread over the auctions).
     #[arg(long, default_value_t = 0)]
     watchers: usize,
+    /// Over HTTP: bids per second from all bidders together, instead of as
+    /// fast as they can (for fan-out at a steady rate).
+    #[arg(long)]
+    bid_rate: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -185,6 +189,7 @@ async fn http_run(args: &Args) -> Value {
         auctions: args.auctions,
         watchers: args.watchers,
         duration: Duration::from_secs(args.seconds),
+        bid_rate: args.bid_rate,
     };
     if let Some(target) = &args.target {
         return load(target.trim_end_matches('/').to_owned()).run().await;
