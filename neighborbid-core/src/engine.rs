@@ -72,6 +72,9 @@ pub struct EngineConfig {
     /// Decide the bids that arrive for an auction while a transaction for
     /// it is in flight together, in one transaction (see
     /// [`Engine::place_bid`]). Off: every bid has its own transaction.
+    /// On, a busy auction's queue is drained by a task the engine spawns
+    /// with `tokio::spawn`, so bids must be placed inside a tokio runtime
+    /// (as the engine's retry delays already require).
     pub coalesce_bids: bool,
 }
 
