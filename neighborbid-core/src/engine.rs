@@ -419,11 +419,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         let actor = command.actor();
         if let Some(key) = key {
             if let Some(record) = tx.load_idempotency(actor, key).await? {
-                return if record.command == *command {
-                    Ok((record.receipt, Vec::new()))
-                } else {
-                    Err(EngineError::IdempotencyConflict { key: key.clone() })
-                };
+                return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
             }
         }
         let now = self.now();
@@ -549,6 +545,20 @@ async fn lock_wallet<T: Transaction>(tx: &mut T, user: UserId) -> Result<Wallet,
         .await?
         .pop()
         .ok_or_else(|| invariant("the store returned no wallet"))
+}
+
+/// The answer to a request whose key has a stored record: the first
+/// receipt if it is the same command, a conflict otherwise.
+fn replay(
+    record: IdempotencyRecord,
+    command: &Command,
+    key: &IdempotencyKey,
+) -> Result<Receipt, EngineError> {
+    if record.command == *command {
+        Ok(record.receipt)
+    } else {
+        Err(EngineError::IdempotencyConflict { key: key.clone() })
+    }
 }
 
 fn invariant(message: &str) -> EngineError {

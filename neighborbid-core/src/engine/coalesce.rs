@@ -9,12 +9,12 @@
 //! round finds it empty. A caller that goes away (a closed HTTP
 //! connection) hands the lane to the task too, so no bid is stranded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::{invariant, Attempt, Engine};
+use super::{invariant, replay, Attempt, Engine};
 use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
 use crate::error::{EngineError, Rejection, StoreError};
 use crate::ids::{AuctionId, UserId};
@@ -183,11 +183,14 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         let mut tx = self.inner.store.begin().await?;
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(bids.len());
         for (bid, key) in bids {
-            let recorded = match key {
-                Some(key) => tx.load_idempotency(bid.bidder, key).await?,
-                None => None,
-            };
-            outcomes.push(recorded.map(|record| Outcome::Done(Box::new(replay(record, bid, key)))));
+            let mut outcome = None;
+            if let Some(key) = key {
+                if let Some(record) = tx.load_idempotency(bid.bidder, key).await? {
+                    let command = Command::PlaceBid(bid.clone());
+                    outcome = Some(Outcome::Done(Box::new(replay(record, &command, key))));
+                }
+            }
+            outcomes.push(outcome);
         }
         let Some(mut auction) = tx.lock_auction(auction_id).await? else {
             let missing = || Err(Rejection::AuctionNotFound { auction_id }.into());
@@ -213,12 +216,8 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .collect();
         users.sort();
         users.dedup();
-        let mut wallets: BTreeMap<UserId, Wallet> = tx
-            .lock_wallets(&users)
-            .await?
-            .into_iter()
-            .map(|wallet| (wallet.user, wallet))
-            .collect();
+        // Ascending by user, as locked: updated in place bid after bid.
+        let mut wallets: Vec<Wallet> = tx.lock_wallets(&users).await?;
 
         let now = self.now();
         let mut decisions = Vec::new();
@@ -238,17 +237,19 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                     continue;
                 }
             }
-            let state_wallets: Vec<Wallet> = wallets.values().cloned().collect();
             let state = AuctionState {
                 auction: &auction,
                 holds: &holds,
-                wallets: &state_wallets,
+                wallets: &wallets,
             };
             match rules::place_bid(self.rules(), state, bid, now) {
                 Ok(decision) => {
                     auction = decision.auction.clone();
                     for wallet in &decision.wallets {
-                        wallets.insert(wallet.user, wallet.clone());
+                        match wallets.binary_search_by_key(&wallet.user, |w| w.user) {
+                            Ok(index) => wallets[index] = wallet.clone(),
+                            Err(index) => wallets.insert(index, wallet.clone()),
+                        }
                     }
                     for hold in &decision.holds {
                         holds.retain(|open| open.user != hold.user);
@@ -329,19 +330,6 @@ fn answer(
         Some(Outcome::Decided(decision)) => Ok(receipts[*decision].clone()),
         Some(Outcome::SameAs(first)) => answer(outcomes, receipts, *first),
         None => Err(invariant("a bid of the batch was never decided")),
-    }
-}
-
-/// A stored record for a replayed key: its receipt if the bid is the same.
-fn replay(
-    record: IdempotencyRecord,
-    bid: &PlaceBid,
-    key: &Option<IdempotencyKey>,
-) -> Result<Receipt, EngineError> {
-    match (&record.command, key) {
-        (Command::PlaceBid(recorded), _) if recorded == bid => Ok(record.receipt),
-        (_, Some(key)) => Err(EngineError::IdempotencyConflict { key: key.clone() }),
-        (_, None) => Err(invariant("a replay without a key")),
     }
 }
 

@@ -126,9 +126,8 @@ impl HttpLoad {
         }
 
         let conserved = self.books_balance(&client, &bidders, &seller).await;
-        let millis = |latencies: &Latencies, quantile: f64| {
-            latencies.quantile(quantile).as_secs_f64() * 1000.0
-        };
+        let mut broadcast_ms = crate::milliseconds(&broadcast);
+        broadcast_ms["deliveries"] = json!(broadcast.len());
         let decided = bids.accepted + bids.refused.values().sum::<u64>();
         json!({
             "via": "http",
@@ -140,8 +139,8 @@ impl HttpLoad {
             "accepted": bids.accepted,
             "decided_per_second": decided as f64 / elapsed.as_secs_f64(),
             "accepted_per_second": bids.accepted as f64 / elapsed.as_secs_f64(),
-            "bid_latency_ms": { "p50": millis(&bids.latencies, 0.5), "p99": millis(&bids.latencies, 0.99), "max": millis(&bids.latencies, 1.0) },
-            "broadcast_latency_ms": { "p50": millis(&broadcast, 0.5), "p99": millis(&broadcast, 0.99), "max": millis(&broadcast, 1.0), "deliveries": broadcast.len() },
+            "bid_latency_ms": crate::milliseconds(&bids.latencies),
+            "broadcast_latency_ms": broadcast_ms,
             "watchers_disconnected": lost.load(Ordering::SeqCst),
             // This process's growth while the watchers connected: the
             // server's side and, here, the clients' too (an upper bound).

@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use neighborbid_core::testkit::{self, Load, StressReport};
+use neighborbid_core::testkit::{self, Latencies, Load, StressReport};
 use neighborbid_core::{MemoryStore, Store};
 use neighborbid_sqlx::testing::TestDatabase;
 use serde_json::{json, Value};
@@ -212,6 +212,12 @@ async fn http_run(args: &Args) -> Value {
     summary
 }
 
+/// p50, p99 and the maximum of `latencies`, in milliseconds.
+fn milliseconds(latencies: &Latencies) -> Value {
+    let ms = |quantile: f64| latencies.quantile(quantile).as_secs_f64() * 1000.0;
+    json!({ "p50": ms(0.5), "p99": ms(0.99), "max": ms(1.0) })
+}
+
 /// Runs `benches/pgbench/place_bid.sql` on a fresh database with `clients`
 /// clients for `seconds` over `auctions` auctions; returns its
 /// transactions per second.
@@ -256,7 +262,6 @@ async fn run<S: Store>(store: S, mode: Mode, load: Load) -> StressReport {
 }
 
 fn summary(args: &Args, load: &Load, report: &StressReport) -> Value {
-    let millis = |quantile: f64| report.latencies.quantile(quantile).as_secs_f64() * 1000.0;
     json!({
         "via": "engine",
         "mode": format!("{:?}", args.mode).to_lowercase(),
@@ -267,7 +272,7 @@ fn summary(args: &Args, load: &Load, report: &StressReport) -> Value {
         "accepted": report.accepted,
         "decided_per_second": report.decided_per_second(),
         "accepted_per_second": report.accepted_per_second(),
-        "bid_latency_ms": { "p50": millis(0.5), "p99": millis(0.99), "max": millis(1.0) },
+        "bid_latency_ms": milliseconds(&report.latencies),
         "rejected": report.rejected,
         // The load test checks the books and panics on any violation.
         "invariants": "ok",
