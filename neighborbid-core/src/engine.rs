@@ -422,9 +422,42 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
             }
         }
+        let (receipt, event) = match self.decide(&mut tx, command).await {
+            Err(EngineError::Rejected(rejection)) => {
+                // The same request may have been in flight when this one
+                // looked (a client retrying after a lost answer, its
+                // first COMMIT still on the way). It held the locks this
+                // one waited for, so its record is visible by now; a
+                // refusal must not hide that it happened.
+                if let Some(key) = key {
+                    if let Some(record) = tx.load_idempotency(actor, key).await? {
+                        return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
+                    }
+                }
+                return Err(rejection.into());
+            }
+            decided => decided?,
+        };
+        if let Some(key) = key {
+            let record = IdempotencyRecord {
+                command: command.clone(),
+                receipt: receipt.clone(),
+            };
+            tx.save_idempotency(actor, key, &record).await?;
+        }
+        tx.commit().await?;
+        Ok((receipt, event.into_iter().collect()))
+    }
+
+    /// Decides `command` under the locks it needs and writes the result.
+    async fn decide(
+        &self,
+        tx: &mut S::Tx,
+        command: &Command,
+    ) -> Result<(Receipt, Option<Event>), EngineError> {
         let now = self.now();
         let rules = self.rules();
-        let (receipt, event) = match command {
+        Ok(match command {
             Command::CreateAuction(cmd) => {
                 let auction = rules::create_auction(rules, cmd, now)?;
                 (
@@ -433,14 +466,14 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 )
             }
             Command::Deposit(cmd) => {
-                let wallet = lock_wallet(&mut tx, cmd.user).await?;
+                let wallet = lock_wallet(tx, cmd.user).await?;
                 let decision = rules::deposit(rules, &wallet, cmd, now)?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
                 (Receipt::Deposited(decision.entry), None)
             }
             Command::Withdraw(cmd) => {
-                let wallet = lock_wallet(&mut tx, cmd.user).await?;
+                let wallet = lock_wallet(tx, cmd.user).await?;
                 let decision = rules::withdraw(rules, &wallet, cmd, now)?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
@@ -448,7 +481,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Command::PlaceBid(cmd) => {
                 let action = AuctionAction::Bid(cmd.bidder);
-                let (decision, bid) = decide_and_write(&mut tx, cmd.auction_id, action, |state| {
+                let (decision, bid) = decide_and_write(tx, cmd.auction_id, action, |state| {
                     rules::place_bid(rules, state, cmd, now)
                 })
                 .await?;
@@ -461,7 +494,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Command::BuyNow(cmd) => {
                 let action = AuctionAction::BuyNow(cmd.buyer);
-                let (decision, _) = decide_and_write(&mut tx, cmd.auction_id, action, |state| {
+                let (decision, _) = decide_and_write(tx, cmd.auction_id, action, |state| {
                     rules::buy_now(rules, state, cmd, now)
                 })
                 .await?;
@@ -469,22 +502,13 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Command::CancelAuction(cmd) => {
                 let (decision, _) =
-                    decide_and_write(&mut tx, cmd.auction_id, AuctionAction::Cancel, |state| {
+                    decide_and_write(tx, cmd.auction_id, AuctionAction::Cancel, |state| {
                         rules::cancel(state, cmd, now)
                     })
                     .await?;
                 (Receipt::Cancelled(decision.auction), Some(decision.event))
             }
-        };
-        if let Some(key) = key {
-            let record = IdempotencyRecord {
-                command: command.clone(),
-                receipt: receipt.clone(),
-            };
-            tx.save_idempotency(actor, key, &record).await?;
-        }
-        tx.commit().await?;
-        Ok((receipt, event.into_iter().collect()))
+        })
     }
 
     async fn attempt_close_next(&self) -> Attempt<Option<Auction>> {

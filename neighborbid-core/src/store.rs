@@ -110,8 +110,9 @@ impl AuctionFilter {
 /// A storage backend: opens transactions.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// The transaction value.
-    type Tx: Transaction;
+    /// The transaction value; it owns its connection (or lock), so it may
+    /// outlive the borrow that began it.
+    type Tx: Transaction + 'static;
 
     /// Starts a transaction.
     async fn begin(&self) -> Result<Self::Tx, StoreError>;

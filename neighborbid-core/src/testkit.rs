@@ -24,10 +24,12 @@
 
 mod faulty;
 mod gated;
+mod proxy;
 mod stress;
 
 pub use faulty::{Fault, FaultSwitch, FaultyStore, FaultyTx};
 pub use gated::GatedStore;
+pub use proxy::TcpProxy;
 pub use stress::{hot_auction, many_auctions, Latencies, Load, StressReport};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +68,7 @@ macro_rules! conformance_tests {
             cancel_rules,
             idempotent_replays,
             concurrent_idempotent_requests,
+            a_retry_during_its_lost_commit_gets_its_answer,
             events_have_gapless_sequence,
             notifier_failure_keeps_commit,
             outbox_lists_undelivered_events,
@@ -1190,6 +1193,56 @@ pub async fn concurrent_idempotent_requests<S: Store>(store: S) {
         }
         assert_eq!(receipts[0], receipts[1]);
         assert_eq!(h.wallet(ALICE).await.balance, money(10 * (round + 1)));
+    }
+}
+
+/// A client lost the answer to its bid (the connection died after COMMIT
+/// was sent) and sends it again while that commit is still on its way: the
+/// retry gets the first attempt's answer, not a refusal caused by the
+/// first attempt itself, and the bid happens once. Single commands and
+/// coalesced batches alike.
+pub async fn a_retry_during_its_lost_commit_gets_its_answer<S: Store>(store: S) {
+    let store = Arc::new(FaultyStore::new(store));
+    let switch = store.switch();
+    for (round, coalesce_bids) in [false, true].into_iter().enumerate() {
+        let h = Harness::configured(Arc::clone(&store), |config| {
+            config.coalesce_bids = coalesce_bids;
+        });
+        h.fund(ALICE, 1_000).await;
+        let auction = h.create(h.national(100, 10)).await;
+        let bid = bid_of(auction.id, ALICE, 100);
+        let key = key(&format!("lost-{coalesce_bids}"));
+
+        switch.arm(Fault::CommitLate);
+        let lost = h.engine.place_bid(bid.clone(), key.clone()).await;
+        assert!(
+            matches!(&lost, Err(EngineError::Store(error)) if error.kind() == StoreErrorKind::Unavailable),
+            "the first answer is lost: {lost:?}"
+        );
+        let retry = tokio::spawn({
+            let engine = h.engine.clone();
+            async move { engine.place_bid(bid, key).await }
+        });
+        // Row-locking stores: the retry now waits for the auction the first
+        // attempt still holds. Optimistic ones: the retry may have
+        // committed first, and the late commit then fails as a conflict.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let landed = switch.land_late_commits().await;
+        let answer = retry.await.expect("the retry").unwrap_or_else(|error| {
+            panic!("the retry was refused ({error}); late commit: {landed:?}")
+        });
+
+        let view = h
+            .engine
+            .auction(auction.id, Page::first(10))
+            .await
+            .expect("the auction");
+        assert_eq!(view.bids.len(), 1, "one bid, whichever attempt wrote it");
+        assert_eq!(answer.bid.map(|bid| bid.id), Some(view.bids[0].id));
+        assert_eq!(view.auction.leader, Some(ALICE));
+        // Each round's bid holds 100, once.
+        let holds = 100 * (round as u64 + 1);
+        assert_eq!(h.wallet(ALICE).await.locked, money(holds));
     }
 }
 

@@ -350,6 +350,15 @@ pub(crate) enum Conflict {
     DuplicateKey,
 }
 
+/// Converts a sqlx error from an application's own queries on the same
+/// database (its accounts table, say) into core's error, as the stores do:
+/// a lost connection or a database shutting down is
+/// [`StoreErrorKind::Unavailable`], which HTTP answers with a retryable
+/// 503 rather than a 500.
+pub fn into_store_error(error: sqlx::Error) -> StoreError {
+    store_error(error, |_| None, &ConflictCounters::default())
+}
+
 /// Converts a sqlx error: `conflict` names the database's codes for
 /// failures a retry can cure (they differ between backends), which become
 /// [`StoreErrorKind::Conflict`] and are counted.

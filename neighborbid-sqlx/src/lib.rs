@@ -39,6 +39,6 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use codec::ConflictCounts;
+pub use codec::{into_store_error, ConflictCounts};
 pub use postgres::{PgStore, PgStoreOptions, PgTx};
 pub use sqlite::{SqliteStore, SqliteStoreOptions, SqliteTx};

@@ -13,7 +13,7 @@ use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use neighborbid_axum::{bearer_token, Actor, ApiError, Identity};
-use neighborbid_core::{Region, UserId};
+use neighborbid_core::{EngineError, Region, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -63,8 +63,16 @@ fn bad(code: &str, message: &str) -> ApiError {
 }
 
 fn internal(error: impl std::fmt::Display) -> ApiError {
-    tracing::error!(%error, "accounts database");
+    tracing::error!(%error, "accounts");
     ApiError::internal()
+}
+
+/// A failed query: 503 `unavailable` (retry) when the database is out of
+/// reach, as for the engine's own queries; 500 otherwise.
+fn database(error: sqlx::Error) -> ApiError {
+    ApiError::from(EngineError::Store(neighborbid_sqlx::into_store_error(
+        error,
+    )))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -78,9 +86,9 @@ fn hash_token(token: &str) -> String {
 /// An account from a row with `id`, `username` and `region`.
 fn account(row: &AnyRow) -> Result<Account, ApiError> {
     Ok(Account {
-        id: row.try_get("id").map_err(internal)?,
-        username: row.try_get("username").map_err(internal)?,
-        region: row.try_get("region").map_err(internal)?,
+        id: row.try_get("id").map_err(database)?,
+        username: row.try_get("username").map_err(database)?,
+        region: row.try_get("region").map_err(database)?,
     })
 }
 
@@ -99,6 +107,10 @@ impl Accounts {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(4)
+            // As the engine's pool: a request waits at most this long for
+            // a connection while the database is out of reach, then gets
+            // 503 `unavailable`.
+            .acquire_timeout(Duration::from_secs(10))
             .connect(&url)
             .await?;
         let id = if url.starts_with("sqlite") {
@@ -166,7 +178,7 @@ impl Accounts {
         .fetch_one(&self.pool)
         .await;
         let id: i64 = match inserted {
-            Ok(row) => row.try_get("id").map_err(internal)?,
+            Ok(row) => row.try_get("id").map_err(database)?,
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -174,7 +186,7 @@ impl Accounts {
                     "that username is taken",
                 ))
             }
-            Err(error) => return Err(internal(error)),
+            Err(error) => return Err(database(error)),
         };
         let account = Account {
             id,
@@ -194,7 +206,7 @@ impl Accounts {
         .bind(&credentials.username)
         .fetch_optional(&self.pool)
         .await
-        .map_err(internal)?;
+        .map_err(database)?;
         let refused = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -203,7 +215,7 @@ impl Accounts {
             )
         };
         let row = row.ok_or_else(refused)?;
-        let stored: String = row.try_get("password_hash").map_err(internal)?;
+        let stored: String = row.try_get("password_hash").map_err(database)?;
         let hash = PasswordHash::new(&stored).map_err(internal)?;
         Argon2::default()
             .verify_password(credentials.password.as_bytes(), &hash)
@@ -219,7 +231,7 @@ impl Accounts {
             .bind(hash_token(token))
             .execute(&self.pool)
             .await
-            .map_err(internal)?;
+            .map_err(database)?;
         Ok(())
     }
 
@@ -234,7 +246,7 @@ impl Accounts {
         .bind(now())
         .fetch_optional(&self.pool)
         .await
-        .map_err(internal)?;
+        .map_err(database)?;
         row.as_ref().map(account).transpose()
     }
 
@@ -261,7 +273,7 @@ impl Accounts {
             .bind(now())
             .execute(&self.pool)
             .await
-            .map_err(internal)?;
+            .map_err(database)?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, account_id, expires_at) VALUES ($1, $2, $3)",
         )
@@ -270,7 +282,7 @@ impl Accounts {
         .bind(now() + ttl)
         .execute(&self.pool)
         .await
-        .map_err(internal)?;
+        .map_err(database)?;
         Ok(token)
     }
 }

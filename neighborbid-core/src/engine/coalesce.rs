@@ -181,6 +181,11 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         bids: &[(PlaceBid, Option<IdempotencyKey>)],
     ) -> Attempt<Vec<Result<Receipt, EngineError>>> {
         let mut tx = self.inner.store.begin().await?;
+        // The auction first, then the records: a request of this batch may
+        // be the retry of one still committing (its answer was lost), which
+        // holds the auction until it is done; its record is visible once
+        // the lock is ours.
+        let locked = tx.lock_auction(auction_id).await?;
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(bids.len());
         for (bid, key) in bids {
             let mut outcome = None;
@@ -192,7 +197,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             outcomes.push(outcome);
         }
-        let Some(mut auction) = tx.lock_auction(auction_id).await? else {
+        let Some(mut auction) = locked else {
             let missing = || Err(Rejection::AuctionNotFound { auction_id }.into());
             let answers = outcomes
                 .into_iter()

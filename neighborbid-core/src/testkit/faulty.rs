@@ -1,5 +1,8 @@
 //! [`FaultyStore`]: any store, with one failure injected on demand.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -32,6 +35,14 @@ pub enum Fault {
     /// After [`AuctionStore::mark_delivered`] (a relay that sent events and
     /// died before recording it). No bid reaches it.
     MarkDelivered,
+    /// Instead of [`Transaction::commit`]: the caller is told the
+    /// connection was lost ([`StoreErrorKind::Unavailable`]) while the
+    /// commit is still on its way; it lands when the test calls
+    /// [`FaultSwitch::land_late_commits`]. So a COMMIT looks when the
+    /// connection dies right after sending it: the client cannot know
+    /// whether it happened, and the database holds the transaction's locks
+    /// until it does.
+    CommitLate,
 }
 
 impl Fault {
@@ -74,9 +85,20 @@ impl<S> FaultyStore<S> {
 }
 
 /// Arms the faults of a [`FaultyStore`]; clones share the switch.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct FaultSwitch {
     armed: Arc<Mutex<Option<Fault>>>,
+    late: Arc<Mutex<Vec<LateCommit>>>,
+}
+
+type LateCommit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+impl fmt::Debug for FaultSwitch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultSwitch")
+            .field("armed", &*self.lock())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FaultSwitch {
@@ -88,6 +110,17 @@ impl FaultSwitch {
     /// Whether the armed fault went off (or none was armed).
     pub fn fired(&self) -> bool {
         self.lock().is_none()
+    }
+
+    /// Lets the commits held by [`Fault::CommitLate`] go through; returns
+    /// how many did.
+    pub async fn land_late_commits(&self) -> Result<usize, StoreError> {
+        let late = std::mem::take(&mut *self.late.lock().unwrap_or_else(|e| e.into_inner()));
+        let count = late.len();
+        for commit in late {
+            commit.await?;
+        }
+        Ok(count)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Fault>> {
@@ -140,9 +173,19 @@ impl<S: Store> Store for FaultyStore<S> {
 }
 
 #[async_trait]
-impl<T: Transaction> Transaction for FaultyTx<T> {
+impl<T: Transaction + 'static> Transaction for FaultyTx<T> {
     async fn commit(self) -> Result<(), StoreError> {
         self.trip(Fault::Commit)?;
+        if self.trip(Fault::CommitLate).is_err() {
+            let inner = self.inner;
+            let commit = Box::pin(async move { inner.commit().await });
+            let mut late = self.switch.late.lock().unwrap_or_else(|e| e.into_inner());
+            late.push(commit);
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "injected fault: the connection was lost after COMMIT was sent",
+            ));
+        }
         self.inner.commit().await
     }
 

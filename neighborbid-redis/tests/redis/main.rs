@@ -7,12 +7,10 @@
 //! Redis (`REDIS_URL`, see `neighborbid_redis::testing`); each test has its
 //! own database and channel prefix.
 
-mod proxy;
-
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use neighborbid_core::testkit::{self, bid_of, ALICE, BOB};
+use neighborbid_core::testkit::{self, bid_of, TcpProxy, ALICE, BOB};
 use neighborbid_core::{
     AuctionId, AuctionStore, Delivery, Engine, Hub, Money, NoopNotifier, Notifier, Page,
     PublicEvent, Relay, RelayConfig, RelaySender, Store, Watch,
@@ -24,8 +22,6 @@ use neighborbid_sqlx::PgStore;
 use redis::ConnectionAddr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-use proxy::Proxy;
 
 /// How long a watcher may wait for any one delivery.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -275,9 +271,9 @@ async fn bids_go_on_through_a_redis_outage_and_watchers_catch_up() {
     else {
         panic!("REDIS_URL must be a TCP address for this test");
     };
-    let proxy = Proxy::start(format!("{host}:{port}")).await;
+    let proxy = TcpProxy::start(format!("{host}:{port}")).await;
     let through_proxy = RedisConfig {
-        url: proxy.url(),
+        url: format!("redis://{}", proxy.address()),
         ..redis.config().clone()
     };
     let a = Node::start(&db, &through_proxy, Hub::default()).await;

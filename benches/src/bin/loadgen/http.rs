@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use neighborbid_core::testkit::Latencies;
 use reqwest::{Client, StatusCode};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -186,7 +187,7 @@ impl HttpLoad {
     /// Every bidder's balance plus escrow is what they deposited, escrow
     /// equals their open holds, and the seller has nothing yet.
     async fn books_balance(&self, client: &Client, bidders: &[String], seller: &str) -> bool {
-        let mut total = 0f64;
+        let mut total = Decimal::ZERO;
         let mut consistent = true;
         for token in bidders.iter().chain([&seller.to_owned()]) {
             let wallet: Value = client
@@ -198,26 +199,25 @@ impl HttpLoad {
                 .json()
                 .await
                 .expect("JSON");
-            let amount = |value: &Value| {
-                value
-                    .as_str()
-                    .and_then(|text| text.parse::<f64>().ok())
-                    .unwrap_or(f64::NAN)
-            };
-            let (balance, locked) = (
+            let amount =
+                |value: &Value| value.as_str().and_then(|text| text.parse::<Decimal>().ok());
+            let (Some(balance), Some(locked)) = (
                 amount(&wallet["wallet"]["balance"]),
                 amount(&wallet["wallet"]["locked"]),
-            );
-            let held: f64 = wallet["holds"]
+            ) else {
+                return false;
+            };
+            let holds: Option<Decimal> = wallet["holds"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|hold| amount(&hold["amount"]))
                 .sum();
-            consistent &= balance >= 0.0 && locked >= 0.0 && (held - locked).abs() < 1e-6;
+            consistent &=
+                holds == Some(locked) && !balance.is_sign_negative() && !locked.is_sign_negative();
             total += balance + locked;
         }
-        consistent && (total - DEPOSIT as f64 * bidders.len() as f64).abs() < 1e-6
+        consistent && total == Decimal::from(DEPOSIT) * Decimal::from(bidders.len())
     }
 }
 

@@ -1,5 +1,6 @@
-//! A TCP proxy in front of Redis whose connections the test can cut, as an
-//! outage or a network failure would, without stopping the shared server.
+//! A TCP proxy in front of a server (Postgres, Redis) whose connections a
+//! test can cut, as an outage, a restart or a network failure would,
+//! without stopping the server other tests share.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,22 +8,22 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Forwards connections to a target until [`cut`](Proxy::cut).
-pub(crate) struct Proxy {
+/// Forwards connections to a target until [`cut`](TcpProxy::cut).
+pub struct TcpProxy {
     address: std::net::SocketAddr,
     up: Arc<AtomicBool>,
     /// Bumped by every cut: open connections end.
     cuts: watch::Sender<u64>,
 }
 
-impl Proxy {
+impl TcpProxy {
     /// A proxy on a free local port to `target` (`host:port`).
-    pub(crate) async fn start(target: String) -> Proxy {
+    pub async fn start(target: String) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let up = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0);
-        let proxy = Proxy {
+        let proxy = TcpProxy {
             address,
             up: Arc::clone(&up),
             cuts: cuts.clone(),
@@ -48,20 +49,20 @@ impl Proxy {
         proxy
     }
 
-    /// A Redis URL through this proxy.
-    pub(crate) fn url(&self) -> String {
-        format!("redis://{}", self.address)
+    /// Where it listens: connect here instead of to the target.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
     }
 
     /// Closes every connection and refuses new ones until
     /// [`restore`](Proxy::restore).
-    pub(crate) fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.cuts.send_modify(|cuts| *cuts += 1);
     }
 
     /// Accepts connections again.
-    pub(crate) fn restore(&self) {
+    pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
