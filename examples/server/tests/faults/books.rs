@@ -271,7 +271,7 @@ async fn explain_bid(tx: &mut PgConnection, bid: i64, log: &Log) -> Vec<String> 
         lines.push(format!(
             "  recorded under {key}: {}\n  answered: {:?}",
             record.get::<String, _>("record"),
-            log.by_key.get(&key)
+            log.by_key.lock().expect("answers by key").get(&key)
         ));
     }
     lines

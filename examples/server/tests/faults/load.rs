@@ -59,8 +59,9 @@ pub(crate) struct Log {
     pub(crate) retried: BTreeMap<String, u64>,
     /// Answers a correct site never gives these requests.
     pub(crate) violations: Vec<String>,
-    /// Each key's request and its definite answer, to explain a finding.
-    pub(crate) by_key: BTreeMap<String, String>,
+    /// Each key's request and its definite answer, to explain a finding
+    /// (shared, not copied with the log: it grows through a soak).
+    pub(crate) by_key: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Log {
@@ -130,10 +131,12 @@ impl Load {
             next_key: AtomicU64::new(0),
         });
         // Sign-ups hash passwords (slow on purpose): all at once.
-        let sign_ups = (0..crowd.sellers + crowd.bidders).map(|index| {
-            let (shared, username) = (shared.clone(), format!("{prefix}u{index}"));
-            tokio::spawn(async move { shared.sign_up(&username).await })
-        });
+        let sign_ups: Vec<_> = (0..crowd.sellers + crowd.bidders)
+            .map(|index| {
+                let (shared, username) = (shared.clone(), format!("{prefix}u{index}"));
+                tokio::spawn(async move { shared.sign_up(&username).await })
+            })
+            .collect();
         let mut users = Vec::new();
         for sign_up in sign_ups {
             users.push(sign_up.await.expect("a sign-up"));
@@ -358,7 +361,10 @@ impl Shared {
             "user {}: {operation} {path} {body:?}: {} {}",
             me.id, answer.status, answer.body
         );
-        log.by_key.insert(key.clone(), told);
+        log.by_key
+            .lock()
+            .expect("answers by key")
+            .insert(key.clone(), told);
         // Refusals leave no trace; everything else is kept for replay.
         if answer.status.is_success() || outcome == "outbid_by_proxy" {
             let account = log.accounts.entry(me.id).or_default();
