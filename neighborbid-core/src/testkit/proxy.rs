@@ -55,7 +55,7 @@ impl TcpProxy {
     }
 
     /// Closes every connection and refuses new ones until
-    /// [`restore`](Proxy::restore).
+    /// [`restore`](TcpProxy::restore).
     pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.cuts.send_modify(|cuts| *cuts += 1);
