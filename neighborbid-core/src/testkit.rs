@@ -24,11 +24,14 @@
 
 mod faulty;
 mod gated;
+// tokio has no sockets under loom.
+#[cfg(not(loom))]
 mod proxy;
 mod stress;
 
 pub use faulty::{Fault, FaultSwitch, FaultyStore, FaultyTx};
 pub use gated::GatedStore;
+#[cfg(not(loom))]
 pub use proxy::TcpProxy;
 pub use stress::{hot_auction, many_auctions, Latencies, Load, StressReport};
 
