@@ -9,8 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use neighborbid_core::{
-    AuctionFilter, AuctionId, BuyNow, CancelAuction, Command, CreateAuction, Deposit, Engine,
-    IdempotencyKey, LedgerEntry, Notifier, PlaceBid, Receipt, ScopeFilter, Store, Withdraw,
+    AuctionFilter, AuctionId, BuyNow, CancelAuction, Command, CreateAuction, Deposit, EndEarly,
+    Engine, IdempotencyKey, LedgerEntry, Money, Notifier, PlaceBid, Receipt, Scope, ScopeFilter,
+    Store, Withdraw,
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ use crate::identity::{Actor, Identity};
 use crate::limit::Limiter;
 use crate::wire::{
     AmountRequest, AuctionBody, AuctionDetail, BidBody, BidRequest, CreateAuctionRequest,
-    ListQuery, PageBody, PageQuery, ScopeParam,
+    ListQuery, PageBody, PageQuery, ScopeParam, ScopeRequest,
 };
 use crate::ApiConfig;
 use neighborbid_core::Hub;
@@ -32,6 +33,7 @@ pub(crate) struct Shared<S, N, I> {
     pub(crate) config: ApiConfig,
     pub(crate) limiter: Limiter,
     pub(crate) observer: Arc<dyn crate::Observer>,
+    pub(crate) catalogue: Arc<dyn crate::Catalogue>,
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The last event of each watched auction as sent to watchers without
     /// private notices: rendered once, shared by all of them.
@@ -126,35 +128,68 @@ pub(crate) async fn list_auctions<S: Store, N: Notifier, I: Identity>(
     Caller(caller): Caller,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<PageBody<AuctionBody>>> {
+    let invalid = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message);
     let scope = match (query.scope, query.region) {
         (None, None) => None,
         (Some(ScopeParam::National), None) => Some(ScopeFilter::National),
         (Some(ScopeParam::National), Some(_)) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "region applies to local auctions only",
-            ))
+            return Err(invalid("region applies to local auctions only"))
         }
         (Some(ScopeParam::Local) | None, region) => Some(ScopeFilter::Local { region }),
     };
+    let min_price = price(query.min_price.as_deref(), "min_price")?;
+    let max_price = price(query.max_price.as_deref(), "max_price")?;
+    if min_price.zip(max_price).is_some_and(|(min, max)| min > max) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_price_range",
+            "min_price must not be above max_price",
+        ));
+    }
+    let text = query.q.filter(|q| !q.trim().is_empty());
+    if text.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(invalid("q is at most 200 characters"));
+    }
     let filter = AuctionFilter {
         status: query.status,
         scope,
         seller: query.seller,
+        text,
+        category: query.category,
+        min_price,
+        max_price,
+        phase: query.phase,
+        sort: query.sort.unwrap_or_default(),
+        ..AuctionFilter::default()
     };
+    state.catalogue.check_filter(&filter)?;
     let page = PageQuery {
         offset: query.offset,
         limit: query.limit,
     }
     .page();
     let auctions = state.engine.list_auctions(&filter, page).await?;
+    let total = state.engine.count_auctions(&filter).await?;
     let viewer = caller.map(|actor| actor.user);
     let items = auctions
         .iter()
         .map(|auction| AuctionBody::new(auction, viewer))
         .collect();
-    Ok(Json(PageBody::new(items, page)))
+    Ok(Json(PageBody::counted(items, page, total)))
+}
+
+/// A price bound of a listing: a non-negative amount.
+fn price(text: Option<&str>, field: &str) -> ApiResult<Option<Money>> {
+    text.map(|text| {
+        text.trim().parse::<Money>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_price_range",
+                format!("{field} must be a non-negative amount like \"12.50\""),
+            )
+        })
+    })
+    .transpose()
 }
 
 #[derive(Deserialize)]
@@ -219,17 +254,32 @@ pub(crate) async fn create_auction<S: Store, N: Notifier, I: Identity>(
     Body(body): Body<CreateAuctionRequest>,
 ) -> ApiResult<Response> {
     state.limiter.check(me.user)?;
-    let command = CreateAuction {
+    let scope = match body.scope {
+        ScopeRequest::National => Scope::National,
+        ScopeRequest::Local { region } => Scope::Local {
+            region: region.or_else(|| me.region.clone()).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "region_required",
+                    "a local auction needs a region (you have none)",
+                )
+            })?,
+        },
+    };
+    let mut command = CreateAuction {
         seller: me.user,
         title: body.title,
         description: body.description,
-        scope: body.scope,
+        category: body.category,
+        attributes: body.attributes,
+        scope,
         start_price: body.start_price,
         policy: body.policy,
         buy_now_price: body.buy_now_price,
         starts_at: body.starts_at,
         ends_at: body.ends_at,
     };
+    state.catalogue.check_listing(&me, &mut command)?;
     let auction = state.engine.create_auction(command, key).await?;
     Ok(created(AuctionBody::new(&auction, Some(me.user))))
 }
@@ -300,6 +350,28 @@ pub(crate) async fn cancel<S: Store, N: Notifier, I: Identity>(
         seller: me.user,
     };
     let auction = state.engine.cancel_auction(command, key).await?;
+    Ok(Json(AuctionBody::new(&auction, Some(me.user))))
+}
+
+pub(crate) async fn end_early<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    Path(id): Path<i64>,
+    IdemKey(key): IdemKey,
+) -> ApiResult<Json<AuctionBody>> {
+    if !state.config.end_early {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "end_early_disabled",
+            "this site does not let sellers end auctions early",
+        ));
+    }
+    state.limiter.check(me.user)?;
+    let command = EndEarly {
+        auction_id: AuctionId(id),
+        seller: me.user,
+    };
+    let auction = state.engine.end_early(command, key).await?;
     Ok(Json(AuctionBody::new(&auction, Some(me.user))))
 }
 

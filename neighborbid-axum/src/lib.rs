@@ -40,6 +40,7 @@ use axum::Router;
 use neighborbid_core::{Engine, Hub, Notifier, Store};
 use tower_http::catch_panic::CatchPanicLayer;
 
+mod catalogue;
 pub mod error;
 mod http;
 mod identity;
@@ -48,6 +49,7 @@ mod openapi;
 pub mod wire;
 mod ws;
 
+pub use catalogue::{Catalogue, OpenCatalogue};
 pub use error::{ApiError, ErrorBody};
 pub use http::WalletBody;
 pub use identity::{bearer_token, Actor, Identity, StaticTokens};
@@ -66,6 +68,10 @@ pub struct ApiConfig {
     pub recent_bids: u32,
     /// WebSocket settings.
     pub ws: WsConfig,
+    /// Whether sellers may end their running auctions early
+    /// (`POST /auctions/{id}/end`; default true, as the original site).
+    /// Off, the route answers 403 `end_early_disabled`.
+    pub end_early: bool,
 }
 
 impl Default for ApiConfig {
@@ -75,6 +81,7 @@ impl Default for ApiConfig {
             rate_limit: Some(RateLimit::default()),
             recent_bids: 20,
             ws: WsConfig::default(),
+            end_early: true,
         }
     }
 }
@@ -144,6 +151,7 @@ pub struct Api<S, N, I> {
     identity: I,
     config: ApiConfig,
     observer: Arc<dyn Observer>,
+    catalogue: Arc<dyn Catalogue>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -169,8 +177,15 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             identity,
             config: ApiConfig::default(),
             observer: Arc::new(NoObserver),
+            catalogue: Arc::new(OpenCatalogue),
             shutdown: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// Checks listings and filters against the host's `catalogue`.
+    pub fn catalogue(mut self, catalogue: impl Catalogue) -> Self {
+        self.catalogue = Arc::new(catalogue);
+        self
     }
 
     /// Reports bids, sockets and deliveries to `observer`.
@@ -201,6 +216,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             limiter: limit::Limiter::new(self.config.rate_limit),
             config: self.config,
             observer: self.observer,
+            catalogue: self.catalogue,
             shutdown: self.shutdown,
             rendered: ws::Rendered::default(),
         });
@@ -216,6 +232,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             )
             .route("/auctions/{id}/buy-now", post(http::buy_now::<S, N, I>))
             .route("/auctions/{id}/cancel", post(http::cancel::<S, N, I>))
+            .route("/auctions/{id}/end", post(http::end_early::<S, N, I>))
             .route("/auctions/{id}/live", get(ws::live::<S, N, I>))
             .route("/me/wallet", get(http::my_wallet::<S, N, I>))
             .route("/me/wallet/deposits", post(http::deposit::<S, N, I>))

@@ -43,12 +43,18 @@ pub fn openapi() -> Value {
         },
         "paths": {
             "/auctions": {
-                "get": {"operationId": "listAuctions", "summary": "Auctions, newest first",
+                "get": {"operationId": "listAuctions", "summary": "Browse auctions: every filter given must match; newest first unless sorted",
                     "parameters": [
                         {"name": "scope", "in": "query", "schema": {"type": "string", "enum": ["national", "local"]}},
-                        {"name": "region", "in": "query", "description": "Local auctions of this region", "schema": {"type": "string"}},
+                        {"name": "region", "in": "query", "description": "Local auctions of this region or any region inside it (`seoul/mapo` holds `seoul/mapo/mangwon`)", "schema": {"type": "string"}},
                         {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/AuctionStatus"}},
                         {"name": "seller", "in": "query", "schema": {"type": "integer", "format": "int64"}},
+                        {"name": "q", "in": "query", "description": "Text in the title or description, ignoring case", "schema": {"type": "string", "maxLength": 200}},
+                        {"name": "category", "in": "query", "schema": {"type": "string"}},
+                        {"name": "min_price", "in": "query", "description": "Current price at least this", "schema": {"$ref": "#/components/schemas/Money"}},
+                        {"name": "max_price", "in": "query", "description": "Current price at most this", "schema": {"$ref": "#/components/schemas/Money"}},
+                        {"name": "phase", "in": "query", "description": "scheduled: not started; open: taking bids; ended: past its end or closed", "schema": {"type": "string", "enum": ["scheduled", "open", "ended"]}},
+                        {"name": "sort", "in": "query", "schema": {"type": "string", "enum": ["newest", "price_asc", "price_desc", "ending_soonest"], "default": "newest"}},
                         offset, limit],
                     "responses": ok("200", "AuctionPage", "A page of auctions")},
                 "post": {"operationId": "createAuction", "summary": "Put an item up for auction", "security": bearer,
@@ -80,6 +86,10 @@ pub fn openapi() -> Value {
             "/auctions/{id}/cancel": {
                 "post": {"operationId": "cancelAuction", "summary": "Withdraw your auction before any bid", "security": bearer,
                     "parameters": [id, idem], "responses": ok("200", "Auction", "Cancelled")}
+            },
+            "/auctions/{id}/end": {
+                "post": {"operationId": "endEarly", "summary": "End your running auction now: it settles with the leader, or ends unsold (403 end_early_disabled where the site turns it off)", "security": bearer,
+                    "parameters": [id, idem], "responses": ok("200", "Auction", "Ended")}
             },
             "/auctions/{id}/live": {
                 "get": {"operationId": "liveAuction", "summary": "WebSocket room: a snapshot, then events; send {\"type\":\"bid\",\"amount\":\"...\",\"request_id\":\"...\"}",
@@ -129,7 +139,8 @@ fn schemas() -> Value {
         json!({"type": "object", "required": ["items", "offset", "limit"], "properties": {
             "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
             "offset": {"type": "integer"}, "limit": {"type": "integer"},
-            "next_offset": {"type": "integer", "nullable": true}}})
+            "next_offset": {"type": "integer", "nullable": true},
+            "total": {"type": "integer", "description": "How many items the whole list holds, where counted"}}})
     };
     json!({
         "Money": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "example": "12.50"},
@@ -140,6 +151,12 @@ fn schemas() -> Value {
         "Scope": {"oneOf": [
             {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["national"]}}},
             {"type": "object", "required": ["kind", "region"], "properties": {"kind": {"type": "string", "enum": ["local"]}, "region": {"type": "string"}}}]},
+        "ScopeRequest": {"oneOf": [
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["national"]}}},
+            {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["local"]},
+                "region": {"type": "string", "description": "Default: the seller's"}}}]},
+        "Attributes": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 20,
+            "description": "Item details the site defines (condition, shipping, ...)"},
         "Increment": {"oneOf": [
             {"type": "object", "required": ["kind", "unit"], "properties": {"kind": {"type": "string", "enum": ["fixed"]}, "unit": money}},
             {"type": "object", "required": ["kind", "bands"], "properties": {"kind": {"type": "string", "enum": ["ladder"]},
@@ -158,12 +175,16 @@ fn schemas() -> Value {
             "required": ["title", "scope", "start_price", "policy", "ends_at"], "properties": {
             "title": {"type": "string", "minLength": 1, "maxLength": 200},
             "description": {"type": "string", "maxLength": 10000},
-            "scope": {"$ref": "#/components/schemas/Scope"}, "start_price": money,
+            "category": {"type": "string", "nullable": true, "maxLength": 100},
+            "attributes": {"$ref": "#/components/schemas/Attributes"},
+            "scope": {"$ref": "#/components/schemas/ScopeRequest"}, "start_price": money,
             "policy": {"$ref": "#/components/schemas/AuctionPolicy"},
             "buy_now_price": {"allOf": [money], "nullable": true},
             "starts_at": {"type": "string", "format": "date-time", "nullable": true}, "ends_at": time}},
         "Auction": {"type": "object", "properties": {
             "id": id, "seller": id, "title": {"type": "string"}, "description": {"type": "string"},
+            "category": {"type": "string", "nullable": true},
+            "attributes": {"$ref": "#/components/schemas/Attributes"},
             "scope": {"$ref": "#/components/schemas/Scope"}, "start_price": money,
             "policy": {"$ref": "#/components/schemas/AuctionPolicy"},
             "buy_now_price": {"allOf": [money], "nullable": true},

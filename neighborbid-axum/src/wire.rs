@@ -2,8 +2,8 @@
 //! strings (`"12.50"`), times RFC 3339 strings in UTC.
 
 use neighborbid_core::{
-    Auction, AuctionPolicy, AuctionStatus, Bid, BidReceipt, Event, Money, Region, Scope, Timestamp,
-    UserId,
+    Attributes, Auction, AuctionPolicy, AuctionSort, AuctionStatus, Bid, BidReceipt, Event, Money,
+    Phase, Region, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,15 @@ pub struct CreateAuctionRequest {
     /// Up to 10,000 characters.
     #[serde(default)]
     pub description: String,
-    /// `{"kind": "national"}` or `{"kind": "local", "region": "..."}`.
-    pub scope: Scope,
+    /// A category, if the site uses them.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Item details by name (condition, who pays shipping, ...).
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// `{"kind": "national"}` or `{"kind": "local", "region": "..."}`; a
+    /// local auction without a region is in the seller's.
+    pub scope: ScopeRequest,
     /// The lowest first bid.
     pub start_price: Money,
     /// Increment, reserve, close and buy-now rules.
@@ -32,6 +39,20 @@ pub struct CreateAuctionRequest {
     pub starts_at: Option<Timestamp>,
     /// When bidding closes.
     pub ends_at: Timestamp,
+}
+
+/// The scope of a new auction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScopeRequest {
+    /// Open to everyone.
+    National,
+    /// One neighbourhood's.
+    Local {
+        /// The neighbourhood (default: the seller's).
+        #[serde(default)]
+        region: Option<Region>,
+    },
 }
 
 /// `POST /auctions/{id}/bids`.
@@ -122,6 +143,9 @@ pub struct PageBody<T> {
     pub limit: u32,
     /// The offset of the next page, when there may be one.
     pub next_offset: Option<u32>,
+    /// How many items the whole list holds, where the route counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 impl<T> PageBody<T> {
@@ -133,6 +157,17 @@ impl<T> PageBody<T> {
             offset: page.offset,
             limit: page.limit,
             next_offset: full.then(|| page.offset.saturating_add(page.limit)),
+            total: None,
+        }
+    }
+
+    /// A page of a list of `total` items.
+    pub fn counted(items: Vec<T>, page: neighborbid_core::Page, total: u64) -> PageBody<T> {
+        let next = page.offset.saturating_add(page.limit);
+        PageBody {
+            next_offset: (u64::from(next) < total).then_some(next),
+            total: Some(total),
+            ..PageBody::new(items, page)
         }
     }
 }
@@ -157,7 +192,7 @@ impl PageQuery {
     }
 }
 
-/// `GET /auctions?scope=&region=&status=&seller=&offset=&limit=`.
+/// `GET /auctions?scope=&region=&status=&seller=&q=&category=&min_price=&max_price=&phase=&sort=&offset=&limit=`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
@@ -169,6 +204,20 @@ pub(crate) struct ListQuery {
     pub(crate) status: Option<AuctionStatus>,
     #[serde(default)]
     pub(crate) seller: Option<UserId>,
+    /// Text in the title or description.
+    #[serde(default)]
+    pub(crate) q: Option<String>,
+    #[serde(default)]
+    pub(crate) category: Option<String>,
+    /// Amounts as text: parsed by the route for a clear error.
+    #[serde(default)]
+    pub(crate) min_price: Option<String>,
+    #[serde(default)]
+    pub(crate) max_price: Option<String>,
+    #[serde(default)]
+    pub(crate) phase: Option<Phase>,
+    #[serde(default)]
+    pub(crate) sort: Option<AuctionSort>,
     #[serde(default)]
     pub(crate) offset: Option<u32>,
     #[serde(default)]

@@ -25,6 +25,32 @@ impl Region {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `other` is this region or lies inside it: names are paths
+    /// from the widest area down, `/`-separated, so `"seoul/mapo"` contains
+    /// `"seoul/mapo/mangwon"` but not `"seoul/mapogu"`.
+    pub fn contains(&self, other: &Region) -> bool {
+        other
+            .0
+            .strip_prefix(&self.0)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// The region made of the first `depth` parts of this one's path (all
+    /// of it when it has fewer): `"seoul/mapo/mangwon"` at depth 2 is
+    /// `"seoul/mapo"`.
+    pub fn ancestor(&self, depth: usize) -> Region {
+        let end = self
+            .0
+            .match_indices('/')
+            .nth(depth.saturating_sub(1))
+            .map_or(self.0.len(), |(at, _)| at);
+        Region(if depth == 0 {
+            String::new()
+        } else {
+            self.0[..end].to_owned()
+        })
+    }
 }
 
 impl fmt::Display for Region {
@@ -32,6 +58,9 @@ impl fmt::Display for Region {
         f.write_str(&self.0)
     }
 }
+
+/// Item details by name, in name order.
+pub type Attributes = std::collections::BTreeMap<String, String>;
 
 /// Who may bid, and how the auction is delivered to watchers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +148,13 @@ pub struct Auction {
     pub title: String,
     /// Free text.
     pub description: String,
+    /// The host application's category name, if it uses categories.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Item details the host application defines (condition, who pays
+    /// shipping, ...), kept and shown as given.
+    #[serde(default)]
+    pub attributes: Attributes,
     /// Local (one neighbourhood) or national.
     pub scope: Scope,
     /// The lowest acceptable first bid.

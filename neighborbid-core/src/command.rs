@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auction::{Auction, Bid, Region, Scope};
+use crate::auction::{Attributes, Auction, Bid, Region, Scope};
 use crate::ids::{AuctionId, UserId};
 use crate::money::Money;
 use crate::policy::AuctionPolicy;
@@ -20,6 +20,14 @@ pub struct CreateAuction {
     pub title: String,
     /// Up to [`CreateAuction::MAX_DESCRIPTION`] characters.
     pub description: String,
+    /// Up to [`CreateAuction::MAX_LABEL`] characters; which categories
+    /// exist is the host application's business.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// At most [`CreateAuction::MAX_ATTRIBUTES`] item details, names and
+    /// values of 1 to [`CreateAuction::MAX_LABEL`] characters.
+    #[serde(default)]
+    pub attributes: Attributes,
     /// Local or national.
     pub scope: Scope,
     /// Lowest first bid (positive).
@@ -40,6 +48,10 @@ impl CreateAuction {
     pub const MAX_TITLE: usize = 200;
     /// Longest description, in characters.
     pub const MAX_DESCRIPTION: usize = 10_000;
+    /// Longest category, attribute name or attribute value, in characters.
+    pub const MAX_LABEL: usize = 100;
+    /// Most attributes.
+    pub const MAX_ATTRIBUTES: usize = 20;
 }
 
 /// Bid on an auction.
@@ -81,6 +93,16 @@ pub struct CancelAuction {
     pub seller: UserId,
 }
 
+/// The seller ends a running auction now: it settles with the current
+/// leader, or ends unsold without bids, as if its time had run out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndEarly {
+    /// The auction.
+    pub auction_id: AuctionId,
+    /// Who asks; must be the seller.
+    pub seller: UserId,
+}
+
 /// Add money to a wallet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deposit {
@@ -112,6 +134,8 @@ pub enum Command {
     BuyNow(BuyNow),
     /// See [`CancelAuction`].
     CancelAuction(CancelAuction),
+    /// See [`EndEarly`].
+    EndEarly(EndEarly),
     /// See [`Deposit`].
     Deposit(Deposit),
     /// See [`Withdraw`].
@@ -126,6 +150,7 @@ impl Command {
             Command::PlaceBid(c) => c.bidder,
             Command::BuyNow(c) => c.buyer,
             Command::CancelAuction(c) => c.seller,
+            Command::EndEarly(c) => c.seller,
             Command::Deposit(c) => c.user,
             Command::Withdraw(c) => c.user,
         }
@@ -145,6 +170,8 @@ pub enum Receipt {
     BoughtNow(Auction),
     /// The auction after cancelling.
     Cancelled(Auction),
+    /// The auction after its seller ended it early.
+    EndedEarly(Auction),
     /// The deposit's history entry.
     Deposited(LedgerEntry),
     /// The withdrawal's history entry.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::auction::{Auction, Bid};
 use crate::clock::{Clock, SystemClock};
 use crate::command::{
-    BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, IdempotencyKey,
+    BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, EndEarly, IdempotencyKey,
     IdempotencyRecord, PlaceBid, Receipt, Withdraw,
 };
 use crate::error::{EngineError, Rejection};
@@ -247,6 +247,19 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         }
     }
 
+    /// Ends a running auction now (seller only): it settles with the
+    /// current leader, or ends unsold without bids.
+    pub async fn end_early(
+        &self,
+        cmd: EndEarly,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Auction, EngineError> {
+        match self.execute(Command::EndEarly(cmd), key).await? {
+            Receipt::EndedEarly(auction) => Ok(auction),
+            other => Err(mismatched(other)),
+        }
+    }
+
     /// Adds money to a wallet.
     pub async fn deposit(
         &self,
@@ -316,14 +329,30 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         Ok(AuctionView { auction, bids })
     }
 
-    /// Auctions matching `filter`, newest first.
+    /// Auctions matching `filter`, in its order; its phase is judged at
+    /// the engine's clock.
     pub async fn list_auctions(
         &self,
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, EngineError> {
+        let filter = self.at_now(filter);
         let mut tx = self.inner.store.begin_read().await?;
-        Ok(tx.list_auctions(filter, page).await?)
+        Ok(tx.list_auctions(&filter, page).await?)
+    }
+
+    /// How many auctions match `filter` (as [`Engine::list_auctions`]).
+    pub async fn count_auctions(&self, filter: &AuctionFilter) -> Result<u64, EngineError> {
+        let filter = self.at_now(filter);
+        let mut tx = self.inner.store.begin_read().await?;
+        Ok(tx.count_auctions(&filter).await?)
+    }
+
+    fn at_now(&self, filter: &AuctionFilter) -> AuctionFilter {
+        AuctionFilter {
+            now: self.now(),
+            ..filter.clone()
+        }
     }
 
     /// The auctions `seller` created, newest first.
@@ -507,6 +536,14 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                     })
                     .await?;
                 (Receipt::Cancelled(decision.auction), Some(decision.event))
+            }
+            Command::EndEarly(cmd) => {
+                let (decision, _) =
+                    decide_and_write(tx, cmd.auction_id, AuctionAction::Settle, |state| {
+                        rules::end_early(state, cmd, now)
+                    })
+                    .await?;
+                (Receipt::EndedEarly(decision.auction), Some(decision.event))
             }
         })
     }

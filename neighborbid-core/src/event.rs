@@ -126,6 +126,12 @@ pub enum PublicEvent {
     },
     /// The seller withdrew the auction before any bid.
     Cancelled,
+    /// The seller ended the auction before its time; the outcome (`Sold`
+    /// or `Unsold`) follows in the same change.
+    EndedEarly {
+        /// The new end: the moment it was ended.
+        ends_at: Timestamp,
+    },
 }
 
 /// A notice for one user.

@@ -36,6 +36,8 @@
 //!             seller,
 //!             title: "Vintage bicycle".into(),
 //!             description: "Barely ridden".into(),
+//!             category: None,
+//!             attributes: Default::default(),
 //!             scope: Scope::National,
 //!             start_price: Money::units(100),
 //!             policy: AuctionPolicy::fixed(Money::units(10)),
@@ -116,10 +118,10 @@ mod wallet;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use auction::{Auction, AuctionStatus, Bid, Region, Scope, UnknownStatus};
+pub use auction::{Attributes, Auction, AuctionStatus, Bid, Region, Scope, UnknownStatus};
 pub use clock::{to_micros, Clock, ManualClock, SystemClock, Timestamp};
 pub use command::{
-    BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, IdempotencyKey,
+    BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, EndEarly, IdempotencyKey,
     IdempotencyRecord, InvalidIdempotencyKey, PlaceBid, Receipt, Withdraw,
 };
 pub use engine::{AuctionView, Engine, EngineConfig, RetryPolicy, WalletView};
@@ -132,5 +134,8 @@ pub use money::{Currency, Money, MoneyError};
 pub use notify::{BroadcastNotifier, NoopNotifier, Notifier, NotifyError};
 pub use policy::{AuctionPolicy, Band, BuyNowPolicy, ClosePolicy, Increment};
 pub use relay::{Relay, RelayConfig, RelayError, RelaySender};
-pub use store::{AuctionFilter, AuctionStore, Page, ScopeFilter, Store, Transaction, WalletLedger};
+pub use store::{
+    AuctionFilter, AuctionSort, AuctionStore, Page, Phase, ScopeFilter, Store, Transaction,
+    WalletLedger,
+};
 pub use wallet::{EntryKind, Hold, LedgerEntry, LedgerError, Wallet};

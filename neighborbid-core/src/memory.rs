@@ -352,15 +352,25 @@ impl AuctionStore for MemoryTx {
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, StoreError> {
-        Ok(paged(
-            self.state()
-                .auctions
-                .values()
-                .rev()
-                .map(|row| &row.value)
-                .filter(|auction| filter.matches(auction)),
-            page,
-        ))
+        let state = self.state();
+        let mut found: Vec<&Auction> = state
+            .auctions
+            .values()
+            .rev()
+            .map(|row| &row.value)
+            .filter(|auction| filter.matches(auction))
+            .collect();
+        found.sort_by(|a, b| filter.sort.compare(a, b));
+        Ok(paged(found.into_iter(), page))
+    }
+
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
+        let state = self.state();
+        let matching = state
+            .auctions
+            .values()
+            .filter(|row| filter.matches(&row.value));
+        Ok(matching.count() as u64)
     }
 
     async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {

@@ -38,7 +38,7 @@ use std::fmt;
 
 use crate::auction::{Auction, AuctionStatus, Bid, Region, Scope};
 use crate::clock::to_micros;
-use crate::command::{BuyNow, CancelAuction, CreateAuction, Deposit, PlaceBid, Withdraw};
+use crate::command::{BuyNow, CancelAuction, CreateAuction, Deposit, EndEarly, PlaceBid, Withdraw};
 use crate::error::Rejection;
 use crate::event::{Event, PrivateEvent, PrivateNotice, PublicEvent};
 use crate::ids::{AuctionId, BidId, UserId};
@@ -61,6 +61,23 @@ pub struct SameRegion;
 impl RegionPolicy for SameRegion {
     fn admits(&self, auction_region: &Region, user_region: Option<&Region>) -> bool {
         user_region == Some(auction_region)
+    }
+}
+
+/// Admits users who live in the same area as the auction: the same first
+/// `depth` parts of the region path. With paths like
+/// `"seoul/mapo/mangwon"`, depth 2 admits the whole district (`"seoul/mapo"`)
+/// and depth 3 only the neighbourhood.
+#[derive(Clone, Copy, Debug)]
+pub struct SameArea {
+    /// How many leading path parts must match (at least 1).
+    pub depth: usize,
+}
+
+impl RegionPolicy for SameArea {
+    fn admits(&self, auction_region: &Region, user_region: Option<&Region>) -> bool {
+        let area = auction_region.ancestor(self.depth.max(1));
+        user_region.is_some_and(|user| area.contains(user))
     }
 }
 
@@ -166,6 +183,25 @@ pub fn create_auction(
     if cmd.description.chars().count() > CreateAuction::MAX_DESCRIPTION {
         return Err(invalid("description must be at most 10000 characters"));
     }
+    let label =
+        |text: &str| !text.trim().is_empty() && text.chars().count() <= CreateAuction::MAX_LABEL;
+    if cmd
+        .category
+        .as_deref()
+        .is_some_and(|category| !label(category))
+    {
+        return Err(invalid("a category is 1 to 100 characters"));
+    }
+    if cmd.attributes.len() > CreateAuction::MAX_ATTRIBUTES
+        || !cmd
+            .attributes
+            .iter()
+            .all(|(name, value)| label(name) && label(value))
+    {
+        return Err(invalid(
+            "at most 20 attributes, names and values of 1 to 100 characters",
+        ));
+    }
     if let Scope::Local { region } = &cmd.scope {
         if region.as_str().trim().is_empty() || region.as_str().len() > 200 {
             return Err(invalid(
@@ -201,6 +237,8 @@ pub fn create_auction(
         seller: cmd.seller,
         title: title.to_owned(),
         description: cmd.description.clone(),
+        category: cmd.category.clone(),
+        attributes: cmd.attributes.clone(),
         scope: cmd.scope.clone(),
         start_price,
         policy,
@@ -441,10 +479,58 @@ pub fn cancel(
 /// seller (any rest of the hold is released), or it ends unsold. `None`
 /// when the auction is not due (still running, or already closed).
 pub fn settle(state: AuctionState<'_>, now: Timestamp) -> Result<Option<Decision>, RuleError> {
-    let auction = state.auction;
-    if !auction.is_due(now) {
+    if !state.auction.is_due(now) {
         return Ok(None);
     }
+    close(state, now, vec![]).map(Some)
+}
+
+/// Decides the seller's ending of a running auction now: it settles as
+/// [`settle`] would have at its end, after an
+/// [`EndedEarly`](PublicEvent::EndedEarly) event that records it in the
+/// auction's history.
+pub fn end_early(
+    state: AuctionState<'_>,
+    cmd: &EndEarly,
+    now: Timestamp,
+) -> Result<Decision, RuleError> {
+    let auction = state.auction;
+    if cmd.seller != auction.seller {
+        return Err(Rejection::NotSeller.into());
+    }
+    check_open(auction)?;
+    if now >= auction.ends_at {
+        return Err(Rejection::AuctionEnded {
+            ended_at: auction.ends_at,
+        }
+        .into());
+    }
+    // Before its start there is nothing to settle: the seller cancels.
+    if now <= auction.starts_at {
+        return Err(Rejection::AuctionNotStarted {
+            starts_at: auction.starts_at,
+        }
+        .into());
+    }
+    let shortened = Auction {
+        ends_at: now,
+        ..auction.clone()
+    };
+    let state = AuctionState {
+        auction: &shortened,
+        ..state
+    };
+    close(state, now, vec![PublicEvent::EndedEarly { ends_at: now }])
+}
+
+/// Closes an auction now: the winner's hold pays the seller, or it ends
+/// unsold; `first` events go before the outcome.
+fn close(
+    state: AuctionState<'_>,
+    now: Timestamp,
+    first: Vec<PublicEvent>,
+) -> Result<Decision, RuleError> {
+    let auction = state.auction;
     let mut postings = Postings::new(now, state.wallets, state.holds);
     let mut next = advance(auction);
     next.closed_at = Some(now);
@@ -488,7 +574,8 @@ pub fn settle(state: AuctionState<'_>, now: Timestamp) -> Result<Option<Decision
     postings
         .release_all(auction.id)
         .map_err(ledger(auction.current_price))?;
-    Ok(Some(decision(next, None, postings, public, private, now)))
+    let public = first.into_iter().chain(public).collect();
+    Ok(decision(next, None, postings, public, private, now))
 }
 
 /// Decides a deposit.

@@ -26,6 +26,7 @@ use crate::command::{IdempotencyKey, IdempotencyRecord};
 use crate::error::StoreError;
 use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, UserId};
+use crate::money::Money;
 use crate::rules::Decision;
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
@@ -76,15 +77,97 @@ pub enum ScopeFilter {
     },
 }
 
-/// Which auctions a listing wants; every field that is set must match.
+/// Where an auction is in its life, as a browsing visitor sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Open, but bidding has not started yet.
+    Scheduled,
+    /// Taking bids now.
+    Open,
+    /// Past its end or closed (sold, unsold, bought, cancelled), settled or
+    /// not.
+    Ended,
+}
+
+impl Phase {
+    /// The phase of `auction` at `now`.
+    pub fn of(auction: &Auction, now: Timestamp) -> Phase {
+        if auction.status != AuctionStatus::Open || auction.ends_at <= now {
+            Phase::Ended
+        } else if auction.starts_at > now {
+            Phase::Scheduled
+        } else {
+            Phase::Open
+        }
+    }
+}
+
+/// The order of a listing. Ties go to the newer auction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuctionSort {
+    /// Newest first.
+    #[default]
+    Newest,
+    /// Lowest current price first.
+    PriceAsc,
+    /// Highest current price first.
+    PriceDesc,
+    /// Earliest end first.
+    EndingSoonest,
+}
+
+impl AuctionSort {
+    /// Orders two auctions. Backends sorting in Rust use this; SQL backends
+    /// must agree with it.
+    pub fn compare(self, a: &Auction, b: &Auction) -> std::cmp::Ordering {
+        let newer = b.id.cmp(&a.id);
+        match self {
+            AuctionSort::Newest => newer,
+            AuctionSort::PriceAsc => a.current_price.cmp(&b.current_price).then(newer),
+            AuctionSort::PriceDesc => b.current_price.cmp(&a.current_price).then(newer),
+            AuctionSort::EndingSoonest => a.ends_at.cmp(&b.ends_at).then(newer),
+        }
+    }
+}
+
+/// Which auctions a listing wants, and in what order; every field that is
+/// set must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuctionFilter {
     /// Only this status.
     pub status: Option<AuctionStatus>,
-    /// Only this scope.
+    /// Only this scope. A local region matches its sub-regions too (see
+    /// [`Region::contains`]).
     pub scope: Option<ScopeFilter>,
     /// Only this seller's auctions.
     pub seller: Option<UserId>,
+    /// Only auctions whose title or description contains this text,
+    /// ignoring case.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Only this category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Only auctions whose current price is at least this.
+    #[serde(default)]
+    pub min_price: Option<Money>,
+    /// Only auctions whose current price is at most this.
+    #[serde(default)]
+    pub max_price: Option<Money>,
+    /// Only auctions in this phase at `now`.
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    /// The moment `phase` is judged at; [`Engine::list_auctions`] sets it
+    /// from its clock.
+    ///
+    /// [`Engine::list_auctions`]: crate::Engine::list_auctions
+    #[serde(default)]
+    pub now: Timestamp,
+    /// The order.
+    #[serde(default)]
+    pub sort: AuctionSort,
 }
 
 impl AuctionFilter {
@@ -97,13 +180,32 @@ impl AuctionFilter {
             (Some(ScopeFilter::National), Scope::National) => true,
             (Some(ScopeFilter::Local { region: None }), Scope::Local { .. }) => true,
             (Some(ScopeFilter::Local { region: Some(want) }), Scope::Local { region }) => {
-                want == region
+                want.contains(region)
             }
             _ => false,
         };
+        let text_ok = self.text.as_deref().is_none_or(|text| {
+            let text = text.to_lowercase();
+            auction.title.to_lowercase().contains(&text)
+                || auction.description.to_lowercase().contains(&text)
+        });
         scope_ok
+            && text_ok
             && self.status.is_none_or(|status| status == auction.status)
             && self.seller.is_none_or(|seller| seller == auction.seller)
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|c| auction.category.as_ref() == Some(c))
+            && self
+                .min_price
+                .is_none_or(|min| auction.current_price >= min)
+            && self
+                .max_price
+                .is_none_or(|max| auction.current_price <= max)
+            && self
+                .phase
+                .is_none_or(|phase| phase == Phase::of(auction, self.now))
     }
 }
 
@@ -267,12 +369,15 @@ pub trait AuctionStore: Send {
     /// An auction, without locking it.
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;
 
-    /// Auctions matching `filter`, newest first.
+    /// Auctions matching `filter`, in its order.
     async fn list_auctions(
         &mut self,
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, StoreError>;
+
+    /// How many auctions match `filter`.
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError>;
 
     /// An auction's bids, newest first.
     async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError>;

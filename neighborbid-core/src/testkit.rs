@@ -42,12 +42,12 @@ use async_trait::async_trait;
 use chrono::{TimeDelta, TimeZone, Utc};
 
 use crate::{
-    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, AuctionStore, BidReceipt,
-    BuyNow, CancelAuction, CreateAuction, Delivery, Deposit, Engine, EngineConfig, EngineError,
-    EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money, MoneyError, Notifier,
-    NotifyError, Page, PlaceBid, PrivateEvent, PublicEvent, Region, Rejection, Relay, RelayConfig,
-    RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
-    WalletView, Watch, Withdraw,
+    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, AuctionStore,
+    BidReceipt, BuyNow, CancelAuction, CreateAuction, Delivery, Deposit, EndEarly, Engine,
+    EngineConfig, EngineError, EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money,
+    MoneyError, Notifier, NotifyError, Page, Phase, PlaceBid, PrivateEvent, PublicEvent, Region,
+    Rejection, Relay, RelayConfig, RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind,
+    Timestamp, Transaction, UserId, Wallet, WalletView, Watch, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
@@ -85,6 +85,8 @@ macro_rules! conformance_tests {
             closers_race,
             policies_round_trip,
             proxy_bids_through_the_store,
+            browsing_filters_sorts_and_counts,
+            seller_ends_early,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -167,6 +169,8 @@ pub fn national_auction(now: Timestamp, start: u64, unit: u64) -> CreateAuction 
         seller: SELLER,
         title: "Limited edition sneakers".into(),
         description: "Size 270, unworn".into(),
+        category: None,
+        attributes: Default::default(),
         scope: Scope::National,
         start_price: money(start),
         policy: AuctionPolicy::fixed(money(unit)),
@@ -2127,4 +2131,376 @@ pub async fn proxy_bids_through_the_store<S: Store>(store: S) {
     assert_eq!((alice.balance, alice.locked), (money(969), Money::ZERO));
     assert_eq!(h.wallet(SELLER).await.balance, money(31));
     h.assert_books(&[ALICE, BOB, SELLER], money(2_000)).await;
+}
+
+/// Browsing: text search ignoring case (wildcards taken literally),
+/// category, region with its sub-regions, price range on the current price
+/// (compared as decimals), phase, seller, every sort, paging and counts,
+/// alone and combined; category and attributes round-trip.
+pub async fn browsing_filters_sorts_and_counts<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let now = h.now();
+    let item =
+        |title: &str, description: &str, category: &str, scope: Scope, start: &str| CreateAuction {
+            title: title.into(),
+            description: description.into(),
+            category: Some(category.into()),
+            scope,
+            start_price: start.parse().expect("price"),
+            ..national_auction(now, 1, 1)
+        };
+    let local = |region: &str| Scope::Local {
+        region: Region::new(region),
+    };
+    let hours = TimeDelta::hours;
+    let mut desk = item(
+        "Walnut desk",
+        "solid wood",
+        "furniture",
+        local("seoul/mapo/mangwon"),
+        "9",
+    );
+    desk.attributes = [("condition", "a"), ("shipping", "buyer")]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    desk.ends_at = now + hours(4);
+    let desk = h.create(desk).await;
+    let mut chair = item(
+        "Oak chair",
+        "Matches the DESK",
+        "furniture",
+        local("seoul/mapo/hapjeong"),
+        "10",
+    );
+    chair.ends_at = now + hours(1);
+    let chair = h.create(chair).await;
+    let mut camera = item(
+        "Camera",
+        "50mm lens",
+        "electronics",
+        local("seoul/gangnam/yeoksam"),
+        "9.5",
+    );
+    camera.seller = BOB;
+    camera.ends_at = now + hours(3);
+    let camera = h.create(camera).await;
+    let mut bike = item("Bike 100%_off", "", "sports", Scope::National, "100.25");
+    bike.ends_at = now + hours(2);
+    let bike = h.create(bike).await;
+    let mut lamp = item("Lamp", "", "furniture", Scope::National, "100.5");
+    lamp.starts_at = Some(now + hours(1));
+    lamp.ends_at = now + hours(5);
+    let lamp = h.create(lamp).await;
+    let mut rug = item("Rug", "", "home", Scope::National, "1000");
+    rug.ends_at = now + hours(6);
+    let rug = h.create(rug).await;
+    h.engine
+        .cancel_auction(
+            CancelAuction {
+                auction_id: rug.id,
+                seller: SELLER,
+            },
+            None,
+        )
+        .await
+        .expect("cancel");
+
+    let fetched = h.auction(desk.id).await;
+    assert_eq!(fetched, desk, "category and attributes round-trip");
+    assert_eq!(fetched.attributes["shipping"], "buyer");
+
+    let ids = |filter: AuctionFilter, page: Page| {
+        let engine = h.engine.clone();
+        async move {
+            let found = engine.list_auctions(&filter, page).await.expect("list");
+            let count = engine.count_auctions(&filter).await.expect("count");
+            (found.iter().map(|a| a.id).collect::<Vec<_>>(), count)
+        }
+    };
+    let all = Page::default();
+    let region = |name: &str| {
+        Some(ScopeFilter::Local {
+            region: Some(Region::new(name)),
+        })
+    };
+    let price = |text: &str| Some(text.parse::<Money>().expect("price"));
+    let cases: Vec<(&str, AuctionFilter, Vec<AuctionId>)> = vec![
+        (
+            "everything",
+            AuctionFilter::default(),
+            vec![rug.id, lamp.id, bike.id, camera.id, chair.id, desk.id],
+        ),
+        (
+            "text in title or description, any case",
+            AuctionFilter {
+                text: Some("desk".into()),
+                ..Default::default()
+            },
+            vec![chair.id, desk.id],
+        ),
+        (
+            "% is literal",
+            AuctionFilter {
+                text: Some("100%".into()),
+                ..Default::default()
+            },
+            vec![bike.id],
+        ),
+        (
+            "_ is literal",
+            AuctionFilter {
+                text: Some("_".into()),
+                ..Default::default()
+            },
+            vec![bike.id],
+        ),
+        (
+            "category",
+            AuctionFilter {
+                category: Some("furniture".into()),
+                ..Default::default()
+            },
+            vec![lamp.id, chair.id, desk.id],
+        ),
+        (
+            "a district holds its neighbourhoods",
+            AuctionFilter {
+                scope: region("seoul/mapo"),
+                ..Default::default()
+            },
+            vec![chair.id, desk.id],
+        ),
+        (
+            "a city holds its districts",
+            AuctionFilter {
+                scope: region("seoul"),
+                ..Default::default()
+            },
+            vec![camera.id, chair.id, desk.id],
+        ),
+        (
+            "a neighbourhood",
+            AuctionFilter {
+                scope: region("seoul/mapo/mangwon"),
+                ..Default::default()
+            },
+            vec![desk.id],
+        ),
+        (
+            "a name prefix is not a parent",
+            AuctionFilter {
+                scope: region("seoul/map"),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            "price range, bounds included, as decimals",
+            AuctionFilter {
+                min_price: price("9.50"),
+                max_price: price("100.25"),
+                ..Default::default()
+            },
+            vec![bike.id, camera.id, chair.id],
+        ),
+        (
+            "scheduled",
+            AuctionFilter {
+                phase: Some(Phase::Scheduled),
+                ..Default::default()
+            },
+            vec![lamp.id],
+        ),
+        (
+            "open",
+            AuctionFilter {
+                phase: Some(Phase::Open),
+                ..Default::default()
+            },
+            vec![bike.id, camera.id, chair.id, desk.id],
+        ),
+        (
+            "ended",
+            AuctionFilter {
+                phase: Some(Phase::Ended),
+                ..Default::default()
+            },
+            vec![rug.id],
+        ),
+        (
+            "seller",
+            AuctionFilter {
+                seller: Some(BOB),
+                ..Default::default()
+            },
+            vec![camera.id],
+        ),
+        (
+            "combined: category, district and price",
+            AuctionFilter {
+                category: Some("furniture".into()),
+                scope: region("seoul/mapo"),
+                min_price: price("10"),
+                ..Default::default()
+            },
+            vec![chair.id],
+        ),
+        (
+            "combined: text and a sort",
+            AuctionFilter {
+                text: Some("DESK".into()),
+                sort: AuctionSort::PriceDesc,
+                ..Default::default()
+            },
+            vec![chair.id, desk.id],
+        ),
+        (
+            "price ascending",
+            AuctionFilter {
+                sort: AuctionSort::PriceAsc,
+                ..Default::default()
+            },
+            vec![desk.id, camera.id, chair.id, bike.id, lamp.id, rug.id],
+        ),
+        (
+            "price descending",
+            AuctionFilter {
+                sort: AuctionSort::PriceDesc,
+                ..Default::default()
+            },
+            vec![rug.id, lamp.id, bike.id, chair.id, camera.id, desk.id],
+        ),
+        (
+            "ending soonest",
+            AuctionFilter {
+                sort: AuctionSort::EndingSoonest,
+                ..Default::default()
+            },
+            vec![chair.id, bike.id, camera.id, desk.id, lamp.id, rug.id],
+        ),
+    ];
+    for (case, filter, expected) in cases {
+        let count = expected.len() as u64;
+        assert_eq!(ids(filter, all).await, (expected, count), "{case}");
+    }
+
+    let by_price = AuctionFilter {
+        sort: AuctionSort::PriceAsc,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(by_price.clone(), Page::new(2, 2)).await,
+        (vec![chair.id, bike.id], 6),
+        "a page of a sorted list; the count ignores paging"
+    );
+    // The current price counts, not the start price.
+    h.fund(ALICE, 1_000).await;
+    h.bid(bike.id, ALICE, 150).await.expect("bid");
+    assert_eq!(
+        ids(by_price, all).await.0,
+        [desk.id, camera.id, chair.id, lamp.id, bike.id, rug.id]
+    );
+    // Phases follow the clock.
+    h.clock.advance(hours(1));
+    let open = AuctionFilter {
+        phase: Some(Phase::Open),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(open, all).await.0,
+        [lamp.id, bike.id, camera.id, desk.id]
+    );
+    let ended = AuctionFilter {
+        phase: Some(Phase::Ended),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(ended, all).await.0,
+        [rug.id, chair.id],
+        "past its end, not yet settled"
+    );
+}
+
+/// The seller may end a running auction early: it settles with the leader
+/// (or unsold), the end moves to now, and the history records it.
+pub async fn seller_ends_early<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 500).await;
+    let end = |auction_id, seller| EndEarly { auction_id, seller };
+    let sold = h.create(h.national(100, 10)).await;
+    h.bid(sold.id, ALICE, 120).await.expect("alice");
+    h.bid(sold.id, BOB, 130).await.expect("bob");
+    let by_bidder = h.engine.end_early(end(sold.id, BOB), None).await;
+    assert_eq!(rejection(by_bidder), Rejection::NotSeller);
+
+    h.clock.advance(TimeDelta::minutes(10));
+    let key = IdempotencyKey::new("end-1").expect("key");
+    let ended = h
+        .engine
+        .end_early(end(sold.id, SELLER), Some(key.clone()))
+        .await
+        .expect("end early");
+    assert_eq!(
+        (ended.status, ended.ends_at, ended.closed_at),
+        (AuctionStatus::Sold, h.now(), Some(h.now()))
+    );
+    let replay = h.engine.end_early(end(sold.id, SELLER), Some(key)).await;
+    assert_eq!(replay.expect("replay"), ended, "a replay answers the same");
+    let last = h.outbox(sold.id).await.pop().expect("event");
+    assert_eq!(
+        last.public,
+        [
+            PublicEvent::EndedEarly { ends_at: h.now() },
+            PublicEvent::Sold {
+                winner: BOB,
+                price: money(130)
+            }
+        ]
+    );
+    assert_eq!(h.wallet(BOB).await.balance, money(370));
+    assert_eq!(h.wallet(ALICE).await.balance, money(500));
+    assert_eq!(h.wallet(SELLER).await.balance, money(130));
+    let again = h.engine.end_early(end(sold.id, SELLER), None).await;
+    assert_eq!(rejection(again).code(), "auction_ended");
+
+    let quiet = h.create(h.national(100, 10)).await;
+    let too_soon = h.engine.end_early(end(quiet.id, SELLER), None).await;
+    assert_eq!(
+        rejection(too_soon).code(),
+        "auction_not_started",
+        "before bidding starts, the seller cancels instead"
+    );
+    h.clock.advance(TimeDelta::seconds(1));
+    let unsold = h
+        .engine
+        .end_early(end(quiet.id, SELLER), None)
+        .await
+        .expect("end early");
+    assert_eq!(unsold.status, AuctionStatus::Unsold);
+    let events = h.outbox(quiet.id).await;
+    assert_eq!(
+        events[0].public,
+        [
+            PublicEvent::EndedEarly { ends_at: h.now() },
+            PublicEvent::Unsold
+        ]
+    );
+
+    let late = h.create(h.national(100, 10)).await;
+    h.clock.advance(TimeDelta::hours(1));
+    let result = h.engine.end_early(end(late.id, SELLER), None).await;
+    assert_eq!(
+        rejection(result),
+        Rejection::AuctionEnded {
+            ended_at: late.ends_at
+        },
+        "past its end it is the closer's"
+    );
+    assert_eq!(
+        h.engine.close_due_auctions(10).await.expect("close").len(),
+        1
+    );
+    h.assert_books(&[SELLER, ALICE, BOB], money(1_000)).await;
 }

@@ -61,6 +61,8 @@ fn two_threads_one_wallet_two_auctions() {
                     seller: UserId(1),
                     title: "loom".into(),
                     description: String::new(),
+                    category: None,
+                    attributes: Default::default(),
                     scope: Scope::National,
                     start_price: amount,
                     policy: AuctionPolicy::fixed(Money::units(1)),

@@ -342,6 +342,8 @@ async fn command(
             seller: user_id(*seller),
             title: "item".into(),
             description: String::new(),
+            category: None,
+            attributes: Default::default(),
             scope: if *local {
                 Scope::Local {
                     region: home(*seller),

@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use neighborbid_core::{
-    Auction, AuctionId, AuctionPolicy, AuctionStatus, Bid, BidId, EntryKind, Hold, LedgerEntry,
-    Money, Region, Scope, StoreError, StoreErrorKind, Timestamp, UserId, Wallet,
+    Attributes, Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, Bid,
+    BidId, EntryKind, Hold, LedgerEntry, Money, Region, Scope, StoreError, StoreErrorKind,
+    Timestamp, UserId, Wallet,
 };
 use rust_decimal::Decimal;
 use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 /// How a backend stores an amount.
 pub(crate) trait Amount {
@@ -67,7 +69,7 @@ macro_rules! auction_columns {
     () => {
         "id, seller, title, description, scope, region, start_price, policy, buy_now_price, \
          starts_at, ends_at, status, current_price, leader, max_bid, reserve_met, extensions, \
-         bid_count, seq, created_at, closed_at"
+         bid_count, seq, created_at, closed_at, category, attributes"
     };
 }
 pub(crate) use auction_columns;
@@ -95,6 +97,8 @@ pub(crate) struct AuctionRow<M, T> {
     seq: i64,
     created_at: T,
     closed_at: Option<T>,
+    category: Option<String>,
+    attributes: Json<Attributes>,
 }
 
 impl<M: Amount, T: Instant> AuctionRow<M, T> {
@@ -113,6 +117,8 @@ impl<M: Amount, T: Instant> AuctionRow<M, T> {
             seller: UserId(self.seller),
             title: self.title,
             description: self.description,
+            category: self.category,
+            attributes: self.attributes.0,
             scope,
             start_price: self.start_price.into_money()?,
             policy: self.policy.0,
@@ -144,17 +150,112 @@ pub(crate) fn scope_columns(scope: &Scope) -> (&'static str, Option<&str>) {
     }
 }
 
-/// A filter's scope as the `scope` and `region` a row must have (`None`:
-/// any).
-pub(crate) fn scope_filter(
-    filter: Option<&neighborbid_core::ScopeFilter>,
-) -> (Option<&'static str>, Option<&str>) {
-    use neighborbid_core::ScopeFilter;
-    match filter {
-        None => (None, None),
-        Some(ScopeFilter::National) => (Some("national"), None),
-        Some(ScopeFilter::Local { region }) => (Some("local"), region.as_ref().map(Region::as_str)),
+/// What differs between the backends' SQL when browsing auctions: how
+/// amounts and times compare. Amounts compare exactly as decimals in both.
+pub(crate) trait Browse: Database {
+    /// Case-insensitive `LIKE` (on SQLite, for ASCII letters).
+    const ILIKE: &'static str;
+    /// Pushes `current_price <op> amount`.
+    fn push_price(query: &mut QueryBuilder<'_, Self>, op: &str, amount: Money);
+    /// `current_price` ordered ascending or descending (`dir`).
+    fn price_order(dir: &str) -> String;
+    /// Pushes a time parameter.
+    fn push_time(query: &mut QueryBuilder<'_, Self>, at: Timestamp);
+}
+
+/// Pushes ` WHERE ...` for `filter`, agreeing with [`AuctionFilter::matches`].
+pub(crate) fn push_filter<DB: Browse>(query: &mut QueryBuilder<'_, DB>, filter: &AuctionFilter)
+where
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    use neighborbid_core::{Phase, ScopeFilter};
+    query.push(" WHERE 1 = 1");
+    if let Some(status) = filter.status {
+        query
+            .push(" AND status = ")
+            .push_bind(status.as_str().to_owned());
     }
+    match &filter.scope {
+        None => {}
+        Some(ScopeFilter::National) => {
+            query.push(" AND scope = 'national'");
+        }
+        Some(ScopeFilter::Local { region }) => {
+            query.push(" AND scope = 'local'");
+            if let Some(region) = region {
+                query
+                    .push(" AND (region = ")
+                    .push_bind(region.as_str().to_owned());
+                query.push(" OR region LIKE ");
+                query.push_bind(format!("{}/%", escape_like(region.as_str())));
+                query.push(" ESCAPE '\\')");
+            }
+        }
+    }
+    if let Some(seller) = filter.seller {
+        query.push(" AND seller = ").push_bind(seller.0);
+    }
+    if let Some(text) = &filter.text {
+        let pattern = format!("%{}%", escape_like(text));
+        query.push(format!(" AND (title {} ", DB::ILIKE));
+        query.push_bind(pattern.clone());
+        query.push(format!(" ESCAPE '\\' OR description {} ", DB::ILIKE));
+        query.push_bind(pattern).push(" ESCAPE '\\')");
+    }
+    if let Some(category) = &filter.category {
+        query.push(" AND category = ").push_bind(category.clone());
+    }
+    if let Some(min) = filter.min_price {
+        DB::push_price(query, ">=", min);
+    }
+    if let Some(max) = filter.max_price {
+        DB::push_price(query, "<=", max);
+    }
+    let now = filter.now;
+    match filter.phase {
+        None => {}
+        Some(Phase::Scheduled) => {
+            query.push(" AND status = 'open' AND starts_at > ");
+            DB::push_time(query, now);
+            query.push(" AND ends_at > ");
+            DB::push_time(query, now);
+        }
+        Some(Phase::Open) => {
+            query.push(" AND status = 'open' AND starts_at <= ");
+            DB::push_time(query, now);
+            query.push(" AND ends_at > ");
+            DB::push_time(query, now);
+        }
+        Some(Phase::Ended) => {
+            query.push(" AND (status <> 'open' OR ends_at <= ");
+            DB::push_time(query, now);
+            query.push(")");
+        }
+    }
+}
+
+/// Pushes ` ORDER BY ...`, agreeing with [`AuctionSort::compare`].
+pub(crate) fn push_order<DB: Browse>(query: &mut QueryBuilder<'_, DB>, sort: AuctionSort) {
+    let first = match sort {
+        AuctionSort::Newest => String::new(),
+        AuctionSort::PriceAsc => DB::price_order("ASC") + ", ",
+        AuctionSort::PriceDesc => DB::price_order("DESC") + ", ",
+        AuctionSort::EndingSoonest => "ends_at ASC, ".to_owned(),
+    };
+    query.push(format!(" ORDER BY {first}id DESC"));
+}
+
+/// `text` with `LIKE`'s wildcards and escape character escaped by `\`.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// The columns of `bids` that [`BidRow`] reads.

@@ -16,21 +16,38 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use neighborbid_core::{
     Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, Hold, IdempotencyKey,
-    IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
+    IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError, StoreErrorKind, Timestamp,
     Transaction, UserId, Wallet, WalletLedger,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Postgres, Row};
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, scope_filter,
-    to_i64, Conflict, ConflictCounters, ConflictCounts,
+    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, to_i64, Conflict,
+    ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
+
+impl codec::Browse for Postgres {
+    const ILIKE: &'static str = "ILIKE";
+
+    fn push_price(query: &mut QueryBuilder<'_, Self>, op: &str, amount: Money) {
+        query.push(format!(" AND current_price {op} "));
+        query.push_bind(amount.amount());
+    }
+
+    fn price_order(dir: &str) -> String {
+        format!("current_price {dir}")
+    }
+
+    fn push_time(query: &mut QueryBuilder<'_, Self>, at: Timestamp) {
+        query.push_bind(at);
+    }
+}
 type BidRow = codec::BidRow<Decimal, DateTime<Utc>>;
 type WalletRow = codec::WalletRow<Decimal>;
 type EntryRow = codec::EntryRow<Decimal, DateTime<Utc>>;
@@ -277,11 +294,15 @@ impl AuctionStore for PgTx {
         let query = sqlx::query(
             "INSERT INTO auctions (seller, title, description, scope, region, start_price, \
              policy, buy_now_price, starts_at, ends_at, status, current_price, leader, max_bid, \
-             reserve_met, extensions, bid_count, seq, created_at, closed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-             RETURNING id",
+             reserve_met, extensions, bid_count, seq, created_at, closed_at, category, \
+             attributes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22) RETURNING id",
         );
+        // Category and attributes never change, so only the insert binds them.
         let row = bind_auction(query, auction)?
+            .bind(&auction.category)
+            .bind(Json(&auction.attributes))
             .fetch_one(&mut *self.tx)
             .await
             .map_err(self.error())?;
@@ -409,28 +430,29 @@ impl AuctionStore for PgTx {
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, StoreError> {
-        let (scope, region) = scope_filter(filter.scope.as_ref());
+        let mut query = QueryBuilder::new(concat!("SELECT ", auction_columns!(), " FROM auctions"));
+        codec::push_filter(&mut query, filter);
+        codec::push_order(&mut query, filter.sort);
         let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, AuctionRow>(concat!(
-            "SELECT ",
-            auction_columns!(),
-            " FROM auctions \
-              WHERE ($1::text IS NULL OR status = $1) \
-                AND ($2::text IS NULL OR scope = $2) \
-                AND ($3::text IS NULL OR region = $3) \
-                AND ($4::bigint IS NULL OR seller = $4) \
-              ORDER BY id DESC LIMIT $5 OFFSET $6"
-        ))
-        .bind(filter.status.map(|status| status.as_str()))
-        .bind(scope)
-        .bind(region)
-        .bind(filter.seller.map(|seller| seller.0))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
+        query.push(" LIMIT ").push_bind(limit);
+        query.push(" OFFSET ").push_bind(offset);
+        let rows = query
+            .build_query_as::<AuctionRow>()
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
         codec::convert(rows, AuctionRow::into_auction)
+    }
+
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
+        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM auctions");
+        codec::push_filter(&mut query, filter);
+        let count: i64 = query
+            .build_query_scalar()
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use neighborbid_core::{
     Auction, AuctionFilter, AuctionId, AuctionStore, Bid, BidId, Event, EventId, Hold,
-    IdempotencyKey, IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind,
+    IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError, StoreErrorKind,
     Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use sqlx::query::Query;
@@ -25,14 +25,41 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, scope_filter,
-    to_i64, Conflict, ConflictCounters, ConflictCounts,
+    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, to_i64, Conflict,
+    ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<String, i64>;
+
+/// Amounts are decimal text, so they compare as the pair (digits before
+/// the point, text without trailing fractional zeros): exact, no floats.
+const PRICE_DIGITS: &str = "(CASE WHEN instr(current_price, '.') > 0 \
+     THEN instr(current_price, '.') - 1 ELSE length(current_price) END)";
+const PRICE_TEXT: &str = "(CASE WHEN instr(current_price, '.') > 0 \
+     THEN rtrim(rtrim(current_price, '0'), '.') ELSE current_price END)";
+
+impl codec::Browse for Sqlite {
+    const ILIKE: &'static str = "LIKE";
+
+    fn push_price(query: &mut QueryBuilder<'_, Self>, op: &str, amount: Money) {
+        let text = amount.amount().normalize().to_string();
+        let integer_digits = text.find('.').unwrap_or(text.len());
+        query.push(format!(" AND ({PRICE_DIGITS}, {PRICE_TEXT}) {op} ("));
+        query.push_bind(i64::try_from(integer_digits).unwrap_or(i64::MAX));
+        query.push(", ").push_bind(text).push(")");
+    }
+
+    fn price_order(dir: &str) -> String {
+        format!("{PRICE_DIGITS} {dir}, {PRICE_TEXT} {dir}")
+    }
+
+    fn push_time(query: &mut QueryBuilder<'_, Self>, at: Timestamp) {
+        query.push_bind(at.timestamp_micros());
+    }
+}
 type BidRow = codec::BidRow<String, i64>;
 type WalletRow = codec::WalletRow<String>;
 type EntryRow = codec::EntryRow<String, i64>;
@@ -288,11 +315,15 @@ impl AuctionStore for SqliteTx {
         let query = sqlx::query(
             "INSERT INTO auctions (seller, title, description, scope, region, start_price, \
              policy, buy_now_price, starts_at, ends_at, status, current_price, leader, max_bid, \
-             reserve_met, extensions, bid_count, seq, created_at, closed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
-             RETURNING id",
+             reserve_met, extensions, bid_count, seq, created_at, closed_at, category, \
+             attributes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
+             ?21, ?22) RETURNING id",
         );
+        // Category and attributes never change, so only the insert binds them.
         let row = bind_auction(query, auction)?
+            .bind(&auction.category)
+            .bind(Json(&auction.attributes))
             .fetch_one(&mut *self.tx)
             .await
             .map_err(self.error())?;
@@ -422,28 +453,29 @@ impl AuctionStore for SqliteTx {
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, StoreError> {
-        let (scope, region) = scope_filter(filter.scope.as_ref());
+        let mut query = QueryBuilder::new(concat!("SELECT ", auction_columns!(), " FROM auctions"));
+        codec::push_filter(&mut query, filter);
+        codec::push_order(&mut query, filter.sort);
         let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, AuctionRow>(concat!(
-            "SELECT ",
-            auction_columns!(),
-            " FROM auctions \
-              WHERE (?1 IS NULL OR status = ?1) \
-                AND (?2 IS NULL OR scope = ?2) \
-                AND (?3 IS NULL OR region = ?3) \
-                AND (?4 IS NULL OR seller = ?4) \
-              ORDER BY id DESC LIMIT ?5 OFFSET ?6"
-        ))
-        .bind(filter.status.map(|status| status.as_str()))
-        .bind(scope)
-        .bind(region)
-        .bind(filter.seller.map(|seller| seller.0))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
+        query.push(" LIMIT ").push_bind(limit);
+        query.push(" OFFSET ").push_bind(offset);
+        let rows = query
+            .build_query_as::<AuctionRow>()
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
         codec::convert(rows, AuctionRow::into_auction)
+    }
+
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
+        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM auctions");
+        codec::push_filter(&mut query, filter);
+        let count: i64 = query
+            .build_query_scalar()
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {

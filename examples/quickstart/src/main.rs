@@ -39,6 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 seller,
                 title: "Film camera".into(),
                 description: "Works, with a 50mm lens".into(),
+                category: None,
+                attributes: Default::default(),
                 scope: Scope::National,
                 start_price: Money::units(10_000),
                 policy: AuctionPolicy::fixed(Money::units(1_000)),

@@ -22,10 +22,6 @@ use sqlx::{AnyPool, Row};
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "nb_session";
 
-/// The neighbourhoods a user may live in (the catalogue issue brings a
-/// region tree).
-pub const REGIONS: [&str; 4] = ["mangwon", "hapjeong", "yeonnam", "seogyo"];
-
 /// Accounts and sessions, in the server's database (SQLite or Postgres:
 /// the SQL below is the common subset, times are Unix seconds).
 #[derive(Clone, Debug)]
@@ -41,7 +37,7 @@ pub struct Account {
     pub id: i64,
     /// The login name.
     pub username: String,
-    /// Their neighbourhood.
+    /// Their neighbourhood's path (`seoul/mapo/mangwon`).
     pub region: String,
 }
 
@@ -53,7 +49,7 @@ pub struct Credentials {
     pub username: String,
     /// 8 to 128 characters.
     pub password: String,
-    /// For sign-up: one of [`REGIONS`].
+    /// For sign-up: one of the [`neighbourhoods`](crate::catalogue::neighbourhoods).
     #[serde(default)]
     pub region: Option<String>,
 }
@@ -69,13 +65,13 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 
 /// A failed query: 503 `unavailable` (retry) when the database is out of
 /// reach, as for the engine's own queries; 500 otherwise.
-fn database(error: sqlx::Error) -> ApiError {
+pub(crate) fn database(error: sqlx::Error) -> ApiError {
     ApiError::from(EngineError::Store(neighborbid_sqlx::into_store_error(
         error,
     )))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -92,7 +88,8 @@ fn account(row: &AnyRow) -> Result<Account, ApiError> {
     })
 }
 
-fn now() -> i64 {
+/// Unix seconds, as the site's tables keep times.
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -136,7 +133,24 @@ impl Accounts {
         )
         .execute(&pool)
         .await?;
+        crate::community::create_tables(&pool, id).await?;
+        crate::images::create_table(&pool).await?;
         Ok(Accounts { pool, session_ttl })
+    }
+
+    /// The pool the site's own tables live in.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// An account by id.
+    pub async fn find(&self, id: i64) -> Result<Option<Account>, ApiError> {
+        let row = sqlx::query("SELECT id, username, region FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database)?;
+        row.as_ref().map(account).transpose()
     }
 
     /// Creates an account and returns it with a new session token.
@@ -156,10 +170,11 @@ impl Accounts {
             return Err(bad("invalid_password", "a password is 8 to 128 characters"));
         }
         let region = credentials.region.as_deref().unwrap_or_default();
-        if !REGIONS.contains(&region) {
+        let neighbourhoods = crate::catalogue::neighbourhoods();
+        if !neighbourhoods.iter().any(|hood| hood == region) {
             return Err(
                 bad("invalid_region", "choose one of the listed neighbourhoods")
-                    .with("regions", REGIONS),
+                    .with("regions", neighbourhoods),
             );
         }
         let salt = SaltString::generate(&mut OsRng);

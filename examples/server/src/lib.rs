@@ -11,21 +11,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use neighborbid_axum::{Api, ApiConfig, ApiError, RateLimit, Shutdown};
-use neighborbid_core::{Engine, Hub, Notifier, Page, Relay, RelayConfig, Store};
+use neighborbid_core::rules::SameArea;
+use neighborbid_core::{Engine, EngineConfig, Hub, Notifier, Page, Relay, RelayConfig, Store};
 use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};
 use neighborbid_sqlx::{PgStore, SqliteStore};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
 pub mod accounts;
+pub mod catalogue;
+mod community;
+mod images;
 pub mod metrics;
 mod seed;
 
@@ -84,6 +89,50 @@ pub struct Config {
     /// in clear text.
     #[arg(long, env = "NEIGHBORBID_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Who may bid on a local auction: people of its `neighbourhood` (the
+    /// original), of its `district`, or of its `city`.
+    #[arg(long, env = "NEIGHBORBID_LOCAL_AREA", value_enum, default_value_t = LocalArea::Neighbourhood)]
+    pub local_area: LocalArea,
+    /// Do not let sellers end their auctions early.
+    #[arg(long, env = "NEIGHBORBID_NO_END_EARLY")]
+    pub no_end_early: bool,
+    /// How long before a watched auction's end its watchers get an "ending
+    /// soon" notice, in seconds.
+    #[arg(long, env = "NEIGHBORBID_ENDING_SOON_SECS", default_value_t = 600)]
+    pub ending_soon_secs: u64,
+    /// Where uploaded photos are stored.
+    #[arg(
+        long,
+        env = "NEIGHBORBID_IMAGES_DIR",
+        default_value = "neighborbid-images"
+    )]
+    pub images_dir: std::path::PathBuf,
+    /// Largest photo upload, in bytes.
+    #[arg(long, env = "NEIGHBORBID_MAX_IMAGE_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_image_bytes: usize,
+}
+
+/// How far from a local auction its bidders may live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LocalArea {
+    /// The same neighbourhood (`seoul/mapo/mangwon`).
+    Neighbourhood,
+    /// The same district (`seoul/mapo`).
+    District,
+    /// The same city (`seoul`).
+    City,
+}
+
+impl LocalArea {
+    /// The engine's region policy for it: regions are city/district/neighbourhood paths.
+    fn policy(self) -> SameArea {
+        let depth = match self {
+            LocalArea::City => 1,
+            LocalArea::District => 2,
+            LocalArea::Neighbourhood => 3,
+        };
+        SameArea { depth }
+    }
 }
 
 /// A running server.
@@ -141,9 +190,10 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn Error + Send + Sync
 type Notify = Arc<dyn Notifier>;
 
 /// What the site's own routes share.
-struct Site<S> {
-    engine: Engine<S, Notify>,
-    accounts: Accounts,
+pub(crate) struct Site<S> {
+    pub(crate) engine: Engine<S, Notify>,
+    pub(crate) accounts: Accounts,
+    pub(crate) images: images::ImageStore,
     metrics: Arc<Metrics>,
     /// Whether the Redis subscriber is connected, when there is one.
     redis: Option<tokio::sync::watch::Receiver<bool>>,
@@ -215,7 +265,11 @@ async fn serve<S: Store + Clone>(
         }
         None => (Arc::new(hub.clone()) as Notify, None),
     };
-    let engine = Engine::new(store, notifier);
+    let engine_config = EngineConfig {
+        region_policy: Arc::new(config.local_area.policy()),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_config(store, notifier, engine_config);
     let metrics = Arc::new(Metrics::default());
     if config.demo {
         seed::demo(&engine, &accounts).await?;
@@ -226,15 +280,21 @@ async fn serve<S: Store + Clone>(
     });
     let api_config = ApiConfig {
         rate_limit,
+        end_early: !config.no_end_early,
         ..ApiConfig::default()
     };
     let mut api = Api::new(engine.clone(), hub, accounts.clone())
         .config(api_config)
+        .catalogue(catalogue::SiteCatalogue)
         .observer(metrics.clone());
     let sockets = api.shutdown_handle();
     let site = Arc::new(Site {
         engine: engine.clone(),
-        accounts,
+        accounts: accounts.clone(),
+        images: images::ImageStore {
+            dir: config.images_dir.clone(),
+            max_bytes: config.max_image_bytes,
+        },
         metrics: metrics.clone(),
         redis: relaying.as_ref().map(|relaying| relaying.connected.clone()),
         secure_cookies: config.secure_cookies,
@@ -247,6 +307,26 @@ async fn serve<S: Store + Clone>(
         .route("/auth/me", get(me::<S>))
         .route("/healthz", get(health::<S>))
         .route("/metrics", get(render_metrics::<S>))
+        .route("/site/catalogue", get(catalogue_body))
+        .route(
+            "/site/auctions/{id}/questions",
+            get(community::questions::<S>).post(community::ask::<S>),
+        )
+        .route("/site/questions/{id}/answer", post(community::answer::<S>))
+        .route("/site/watchlist", get(community::watchlist::<S>))
+        .route(
+            "/site/watchlist/{id}",
+            put(community::watch::<S>).delete(community::unwatch::<S>),
+        )
+        .route("/site/notices", get(community::notices::<S>))
+        .route("/site/sellers/{id}", get(community::seller::<S>))
+        .route(
+            "/site/auctions/{id}/images",
+            get(images::images::<S>)
+                .post(images::upload::<S>)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/images/{name}", get(images::serve::<S>))
         .with_state(site)
         .nest("/api", api.router());
 
@@ -264,8 +344,12 @@ async fn serve<S: Store + Clone>(
     });
     let closer = tokio::spawn(close_auctions(
         engine,
+        accounts,
         metrics,
-        Duration::from_millis(config.close_every_ms.max(10)),
+        Closing {
+            every: Duration::from_millis(config.close_every_ms.max(10)),
+            ending_soon: Duration::from_secs(config.ending_soon_secs),
+        },
         stop_rx,
     ));
     tracing::info!(%address, database = %redacted(&config.database_url), "listening");
@@ -288,18 +372,30 @@ fn redacted(url: &str) -> String {
     }
 }
 
-/// Settles ended auctions until told to stop. Safe to run in several
-/// processes at once on Postgres.
+/// How often the closer runs, and when watchers hear "ending soon".
+struct Closing {
+    every: Duration,
+    ending_soon: Duration,
+}
+
+/// Settles ended auctions and sends watchlist notices until told to stop.
+/// Safe to run in several processes at once on Postgres.
 async fn close_auctions<S: Store>(
     engine: Engine<S, Notify>,
+    accounts: Accounts,
     metrics: Arc<Metrics>,
-    every: Duration,
+    closing: Closing,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(closing.every) => {}
             _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if let Err(error) =
+            community::send_watch_notices(&engine, accounts.pool(), closing.ending_soon).await
+        {
+            tracing::warn!(%error, "watch notices failed; retrying");
         }
         match engine.close_due_auctions(100).await {
             Ok(closed) if !closed.is_empty() => {
@@ -401,6 +497,22 @@ async fn health<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `GET /site/catalogue`: regions, categories and item details to choose from.
+async fn catalogue_body() -> Response {
+    let pairs = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(id, name)| json!({ "id": id, "name": name }))
+            .collect::<Vec<_>>()
+    };
+    Json(json!({
+        "regions": catalogue::regions(),
+        "categories": pairs(&catalogue::CATEGORIES),
+        "conditions": pairs(&catalogue::CONDITIONS),
+        "shipping": pairs(&catalogue::SHIPPING),
+    }))
+    .into_response()
 }
 
 async fn render_metrics<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {

@@ -10,6 +10,7 @@ use neighborbid_core::{
 };
 
 use crate::accounts::{Accounts, Credentials};
+use crate::catalogue;
 
 /// Every demo user's password.
 pub(crate) const DEMO_PASSWORD: &str = "demo-password";
@@ -24,10 +25,10 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
     }
     let mut users = Vec::new();
     for (name, region) in [
-        ("mina", "mangwon"),
-        ("jun", "mangwon"),
-        ("seoyeon", "hapjeong"),
-        ("minho", "yeonnam"),
+        ("mina", "seoul/mapo/mangwon"),
+        ("jun", "seoul/mapo/mangwon"),
+        ("seoyeon", "seoul/mapo/hapjeong"),
+        ("minho", "seoul/mapo/yeonnam"),
     ] {
         let credentials = Credentials {
             username: name.into(),
@@ -54,10 +55,10 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
     // (title, scope, start, increment, buy-now, hours, seller, bidder) with
     // users by index: mina and jun live in mangwon, seoyeon in hapjeong.
     let mangwon = || Scope::Local {
-        region: Region::new("mangwon"),
+        region: Region::new("seoul/mapo/mangwon"),
     };
     let hapjeong = || Scope::Local {
-        region: Region::new("hapjeong"),
+        region: Region::new("seoul/mapo/hapjeong"),
     };
     let fixed = |unit| Increment::Fixed {
         unit: Money::units(unit),
@@ -65,6 +66,7 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
     let items = [
         (
             "Film camera (Pentax K1000)",
+            ("electronics", "a"),
             Scope::National,
             30_000,
             Increment::ebay_ladder(),
@@ -75,6 +77,7 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
         ),
         (
             "Road bike, 54 cm",
+            ("sports", "b"),
             Scope::National,
             150_000,
             fixed(5_000),
@@ -85,6 +88,7 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
         ),
         (
             "Rice cooker, barely used",
+            ("home", "s"),
             mangwon(),
             10_000,
             fixed(1_000),
@@ -95,6 +99,7 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
         ),
         (
             "Potted monstera",
+            ("other", "new"),
             hapjeong(),
             5_000,
             fixed(500),
@@ -104,7 +109,9 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
             None,
         ),
     ];
-    for (title, scope, start, increment, buy_now, hours, seller, bidder) in items {
+    for (title, (category, condition), scope, start, increment, buy_now, hours, seller, bidder) in
+        items
+    {
         let policy = AuctionPolicy {
             increment,
             reserve_price: title.starts_with("Road").then(|| Money::units(200_000)),
@@ -121,6 +128,12 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
                     seller: users[seller].0,
                     title: title.into(),
                     description: "A demo item: bid away.".into(),
+                    category: Some(category.into()),
+                    attributes: [
+                        (catalogue::CONDITION.to_owned(), condition.to_owned()),
+                        (catalogue::SHIPPING_PAYER.to_owned(), "buyer".to_owned()),
+                    ]
+                    .into(),
                     scope,
                     start_price: Money::units(start),
                     policy,

@@ -254,6 +254,10 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         self.inner.list_auctions(filter, page).await
     }
 
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
+        self.inner.count_auctions(filter).await
+    }
+
     async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
         self.inner.auction_bids(id, page).await
     }

@@ -78,9 +78,9 @@ async fn two_bidders_see_each_other_live_in_the_page() {
     let seller = driver.session().await;
     let alice = driver.session().await;
     let bob = driver.session().await;
-    sign_up(&seller, &site, "mina", "mangwon").await;
-    sign_up(&alice, &site, "alice", "hapjeong").await;
-    sign_up(&bob, &site, "bob", "yeonnam").await;
+    sign_up(&seller, &site, "mina", "seoul/mapo/mangwon").await;
+    sign_up(&alice, &site, "alice", "seoul/mapo/hapjeong").await;
+    sign_up(&bob, &site, "bob", "seoul/mapo/yeonnam").await;
 
     // Mina sells from her page.
     seller.click("#my-link").await;

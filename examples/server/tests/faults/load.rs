@@ -203,7 +203,8 @@ impl Answer {
 
 impl Shared {
     async fn sign_up(&self, username: &str) -> User {
-        let body = json!({"username": username, "password": "crash test", "region": "mangwon"});
+        let body =
+            json!({"username": username, "password": "crash test", "region": "seoul/mapo/mangwon"});
         let answer = self
             .send(Method::POST, "/auth/signup", None, None, Some(body))
             .await;

@@ -21,9 +21,9 @@ async fn nobody_acts_for_another_user_or_outside_their_rights() {
         Browser::new(&server),
         Browser::new(&server),
     );
-    mina.sign_up("mina", "mangwon").await;
-    let alice_token = alice.sign_up("alice", "hapjeong").await["token"].clone();
-    let bob_id = bob.sign_up("bob", "mangwon").await["account"]["id"].clone();
+    mina.sign_up("mina", "seoul/mapo/mangwon").await;
+    let alice_token = alice.sign_up("alice", "seoul/mapo/hapjeong").await["token"].clone();
+    let bob_id = bob.sign_up("bob", "seoul/mapo/mangwon").await["account"]["id"].clone();
     for bidder in [&alice, &bob] {
         bidder.top_up("1000").await;
     }
@@ -91,7 +91,7 @@ async fn nobody_acts_for_another_user_or_outside_their_rights() {
     let (status, local) = mina
         .post(
             "/api/auctions",
-            json!({"title": "Chair", "scope": {"kind": "local", "region": "mangwon"},
+            json!({"title": "Chair", "scope": {"kind": "local", "region": "seoul/mapo/mangwon"},
             "start_price": "100", "policy": {"increment": {"kind": "fixed", "unit": "10"}},
             "ends_at": ends_at}),
         )
@@ -134,7 +134,7 @@ async fn expired_sessions_are_refused() {
     let path = dir.path().join("sessions.db");
     let server = start(config(&path, false)).await.expect("starts");
     let alice = Browser::new(&server);
-    alice.sign_up("alice", "hapjeong").await;
+    alice.sign_up("alice", "seoul/mapo/hapjeong").await;
     assert_eq!(alice.get("/api/me/wallet").await.0, StatusCode::OK);
     // The session's time runs out (as if a day had passed).
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
@@ -166,7 +166,8 @@ async fn passwords_are_never_returned_or_logged() {
         ("/auth/login", PASSWORD),
         ("/auth/login", "a wrong secret"),
     ] {
-        let body = json!({"username": "mina", "password": password, "region": "mangwon"});
+        let body =
+            json!({"username": "mina", "password": password, "region": "seoul/mapo/mangwon"});
         answers.push(browser.post(path, body).await.1.to_string());
     }
     answers.push(browser.get("/auth/me").await.1.to_string());

@@ -3,13 +3,14 @@
 //! closer settles it, log out; data survives a restart; `--demo` seeds.
 
 mod access;
+mod catalogue;
 #[path = "../common/process.rs"]
 mod process;
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use neighborbid_server::{start, Config, Server};
+use neighborbid_server::{start, Config, LocalArea, Server};
 use process::Process;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -30,6 +31,11 @@ fn config(path: &std::path::Path, demo: bool) -> Config {
         fan_out_local: false,
         secure_cookies: false,
         rate_limit: 20,
+        local_area: LocalArea::Neighbourhood,
+        no_end_early: false,
+        ending_soon_secs: 600,
+        images_dir: path.with_extension("images"),
+        max_image_bytes: 2 * 1024 * 1024,
     }
 }
 
@@ -154,27 +160,27 @@ async fn a_newcomer_signs_up_tops_up_sells_bids_and_the_closer_settles() {
         (StatusCode::OK, json!({"status": "ok"}))
     );
 
-    let signed_up = mina.sign_up("mina", "mangwon").await;
+    let signed_up = mina.sign_up("mina", "seoul/mapo/mangwon").await;
     assert!(
         !signed_up.to_string().contains("correct horse"),
         "no password in answers"
     );
     let mina_id = signed_up["account"]["id"].as_i64().expect("an id");
-    let jun_signup = jun.sign_up("jun", "mangwon").await;
+    let jun_signup = jun.sign_up("jun", "seoul/mapo/mangwon").await;
     let old_token = jun_signup["token"].as_str().expect("a token").to_owned();
     let bad = [
         (
-            json!({"username": "mina", "password": "correct horse", "region": "mangwon"}),
+            json!({"username": "mina", "password": "correct horse", "region": "seoul/mapo/mangwon"}),
             StatusCode::CONFLICT,
             "username_taken",
         ),
         (
-            json!({"username": "x", "password": "correct horse", "region": "mangwon"}),
+            json!({"username": "x", "password": "correct horse", "region": "seoul/mapo/mangwon"}),
             StatusCode::BAD_REQUEST,
             "invalid_username",
         ),
         (
-            json!({"username": "newbie", "password": "short", "region": "mangwon"}),
+            json!({"username": "newbie", "password": "short", "region": "seoul/mapo/mangwon"}),
             StatusCode::BAD_REQUEST,
             "invalid_password",
         ),
@@ -343,8 +349,8 @@ async fn on_postgres_accounts_and_bids_work_the_same() {
     };
     let server = start(config).await.expect("starts on Postgres");
     let (seller, bidder) = (Browser::new(&server), Browser::new(&server));
-    seller.sign_up("seller", "mangwon").await;
-    bidder.sign_up("bidder", "hapjeong").await;
+    seller.sign_up("seller", "seoul/mapo/mangwon").await;
+    bidder.sign_up("bidder", "seoul/mapo/hapjeong").await;
     bidder.top_up("500").await;
     let id = seller.sell("Desk", "100", "10", HOUR).await;
     let (status, bid) = bidder
@@ -422,10 +428,10 @@ async fn two_processes_on_postgres_and_redis_share_live_auctions() {
     let second = Process::spawn(&env).await;
 
     let seller = Browser::at(first.address);
-    seller.sign_up("seller", "mangwon").await;
+    seller.sign_up("seller", "seoul/mapo/mangwon").await;
     let (alice, bob) = (Browser::at(first.address), Browser::at(second.address));
-    let alice_token = alice.sign_up("alice", "hapjeong").await["token"].clone();
-    let bob_token = bob.sign_up("bob", "yeonnam").await["token"].clone();
+    let alice_token = alice.sign_up("alice", "seoul/mapo/hapjeong").await["token"].clone();
+    let bob_token = bob.sign_up("bob", "seoul/mapo/yeonnam").await["token"].clone();
     for bidder in [&alice, &bob] {
         bidder.top_up("1000").await;
     }
@@ -472,12 +478,12 @@ async fn sigterm_under_load_loses_no_acknowledged_bid() {
     let url = format!("sqlite://{}", path.display());
     let server = Process::spawn(&[("NEIGHBORBID_DATABASE_URL", &url)]).await;
     let seller = Browser::at(server.address);
-    seller.sign_up("seller", "mangwon").await;
+    seller.sign_up("seller", "seoul/mapo/mangwon").await;
     let id = seller.sell("Bicycle", "100", "1", HOUR).await;
     let mut bidders = Vec::new();
     for name in ["bidder1", "bidder2", "bidder3", "bidder4"] {
         let bidder = Browser::at(server.address);
-        bidder.sign_up(name, "hapjeong").await;
+        bidder.sign_up(name, "seoul/mapo/hapjeong").await;
         bidder.top_up("1000000").await;
         bidders.push(bidder);
     }
@@ -561,7 +567,7 @@ async fn the_session_cookie_is_http_only_and_secure_when_asked() {
         .expect("starts");
         let response = Client::new()
             .post(format!("http://{}/auth/signup", server.address))
-            .json(&json!({"username": "mina", "password": "correct horse", "region": "mangwon"}))
+            .json(&json!({"username": "mina", "password": "correct horse", "region": "seoul/mapo/mangwon"}))
             .send()
             .await
             .expect("an answer");
