@@ -38,7 +38,7 @@ pub enum Fault {
     /// Instead of [`Transaction::commit`]: the caller is told the
     /// connection was lost ([`StoreErrorKind::Unavailable`]) while the
     /// commit is still on its way; it lands when the test calls
-    /// [`FaultSwitch::land_late_commits`]. So a COMMIT looks when the
+    /// [`FaultSwitch::land_late_commits`]. This is how a COMMIT looks to its sender when the
     /// connection dies right after sending it: the client cannot know
     /// whether it happened, and the database holds the transaction's locks
     /// until it does.

@@ -38,22 +38,27 @@ async fn top_up(page: &Session, amount: &str) {
         .await;
 }
 
-/// From the list, opens the national auction titled `title`.
-async fn open_auction(page: &Session, title: &str) {
-    page.click("header [data-go=list]").await;
-    let click_card = "for (const card of document.querySelectorAll('#national .card')) \
-         if (card.querySelector('strong').textContent === arguments[0]) { card.click(); return true; } \
+/// Clicks the card titled `title` in the grid `grid`, once it shows.
+async fn click_card(page: &Session, grid: &str, title: &str) {
+    let click = "for (const card of document.querySelectorAll(arguments[0] + ' .card')) \
+         if (card.querySelector('strong').textContent === arguments[1]) { card.click(); return true; } \
          return false;";
     let deadline = std::time::Instant::now() + PATIENCE;
-    while page.run(click_card, json!([title])).await != true {
+    while page.run(click, json!([grid, title])).await != true {
         assert!(
             std::time::Instant::now() < deadline,
-            "{title} is not listed"
+            "{title} is not listed in {grid}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     page.wait_for_text("#a-title", PATIENCE, |shown| shown == title)
         .await;
+}
+
+/// From the list, opens the national auction titled `title`.
+async fn open_auction(page: &Session, title: &str) {
+    page.click("header [data-go=list]").await;
+    click_card(page, "#national", title).await;
     page.wait_for_text("#a-live", PATIENCE, |live| live == "live")
         .await;
 }
@@ -161,6 +166,86 @@ async fn two_bidders_see_each_other_live_in_the_page() {
     // Mina's list caught up by itself (it refreshes every 5 s).
     seller
         .wait_for_text("#national .card .price", PATIENCE, |price| price == "11000")
+        .await;
+
+    // Mina sells a rice cooker in her neighbourhood, Mangwon.
+    seller.click("#my-link").await;
+    seller
+        .fill("#create-form [name=title]", "Rice cooker")
+        .await;
+    seller
+        .fill("#create-form [name=description]", "Cooks rice")
+        .await;
+    seller.select("#create-form [name=category]", "home").await;
+    seller.select("#create-form [name=condition]", "s").await;
+    seller.select("#create-form [name=scope]", "local").await;
+    seller.fill("#create-form [name=start_price]", "5000").await;
+    seller.click("#create-form button").await;
+    seller
+        .wait_for_text("#a-title", PATIENCE, |title| title == "Rice cooker")
+        .await;
+    seller
+        .wait_for_text("#a-details", PATIENCE, |details| {
+            details.contains("Used: S") && details.contains("Mangwon-dong")
+        })
+        .await;
+
+    // Bob (Yeonnam, also in Mapo-gu) browses his district and finds it.
+    bob.click("header [data-go=list]").await;
+    bob.select("#browse-form [name=region]", "seoul/mapo").await;
+    bob.select("#browse-form [name=category]", "home").await;
+    bob.click("#browse-form button").await;
+    bob.wait_for_text("#browse-count", PATIENCE, |count| count == "1 found")
+        .await;
+    click_card(&bob, "#results", "Rice cooker").await;
+    bob.wait_for_text("#watch", PATIENCE, |watch| watch == "Watch")
+        .await;
+    bob.click("#watch").await;
+    bob.wait_for_text("#watch", PATIENCE, |watch| watch.starts_with("Watching"))
+        .await;
+    let question = "<script>window.pwned = true</script>Does it work?";
+    bob.fill("#ask-form [name=body]", question).await;
+    bob.click("#ask-form button").await;
+    bob.wait_for_text("#questions", PATIENCE, |shown| shown.contains(question))
+        .await;
+    let injected = bob
+        .run(
+            "return [window.pwned === undefined, document.querySelectorAll('#questions script').length];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        injected,
+        json!([true, 0]),
+        "the question is text, not markup"
+    );
+    bob.click("#my-link").await;
+    bob.wait_for_text("#watchlist", PATIENCE, |list| list.contains("Rice cooker"))
+        .await;
+
+    // Mina answers on her auction's page; Bob sees the answer.
+    seller.click("#my-link").await;
+    click_card(&seller, "#my-auctions", "Rice cooker").await;
+    seller
+        .wait_for_text("#questions", PATIENCE, |shown| {
+            shown.contains("Does it work?")
+        })
+        .await;
+    seller
+        .fill("#questions .answer-form [name=body]", "Yes, like new.")
+        .await;
+    seller.click("#questions .answer-form button").await;
+    seller
+        .wait_for_text("#questions", PATIENCE, |shown| {
+            shown.contains("Seller: Yes, like new.")
+        })
+        .await;
+    bob.click("#watchlist .card").await;
+    bob.wait_for_text("#questions", PATIENCE, |shown| {
+        shown.contains("Seller: Yes, like new.")
+    })
+    .await;
+    bob.screenshot(&artifacts.join("bob-sees-the-answer.png"))
         .await;
     println!("screenshots in {}", artifacts.display());
 

@@ -131,9 +131,20 @@ impl Session {
     }
 
     /// Chooses `value` in the `<select>` matching `css`.
+    /// Chooses `value` in a select, once it offers it (the page may fill
+    /// its options after loading).
     pub(crate) async fn select(&self, css: &str, value: &str) {
-        let script = "document.querySelector(arguments[0]).value = arguments[1];";
-        self.run(script, json!([css, value])).await;
+        let script = "const select = document.querySelector(arguments[0]); \
+             if (!select) return false; select.value = arguments[1]; \
+             return select.value === arguments[1];";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.run(script, json!([css, value])).await != true {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{css} never offered {value}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub(crate) async fn click(&self, css: &str) {
