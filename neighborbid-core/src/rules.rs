@@ -441,6 +441,26 @@ pub fn buy_now(
     Ok(decision(next, None, postings, public, private, now))
 }
 
+/// What a seller's own change needs: it is theirs, open, and not past its
+/// end (after it, the closer settles it).
+fn check_seller_running(
+    auction: &Auction,
+    seller: UserId,
+    now: Timestamp,
+) -> Result<(), RuleError> {
+    if seller != auction.seller {
+        return Err(Rejection::NotSeller.into());
+    }
+    check_open(auction)?;
+    if now >= auction.ends_at {
+        return Err(Rejection::AuctionEnded {
+            ended_at: auction.ends_at,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Decides a cancellation by the seller.
 pub fn cancel(
     state: AuctionState<'_>,
@@ -448,18 +468,9 @@ pub fn cancel(
     now: Timestamp,
 ) -> Result<Decision, RuleError> {
     let auction = state.auction;
-    if cmd.seller != auction.seller {
-        return Err(Rejection::NotSeller.into());
-    }
-    check_open(auction)?;
+    check_seller_running(auction, cmd.seller, now)?;
     if auction.leader.is_some() {
         return Err(Rejection::HasBids.into());
-    }
-    if now >= auction.ends_at {
-        return Err(Rejection::AuctionEnded {
-            ended_at: auction.ends_at,
-        }
-        .into());
     }
     let postings = Postings::new(now, state.wallets, state.holds);
     let mut next = advance(auction);
@@ -495,16 +506,7 @@ pub fn end_early(
     now: Timestamp,
 ) -> Result<Decision, RuleError> {
     let auction = state.auction;
-    if cmd.seller != auction.seller {
-        return Err(Rejection::NotSeller.into());
-    }
-    check_open(auction)?;
-    if now >= auction.ends_at {
-        return Err(Rejection::AuctionEnded {
-            ended_at: auction.ends_at,
-        }
-        .into());
-    }
+    check_seller_running(auction, cmd.seller, now)?;
     // Before its start there is nothing to settle: the seller cancels.
     if now <= auction.starts_at {
         return Err(Rejection::AuctionNotStarted {

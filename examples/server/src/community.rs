@@ -88,6 +88,16 @@ pub(crate) async fn auction<S: Store>(site: &Site<S>, id: i64) -> Result<Auction
         .auction)
 }
 
+/// An insert's outcome where a row with the same key is as good as ours.
+pub(crate) fn inserted_or_there(
+    result: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+) -> Result<(), ApiError> {
+    match result {
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(()),
+        other => other.map(|_| ()).map_err(database),
+    }
+}
+
 /// Text of 1 to `max` characters (after trimming), or 400 `code`.
 fn text(body: &str, max: usize, code: &str, what: &str) -> Result<String, ApiError> {
     let body = body.trim();
@@ -252,21 +262,17 @@ pub(crate) async fn watch<S: Store>(
             .await
             .map_err(database)?;
     if watched.is_none() {
-        let inserted = sqlx::query(
-            "INSERT INTO watchlist (account_id, auction_id, created_at) VALUES ($1, $2, $3)",
-        )
-        .bind(account.id)
-        .bind(id)
-        .bind(now())
-        .execute(pool)
-        .await;
-        match inserted {
-            // A concurrent PUT of the same pair won: the auction is watched.
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {}
-            other => {
-                other.map_err(database)?;
-            }
-        }
+        // A concurrent PUT of the same pair may win: the auction is watched.
+        inserted_or_there(
+            sqlx::query(
+                "INSERT INTO watchlist (account_id, auction_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(account.id)
+            .bind(id)
+            .bind(now())
+            .execute(pool)
+            .await,
+        )?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

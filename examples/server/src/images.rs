@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 
 use crate::accounts::{database, hex, now};
-use crate::community::{auction, signed_in};
+use crate::community::{auction, inserted_or_there, signed_in};
 use crate::Site;
 
 /// Most photos per auction.
@@ -169,24 +169,20 @@ pub(crate) async fn upload<S: Store>(
             tracing::error!(%error, "storing an image");
             ApiError::internal()
         })?;
-    let inserted = sqlx::query(
-        "INSERT INTO images (auction_id, name, content_type, bytes, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(&name)
-    .bind(content_type)
-    .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
-    .bind(now())
-    .execute(pool)
-    .await;
-    match inserted {
-        // The same photo again: it is there already.
-        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {}
-        other => {
-            other.map_err(database)?;
-        }
-    }
+    // The same photo again is there already.
+    inserted_or_there(
+        sqlx::query(
+            "INSERT INTO images (auction_id, name, content_type, bytes, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(&name)
+        .bind(content_type)
+        .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
+        .bind(now())
+        .execute(pool)
+        .await,
+    )?;
     let image = Image {
         url: format!("/images/{name}"),
         name,
