@@ -385,12 +385,17 @@ pub(crate) async fn send_watch_notices<S: Store, N: Notifier>(
         let now = engine.now();
         let left = auction.ends_at - now;
         // "Ended" waits for the settlement, so it can tell the outcome.
-        let (flag, kind, detail) = if auction.status != AuctionStatus::Open {
-            ("end_sent", "ended", outcome(&auction))
+        // Each notice claims its flag; "ended" also settles "soon", which
+        // would come too late. (One assignment per column: Postgres refuses
+        // two.)
+        let (flag, claim, kind, detail) = if auction.status != AuctionStatus::Open {
+            let claim = "end_sent = 1, soon_sent = 1";
+            ("end_sent", claim, "ended", outcome(&auction))
         } else if left > chrono::TimeDelta::zero() && left <= chrono::TimeDelta::from_std(soon)? {
             let minutes = (left.num_seconds() + 59) / 60;
             (
                 "soon_sent",
+                "soon_sent = 1",
                 "ending_soon",
                 format!("ends in about {minutes} min"),
             )
@@ -398,9 +403,8 @@ pub(crate) async fn send_watch_notices<S: Store, N: Notifier>(
             continue;
         };
         let mut tx = pool.begin().await?;
-        // Ended implies the "soon" notice is no longer needed.
         let claimed: Vec<i64> = sqlx::query_scalar(&format!(
-            "UPDATE watchlist SET {flag} = 1, soon_sent = 1 \
+            "UPDATE watchlist SET {claim} \
              WHERE auction_id = $1 AND {flag} = 0 RETURNING account_id"
         ))
         .bind(id)

@@ -424,11 +424,29 @@ async fn bad_catalogue_input_gets_a_4xx_and_changes_nothing() {
 #[tokio::test]
 async fn watchers_questions_photos_profiles_and_ending_early() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let server = start(Config {
+    let database = format!("sqlite://{}", dir.path().join("site.db").display());
+    community_features(&dir, &database).await;
+}
+
+#[tokio::test]
+async fn on_postgres_watchers_questions_photos_profiles_and_ending_early() {
+    let database = neighborbid_sqlx::testing::TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    community_features(&dir, database.url()).await;
+}
+
+/// Watchlist and notices, questions, photos, profiles and ending early,
+/// on the site's database at `database`.
+async fn community_features(dir: &tempfile::TempDir, database: &str) {
+    let site = |config: Config| Config {
+        database_url: database.to_owned(),
+        ..config
+    };
+    let server = start(site(Config {
         ending_soon_secs: 3,
         local_area: LocalArea::District,
         ..config(&dir.path().join("site.db"), false)
-    })
+    }))
     .await
     .expect("the server starts");
     let mina = Browser::new(&server);
@@ -629,10 +647,10 @@ async fn watchers_questions_photos_profiles_and_ending_early() {
     server.stop().await;
 
     // A site may turn ending early off.
-    let server = start(Config {
+    let server = start(site(Config {
         no_end_early: true,
         ..config(&dir.path().join("site.db"), false)
-    })
+    }))
     .await
     .expect("the server starts");
     let mina = Browser::new(&server);
