@@ -8,9 +8,11 @@ use criterion::{criterion_main, Criterion};
 use neighborbid_core::rules::{self, AuctionState, Rules, SameRegion};
 use neighborbid_core::{
     Auction, AuctionId, AuctionPolicy, AuctionStatus, CreateAuction, Currency, Deposit, Engine,
-    EngineConfig, Hold, MemoryStore, Money, NoopNotifier, PlaceBid, Scope, UserId, Wallet,
+    EngineConfig, EngineError, Hold, MemoryStore, Money, NoopNotifier, PlaceBid, Rejection, Scope,
+    UserId, Wallet,
 };
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 fn hot_auction() -> Auction {
     let now = Utc::now();
@@ -89,10 +91,11 @@ fn decide(c: &mut Criterion) {
     });
 }
 
-/// An engine on the memory store with two rich bidders and `auctions`
-/// fresh auctions.
+/// An engine on the memory store with `bidders` rich bidders (user ids
+/// from 2) and `auctions` fresh auctions.
 async fn engine_with(
     coalesce_bids: bool,
+    bidders: i64,
     auctions: usize,
 ) -> (Engine<MemoryStore, NoopNotifier>, Vec<AuctionId>) {
     let config = EngineConfig {
@@ -100,7 +103,7 @@ async fn engine_with(
         ..EngineConfig::default()
     };
     let engine = Engine::with_config(MemoryStore::new(), NoopNotifier, config);
-    for user in BIDDERS {
+    for user in (2..2 + bidders).map(UserId) {
         let amount = Money::units(1_000_000_000);
         engine
             .deposit(Deposit { user, amount }, None)
@@ -140,24 +143,74 @@ fn winning_bid(auction: AuctionId, price: u64) -> PlaceBid {
     }
 }
 
-/// One hot auction, one thread: every bid wins (the most work a bid does).
+/// One hot auction, one thread, as the load generator's hot mode bids:
+/// 64 bidders in turn, each bidding the minimum it last saw (from its own
+/// receipt or from the refusal), so most bids are stale and refused.
+/// Reported per decided bid, accepted or refused.
 fn engine_hot_auction(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    const HOT_BIDDERS: i64 = 64;
+    let runtime = current_thread();
     for coalesce_bids in [false, true] {
-        let (engine, auctions) = runtime.block_on(engine_with(coalesce_bids, 1));
-        let mut price = 0u64;
-        let name = format!("engine/memory hot auction bid, coalescing {coalesce_bids}");
+        let (engine, auctions) = runtime.block_on(engine_with(coalesce_bids, HOT_BIDDERS, 1));
+        let mut seen = vec![Money::units(1); HOT_BIDDERS as usize];
+        let mut turn = 0;
+        let name = format!("engine/memory hot auction, 64 bidders, coalescing {coalesce_bids}");
         c.bench_function(&name, |b| {
-            b.iter(|| {
-                price += 1;
-                let bid = winning_bid(auctions[0], price);
-                runtime.block_on(engine.place_bid(bid, None)).expect("bid")
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        turn = (turn + 1) % seen.len();
+                        let bid = PlaceBid {
+                            auction_id: auctions[0],
+                            bidder: UserId(2 + turn as i64),
+                            bidder_region: None,
+                            amount: seen[turn],
+                            max_amount: None,
+                        };
+                        seen[turn] = match engine.place_bid(bid, None).await {
+                            Ok(receipt) => receipt.auction.min_next_bid(),
+                            Err(EngineError::Rejected(Rejection::BidTooLow { min_next_bid })) => {
+                                min_next_bid
+                            }
+                            Err(error) => panic!("unexpected answer: {error}"),
+                        };
+                    }
+                    start.elapsed()
+                })
             })
         });
     }
+}
+
+/// One hot auction, one thread: every bid wins (the most work a bid does).
+fn engine_hot_auction_every_bid_wins(c: &mut Criterion) {
+    let runtime = current_thread();
+    for coalesce_bids in [false, true] {
+        let (engine, auctions) = runtime.block_on(engine_with(coalesce_bids, 2, 1));
+        let mut price = 0u64;
+        let name = format!("engine/memory hot auction, every bid wins, coalescing {coalesce_bids}");
+        c.bench_function(&name, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        price += 1;
+                        let bid = winning_bid(auctions[0], price);
+                        engine.place_bid(bid, None).await.expect("bid");
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// Many auctions, two threads, each thread bidding on its own half.
@@ -167,11 +220,11 @@ fn engine_many_auctions(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (engine, auctions) = runtime.block_on(engine_with(true, 64));
+    let (engine, auctions) = runtime.block_on(engine_with(true, 2, 64));
     let prices = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     c.bench_function("engine/memory 64 auctions, 2 threads, per bid", |b| {
         b.iter_custom(|iterations| {
-            let start = std::time::Instant::now();
+            let start = Instant::now();
             runtime.block_on(async {
                 let halves = auctions.chunks(auctions.len() / 2).map(<[_]>::to_vec);
                 let tasks: Vec<_> = halves
@@ -203,6 +256,7 @@ fn benches() {
     let mut criterion = Criterion::default().configure_from_args();
     decide(&mut criterion);
     engine_hot_auction(&mut criterion);
+    engine_hot_auction_every_bid_wins(&mut criterion);
     engine_many_auctions(&mut criterion);
 }
 

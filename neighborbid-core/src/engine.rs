@@ -510,10 +510,12 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Command::PlaceBid(cmd) => {
                 let action = AuctionAction::Bid(cmd.bidder);
-                let (decision, bid) = decide_and_write(tx, cmd.auction_id, action, |state| {
-                    rules::place_bid(rules, state, cmd, now)
-                })
-                .await?;
+                let check = |auction: &Auction| rules::check_bid(rules, auction, cmd, now);
+                let (decision, bid) =
+                    decide_and_write(tx, cmd.auction_id, action, check, |state| {
+                        rules::place_bid(rules, state, cmd, now)
+                    })
+                    .await?;
                 let receipt = BidReceipt {
                     bid,
                     leading: decision.auction.leader == Some(cmd.bidder),
@@ -523,23 +525,26 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Command::BuyNow(cmd) => {
                 let action = AuctionAction::BuyNow(cmd.buyer);
-                let (decision, _) = decide_and_write(tx, cmd.auction_id, action, |state| {
-                    rules::buy_now(rules, state, cmd, now)
-                })
-                .await?;
+                let (decision, _) =
+                    decide_and_write(tx, cmd.auction_id, action, no_check, |state| {
+                        rules::buy_now(rules, state, cmd, now)
+                    })
+                    .await?;
                 (Receipt::BoughtNow(decision.auction), Some(decision.event))
             }
             Command::CancelAuction(cmd) => {
+                let action = AuctionAction::Cancel;
                 let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, AuctionAction::Cancel, |state| {
+                    decide_and_write(tx, cmd.auction_id, action, no_check, |state| {
                         rules::cancel(state, cmd, now)
                     })
                     .await?;
                 (Receipt::Cancelled(decision.auction), Some(decision.event))
             }
             Command::EndEarly(cmd) => {
+                let action = AuctionAction::Settle;
                 let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, AuctionAction::Settle, |state| {
+                    decide_and_write(tx, cmd.auction_id, action, no_check, |state| {
                         rules::end_early(state, cmd, now)
                     })
                     .await?;
@@ -568,18 +573,21 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     }
 }
 
-/// Locks the auction, then the wallets the action touches (ascending),
-/// decides, and writes the decision.
+/// Locks the auction, asks `check` (refusals that need no wallet), locks
+/// the wallets the action touches (ascending), decides, and writes the
+/// decision.
 async fn decide_and_write<T: Transaction>(
     tx: &mut T,
     auction_id: AuctionId,
     action: AuctionAction,
+    check: impl FnOnce(&Auction) -> Result<(), Rejection>,
     decide: impl FnOnce(AuctionState<'_>) -> Result<Decision, RuleError>,
 ) -> Result<(Decision, Option<Bid>), EngineError> {
     let auction = tx
         .lock_auction(auction_id)
         .await?
         .ok_or(Rejection::AuctionNotFound { auction_id })?;
+    check(&auction)?;
     let (holds, wallets) = lock_parties(tx, &auction, action).await?;
     let decision = decide(AuctionState {
         auction: &auction,
@@ -588,6 +596,10 @@ async fn decide_and_write<T: Transaction>(
     })?;
     let bid = tx.write_decision(&decision).await?;
     Ok((decision, bid))
+}
+
+fn no_check(_: &Auction) -> Result<(), Rejection> {
+    Ok(())
 }
 
 async fn lock_parties<T: Transaction>(

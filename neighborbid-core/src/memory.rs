@@ -22,6 +22,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, BidId, UserId};
 use crate::money::Money;
+use crate::rules::Decision;
 use crate::store::{AuctionFilter, AuctionStore, Page, Store, Transaction, WalletLedger};
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
@@ -66,15 +67,18 @@ struct State {
     last_bid_id: i64,
     /// Bumped by every commit that changes rows; versions come from it.
     commits: u64,
+    // Keyed by ids: B-trees compare integers where a hash map would run
+    // SipHash on every access of a bid's path.
     auctions: BTreeMap<AuctionId, Versioned<Auction>>,
     wallets: BTreeMap<UserId, Versioned<Wallet>>,
-    bids: HashMap<AuctionId, Vec<Bid>>,
-    bids_by_user: HashMap<UserId, Vec<(AuctionId, usize)>>,
-    history: HashMap<UserId, Vec<LedgerEntry>>,
-    holds_by_auction: HashMap<AuctionId, BTreeMap<UserId, Money>>,
+    bids: BTreeMap<AuctionId, Vec<Bid>>,
+    bids_by_user: BTreeMap<UserId, Vec<(AuctionId, usize)>>,
+    history: BTreeMap<UserId, Vec<LedgerEntry>>,
+    holds_by_auction: BTreeMap<AuctionId, BTreeMap<UserId, Money>>,
     holds_by_user: BTreeMap<(UserId, AuctionId), Money>,
-    events: HashMap<AuctionId, Vec<Event>>,
+    events: BTreeMap<AuctionId, Vec<Event>>,
     undelivered: BTreeSet<EventId>,
+    // Client-chosen keys: the randomly seeded hasher resists collisions.
     idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyRecord>,
 }
 
@@ -116,10 +120,12 @@ impl State {
 #[derive(Debug)]
 pub struct MemoryTx {
     shared: Arc<Mutex<State>>,
+    // A transaction touches a handful of rows: vectors searched in order
+    // beat maps here.
     /// Rows this transaction locked, with the version it saw.
-    locked: HashMap<Row, u64>,
-    auctions: BTreeMap<AuctionId, Auction>,
-    wallets: BTreeMap<UserId, Wallet>,
+    locked: Vec<(Row, u64)>,
+    auctions: Vec<Auction>,
+    wallets: Vec<Wallet>,
     bids: Vec<Bid>,
     entries: Vec<LedgerEntry>,
     holds: Vec<Hold>,
@@ -152,16 +158,22 @@ impl MemoryTx {
     fn changed_row(&self, state: &State) -> Option<Row> {
         self.locked
             .iter()
-            .find(|(row, seen)| state.version(**row) != **seen)
+            .find(|(row, seen)| state.version(*row) != *seen)
             .map(|(row, _)| *row)
     }
 
     fn remember(&mut self, row: Row, version: u64) {
-        self.locked.entry(row).or_insert(version);
+        if !self.is_locked(row) {
+            self.locked.push((row, version));
+        }
+    }
+
+    fn is_locked(&self, row: Row) -> bool {
+        self.locked.iter().any(|(locked, _)| *locked == row)
     }
 
     fn require_locked(&self, row: Row) -> Result<(), StoreError> {
-        if self.locked.contains_key(&row) {
+        if self.is_locked(row) {
             Ok(())
         } else {
             Err(StoreError::new(
@@ -172,6 +184,85 @@ impl MemoryTx {
     }
 }
 
+/// The writes, without a boxed future each: a decision's rows are written
+/// in one call ([`MemoryTx::write`]).
+impl MemoryTx {
+    fn buffer_auction(&mut self, auction: Auction) {
+        match self.auctions.iter_mut().find(|a| a.id == auction.id) {
+            Some(buffered) => *buffered = auction,
+            None => self.auctions.push(auction),
+        }
+    }
+
+    fn put_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
+        self.require_locked(Row::Auction(auction.id))?;
+        self.buffer_auction(auction.clone());
+        Ok(())
+    }
+
+    fn put_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
+        self.require_locked(Row::Auction(bid.auction_id))?;
+        let id = {
+            let mut state = self.state();
+            state.last_bid_id += 1;
+            BidId(state.last_bid_id)
+        };
+        let bid = Bid { id, ..bid.clone() };
+        self.bids.push(bid.clone());
+        Ok(bid)
+    }
+
+    fn put_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        self.require_locked(Row::Auction(event.auction_id))?;
+        self.events.push(event.clone());
+        Ok(())
+    }
+
+    fn put_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
+        self.require_locked(Row::Wallet(wallet.user))?;
+        match self.wallets.iter_mut().find(|w| w.user == wallet.user) {
+            Some(buffered) => *buffered = wallet.clone(),
+            None => self.wallets.push(wallet.clone()),
+        }
+        Ok(())
+    }
+
+    fn put_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        self.require_locked(Row::Wallet(entry.user))?;
+        self.entries.push(entry.clone());
+        Ok(())
+    }
+
+    fn put_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
+        self.require_locked(Row::Auction(hold.auction_id))?;
+        self.require_locked(Row::Wallet(hold.user))?;
+        self.holds.push(hold.clone());
+        Ok(())
+    }
+
+    /// Every row of `decision`, as [`Transaction::write_decision`] writes
+    /// them; later decisions overwrite the auction, wallets and holds.
+    fn write(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
+        self.put_auction(&decision.auction)?;
+        let bid = decision
+            .bid
+            .as_ref()
+            .map(|bid| self.put_bid(bid))
+            .transpose()?;
+        for wallet in &decision.wallets {
+            self.put_wallet(wallet)?;
+        }
+        for entry in &decision.entries {
+            self.put_entry(entry)?;
+        }
+        for hold in &decision.holds {
+            self.put_hold(hold)?;
+        }
+        self.put_event(&decision.event)?;
+        Ok(bid)
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     type Tx = MemoryTx;
@@ -179,9 +270,9 @@ impl Store for MemoryStore {
     async fn begin(&self) -> Result<MemoryTx, StoreError> {
         Ok(MemoryTx {
             shared: Arc::clone(&self.shared),
-            locked: HashMap::new(),
-            auctions: BTreeMap::new(),
-            wallets: BTreeMap::new(),
+            locked: Vec::new(),
+            auctions: Vec::new(),
+            wallets: Vec::new(),
             bids: Vec::new(),
             entries: Vec::new(),
             holds: Vec::new(),
@@ -194,6 +285,20 @@ impl Store for MemoryStore {
 
 #[async_trait]
 impl Transaction for MemoryTx {
+    async fn write_decision(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
+        self.write(decision)
+    }
+
+    async fn write_decisions(
+        &mut self,
+        decisions: &[Decision],
+    ) -> Result<Vec<Option<Bid>>, StoreError> {
+        decisions
+            .iter()
+            .map(|decision| self.write(decision))
+            .collect()
+    }
+
     async fn commit(self) -> Result<(), StoreError> {
         let mut state = self.consistent(&self.shared)?;
         for (user, key, _) in &self.idempotency {
@@ -206,18 +311,18 @@ impl Transaction for MemoryTx {
         // Validated: from here on nothing can fail.
         state.commits += 1;
         let version = state.commits;
-        for (id, auction) in self.auctions {
+        for auction in self.auctions {
             state.auctions.insert(
-                id,
+                auction.id,
                 Versioned {
                     version,
                     value: auction,
                 },
             );
         }
-        for (user, wallet) in self.wallets {
+        for wallet in self.wallets {
             state.wallets.insert(
-                user,
+                wallet.user,
                 Versioned {
                     version,
                     value: wallet,
@@ -271,12 +376,12 @@ impl AuctionStore for MemoryTx {
             ..auction.clone()
         };
         self.remember(Row::Auction(id), 0);
-        self.auctions.insert(id, auction.clone());
+        self.buffer_auction(auction.clone());
         Ok(auction)
     }
 
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        if let Some(auction) = self.auctions.get(&id) {
+        if let Some(auction) = self.auctions.iter().find(|a| a.id == id) {
             return Ok(Some(auction.clone()));
         }
         let shared = Arc::clone(&self.shared);
@@ -302,27 +407,15 @@ impl AuctionStore for MemoryTx {
     }
 
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        self.require_locked(Row::Auction(auction.id))?;
-        self.auctions.insert(auction.id, auction.clone());
-        Ok(())
+        self.put_auction(auction)
     }
 
     async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
-        self.require_locked(Row::Auction(bid.auction_id))?;
-        let id = {
-            let mut state = self.state();
-            state.last_bid_id += 1;
-            BidId(state.last_bid_id)
-        };
-        let bid = Bid { id, ..bid.clone() };
-        self.bids.push(bid.clone());
-        Ok(bid)
+        self.put_bid(bid)
     }
 
     async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        self.require_locked(Row::Auction(event.auction_id))?;
-        self.events.push(event.clone());
-        Ok(())
+        self.put_event(event)
     }
 
     async fn load_idempotency(
@@ -450,7 +543,7 @@ impl WalletLedger for MemoryTx {
         let state = self.consistent(&shared)?;
         let mut wallets = Vec::with_capacity(users.len());
         for &user in users {
-            if let Some(wallet) = self.wallets.get(&user) {
+            if let Some(wallet) = self.wallets.iter().find(|w| w.user == user) {
                 wallets.push(wallet.clone());
                 continue;
             }
@@ -467,43 +560,40 @@ impl WalletLedger for MemoryTx {
     async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
         self.require_locked(Row::Auction(auction))?;
         let shared = Arc::clone(&self.shared);
-        let mut holds: BTreeMap<UserId, Money> = self
+        let mut holds: Vec<Hold> = self
             .consistent(&shared)?
             .holds_by_auction
             .get(&auction)
-            .cloned()
-            .unwrap_or_default();
-        for hold in self.holds.iter().filter(|hold| hold.auction_id == auction) {
-            holds.insert(hold.user, hold.amount);
-        }
-        Ok(holds
             .into_iter()
-            .filter(|(_, amount)| !amount.is_zero())
-            .map(|(user, amount)| Hold {
+            .flatten()
+            .map(|(&user, &amount)| Hold {
                 auction_id: auction,
                 user,
                 amount,
             })
-            .collect())
+            .collect();
+        // This transaction's own changes, in order, over the committed ones.
+        for hold in self.holds.iter().filter(|hold| hold.auction_id == auction) {
+            match holds.iter_mut().find(|open| open.user == hold.user) {
+                Some(open) => open.amount = hold.amount,
+                None => holds.push(hold.clone()),
+            }
+        }
+        holds.retain(|hold| !hold.amount.is_zero());
+        holds.sort_by_key(|hold| hold.user);
+        Ok(holds)
     }
 
     async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        self.require_locked(Row::Wallet(wallet.user))?;
-        self.wallets.insert(wallet.user, wallet.clone());
-        Ok(())
+        self.put_wallet(wallet)
     }
 
     async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.require_locked(Row::Wallet(entry.user))?;
-        self.entries.push(entry.clone());
-        Ok(())
+        self.put_entry(entry)
     }
 
     async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
-        self.require_locked(Row::Auction(hold.auction_id))?;
-        self.require_locked(Row::Wallet(hold.user))?;
-        self.holds.push(hold.clone());
-        Ok(())
+        self.put_hold(hold)
     }
 
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {

@@ -155,7 +155,8 @@ pub enum AuctionAction {
 /// The wallets an action may touch, ascending and without duplicates: the
 /// engine locks them in this order, after the auction.
 pub fn wallets_to_lock(auction: &Auction, holds: &[Hold], action: AuctionAction) -> Vec<UserId> {
-    let mut users: Vec<UserId> = holds.iter().map(|hold| hold.user).collect();
+    let mut users = Vec::with_capacity(holds.len() + 2);
+    users.extend(holds.iter().map(|hold| hold.user));
     match action {
         AuctionAction::Bid(user) => users.push(user),
         AuctionAction::BuyNow(user) => users.extend([user, auction.seller]),
@@ -272,20 +273,9 @@ pub fn place_bid(
     now: Timestamp,
 ) -> Result<Decision, RuleError> {
     let auction = state.auction;
-    let amount = positive(rules, "amount", cmd.amount)?;
-    let max = match cmd.max_amount {
-        Some(max) if positive(rules, "max_amount", max)? < amount => {
-            return Err(Rejection::MaxBelowAmount.into())
-        }
-        Some(max) => max,
-        None => amount,
-    };
-    check_live(auction, now)?;
-    check_participant(rules, auction, cmd.bidder, cmd.bidder_region.as_ref())?;
-    let min_next_bid = auction.min_next_bid();
-    if amount < min_next_bid {
-        return Err(Rejection::BidTooLow { min_next_bid }.into());
-    }
+    check_bid(rules, auction, cmd, now)?;
+    let amount = cmd.amount;
+    let max = cmd.max_amount.unwrap_or(amount);
 
     let increment = &auction.policy.increment;
     // Who leads after this bid, at what price, up to what maximum.
@@ -379,6 +369,31 @@ pub fn place_bid(
     }
     let outbid = outbid_notices(&released, leader, price);
     Ok(decision(next, bid, postings, public, outbid, now))
+}
+
+/// The refusals of [`place_bid`] that depend on the auction alone, not on
+/// holds or wallets: amounts, the auction's phase, who may bid, the
+/// minimum next bid. The engine asks this before locking any wallet, so a
+/// stale bid on a hot auction costs one auction lock and nothing more.
+pub fn check_bid(
+    rules: Rules<'_>,
+    auction: &Auction,
+    cmd: &PlaceBid,
+    now: Timestamp,
+) -> Result<(), Rejection> {
+    let amount = positive(rules, "amount", cmd.amount)?;
+    if let Some(max) = cmd.max_amount {
+        if positive(rules, "max_amount", max)? < amount {
+            return Err(Rejection::MaxBelowAmount);
+        }
+    }
+    check_live(auction, now)?;
+    check_participant(rules, auction, cmd.bidder, cmd.bidder_region.as_ref())?;
+    let min_next_bid = auction.min_next_bid();
+    if amount < min_next_bid {
+        return Err(Rejection::BidTooLow { min_next_bid });
+    }
+    Ok(())
 }
 
 /// Moves a soft-closing auction's end after a bid in its last window.

@@ -7,8 +7,6 @@
 //! `balance` and `locked`, so `balance + locked` summed over all wallets
 //! always equals deposits minus withdrawals.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AuctionId, UserId};
@@ -185,8 +183,10 @@ pub struct Hold {
 #[derive(Debug)]
 pub(crate) struct Postings {
     at: Timestamp,
-    wallets: BTreeMap<UserId, Wallet>,
-    holds: BTreeMap<(AuctionId, UserId), Money>,
+    // A decision touches a few wallets and holds: vectors searched in
+    // order, no map nodes to allocate.
+    wallets: Vec<Wallet>,
+    holds: Vec<Hold>,
     touched_holds: Vec<(AuctionId, UserId)>,
     entries: Vec<LedgerEntry>,
 }
@@ -195,22 +195,36 @@ impl Postings {
     pub(crate) fn new(at: Timestamp, wallets: &[Wallet], holds: &[Hold]) -> Postings {
         Postings {
             at,
-            wallets: wallets.iter().map(|w| (w.user, w.clone())).collect(),
-            holds: holds
-                .iter()
-                .map(|h| ((h.auction_id, h.user), h.amount))
-                .collect(),
-            touched_holds: Vec::new(),
-            entries: Vec::new(),
+            wallets: wallets.to_vec(),
+            holds: holds.to_vec(),
+            touched_holds: Vec::with_capacity(holds.len() + 1),
+            entries: Vec::with_capacity(holds.len() + 2),
         }
     }
 
     /// The wallet as it stands after the postings so far.
     pub(crate) fn wallet(&self, user: UserId) -> Wallet {
         self.wallets
-            .get(&user)
+            .iter()
+            .find(|w| w.user == user)
             .cloned()
             .unwrap_or_else(|| Wallet::empty(user))
+    }
+
+    fn hold_mut(&mut self, auction_id: AuctionId, user: UserId) -> &mut Money {
+        let at = self
+            .holds
+            .iter()
+            .position(|h| h.auction_id == auction_id && h.user == user);
+        let at = at.unwrap_or_else(|| {
+            self.holds.push(Hold {
+                auction_id,
+                user,
+                amount: Money::ZERO,
+            });
+            self.holds.len() - 1
+        });
+        &mut self.holds[at].amount
     }
 
     pub(crate) fn post(
@@ -223,18 +237,13 @@ impl Postings {
         let mut wallet = self.wallet(user);
         kind.apply(&mut wallet, amount)?;
         if let (Some(add), Some(auction)) = (kind.hold_effect(), auction_id) {
-            let held = self
-                .holds
-                .get(&(auction, user))
-                .copied()
-                .unwrap_or_default();
-            let held = if add {
+            let held = self.hold_mut(auction, user);
+            *held = if add {
                 held.checked_add(amount).ok_or(LedgerError::LimitExceeded)?
             } else {
                 held.checked_sub(amount)
                     .ok_or(LedgerError::Inconsistent { user })?
             };
-            self.holds.insert((auction, user), held);
             if !self.touched_holds.contains(&(auction, user)) {
                 self.touched_holds.push((auction, user));
             }
@@ -248,22 +257,23 @@ impl Postings {
             locked_after: wallet.locked,
             at: self.at,
         });
-        self.wallets.insert(user, wallet);
+        match self.wallets.iter_mut().find(|w| w.user == user) {
+            Some(posted) => *posted = wallet,
+            None => self.wallets.push(wallet),
+        }
         Ok(())
     }
 
     /// Releases every open hold on `auction`, returning who was holding what.
     pub(crate) fn release_all(&mut self, auction: AuctionId) -> Result<Vec<Hold>, LedgerError> {
-        let open: Vec<Hold> = self
+        let mut open: Vec<Hold> = self
             .holds
             .iter()
-            .filter(|((a, _), amount)| *a == auction && !amount.is_zero())
-            .map(|(&(auction_id, user), &amount)| Hold {
-                auction_id,
-                user,
-                amount,
-            })
+            .filter(|h| h.auction_id == auction && !h.amount.is_zero())
+            .cloned()
             .collect();
+        // Released in user order, whatever order the holds came in.
+        open.sort_by_key(|h| h.user);
         for hold in &open {
             self.post(
                 hold.user,
@@ -275,25 +285,22 @@ impl Postings {
         Ok(open)
     }
 
-    /// The wallets and holds touched, and the entries, in posting order.
-    pub(crate) fn finish(self) -> (Vec<Wallet>, Vec<LedgerEntry>, Vec<Hold>) {
-        let mut touched: Vec<UserId> = self.entries.iter().map(|e| e.user).collect();
-        touched.sort();
-        touched.dedup();
-        let wallets = touched
-            .iter()
-            .map(|user| self.wallets[user].clone())
-            .collect();
-        let holds = self
-            .touched_holds
-            .iter()
-            .map(|&(auction_id, user)| Hold {
-                auction_id,
-                user,
-                amount: self.holds[&(auction_id, user)],
-            })
-            .collect();
-        (wallets, self.entries, holds)
+    /// The wallets touched (ascending), the entries (in posting order) and
+    /// the holds touched (in the order first touched).
+    pub(crate) fn finish(mut self) -> (Vec<Wallet>, Vec<LedgerEntry>, Vec<Hold>) {
+        let entries = &self.entries;
+        self.wallets
+            .retain(|wallet| entries.iter().any(|entry| entry.user == wallet.user));
+        self.wallets.sort_by_key(|wallet| wallet.user);
+        let touched = &self.touched_holds;
+        let first_touched = |hold: &Hold| {
+            touched
+                .iter()
+                .position(|&(auction, user)| auction == hold.auction_id && user == hold.user)
+        };
+        self.holds.retain(|hold| first_touched(hold).is_some());
+        self.holds.sort_by_key(|hold| first_touched(hold));
+        (self.wallets, self.entries, self.holds)
     }
 }
 

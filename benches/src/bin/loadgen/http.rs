@@ -152,7 +152,9 @@ impl HttpLoad {
     }
 
     async fn sign_up(&self, client: &Client, username: &str) -> String {
-        let body = json!({"username": username, "password": "load generator", "region": "mangwon"});
+        // Any neighbourhood the example site knows: every auction is national.
+        let region = neighborbid_server::catalogue::neighbourhoods().swap_remove(0);
+        let body = json!({"username": username, "password": "load generator", "region": region});
         let response = client
             .post(format!("{}/auth/signup", self.base))
             .json(&body)

@@ -1,0 +1,108 @@
+//! The load generator itself works: a one-second run of each path (in
+//! process and over HTTP, on fresh Postgres databases) decides bids, keeps
+//! the books and reports what the README promises. Figures are not judged
+//! here; they belong to the benchmark runs.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn loadgen(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("the load generator runs");
+    assert!(
+        output.status.success(),
+        "loadgen {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+/// Bids decided by `run`, after checking the fields every run reports;
+/// refusals may only have the `expected` codes.
+fn decided(run: &Value, expected: &[&str]) -> u64 {
+    assert_eq!(run["invariants"], "ok", "{run:#}");
+    for field in ["p50", "p99", "max"] {
+        assert!(run["bid_latency_ms"][field].is_number(), "{run:#}");
+    }
+    let accepted = run["accepted"].as_u64().expect("accepted");
+    let refused: u64 = run["rejected"]
+        .as_object()
+        .expect("refusals by code")
+        .iter()
+        .map(|(code, count)| {
+            // Any other code means the generator or the server is broken.
+            assert!(expected.contains(&code.as_str()), "{code}: {run:#}");
+            count.as_u64().expect("a count")
+        })
+        .sum();
+    assert_eq!(run["decided"].as_u64(), Some(accepted + refused), "{run:#}");
+    assert!(accepted > 0, "no bid was accepted: {run:#}");
+    accepted + refused
+}
+
+#[test]
+fn hot_auction_in_process_and_over_http_with_watchers() {
+    let report = loadgen(&[
+        "--mode",
+        "hot",
+        "--via",
+        "both",
+        "--coalesce",
+        "on",
+        "--tasks",
+        "4",
+        "--seconds",
+        "1",
+        "--watchers",
+        "3",
+    ]);
+    let runs = report["runs"].as_array().expect("runs");
+    let via = |name: &str| {
+        runs.iter()
+            .find(|run| run["via"] == name)
+            .unwrap_or_else(|| panic!("no {name} run: {report:#}"))
+    };
+    // Stale bids on a hot auction are refused as too low, and only that.
+    decided(via("engine"), &["bid_too_low"]);
+    let http = via("http");
+    decided(http, &["bid_too_low"]);
+    assert_eq!(http["watchers_disconnected"], 0, "{http:#}");
+    let deliveries = http["broadcast_latency_ms"]["deliveries"].as_u64();
+    assert!(
+        deliveries.is_some_and(|n| n > 0),
+        "no watcher saw an event: {http:#}"
+    );
+    assert!(report["http_to_engine"]
+        .as_f64()
+        .is_some_and(|ratio| ratio > 0.0));
+}
+
+#[test]
+fn spread_over_auctions_on_the_memory_store_with_and_without_coalescing() {
+    let report = loadgen(&[
+        "--mode",
+        "spread",
+        "--store",
+        "memory",
+        "--coalesce",
+        "both",
+        "--auctions",
+        "20",
+        "--tasks",
+        "4",
+        "--seconds",
+        "1",
+    ]);
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{report:#}");
+    for run in runs {
+        // Wallets spread over many auctions run out of free money too.
+        decided(run, &["bid_too_low", "insufficient_funds"]);
+    }
+    assert!(report["coalescing_speedup"]
+        .as_f64()
+        .is_some_and(|ratio| ratio > 0.0));
+}
