@@ -3,11 +3,12 @@
 //!
 //! The first bid for an idle auction opens its lane and runs as a batch
 //! of one in the caller's task (no hop, no channel: quiet auctions cost
-//! one uncontended lock more than without coalescing). Bids that arrive meanwhile queue; when that batch is done, a
-//! task drains the lane: each round takes every bid queued so far, runs
-//! them as one batch and answers each caller. The lane closes when a
-//! round finds it empty. A caller that goes away (a closed HTTP
-//! connection) hands the lane to the task too, so no bid is stranded.
+//! one uncontended lock more than without coalescing). Bids that arrive
+//! meanwhile queue; when that batch is done, a task drains the lane: each
+//! round takes every bid queued so far, runs them as one batch and answers
+//! each caller. The lane closes when a round finds it empty. A caller that
+//! goes away (a closed HTTP connection) hands the lane to the task too, so
+//! no bid is stranded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
