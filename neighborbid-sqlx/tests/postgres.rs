@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use neighborbid_core::testkit::{money, Harness, ALICE, BOB};
-use neighborbid_core::{AuctionId, AuctionStore, EngineError, Store, StoreErrorKind, Transaction};
+use neighborbid_core::{
+    AuctionId, AuctionStore, EngineError, Rejection, Store, StoreErrorKind, Transaction,
+    WalletLedger,
+};
 use neighborbid_sqlx::testing::TestDatabase;
 use neighborbid_sqlx::PgStore;
 use sqlx::Executor;
@@ -69,6 +72,35 @@ async fn lock_waits_time_out_as_retryable_conflicts() {
         "the bid waited and retried"
     );
     release.await.expect("release");
+}
+
+/// A stale bid is refused on the auction alone: it never waits for a
+/// wallet lock, so a busy wallet does not slow refusals on a hot auction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_bids_are_refused_without_waiting_for_wallet_locks() {
+    let db = TestDatabase::create().await;
+    let store = db
+        .store_with(db.options().lock_timeout(Duration::from_millis(100)))
+        .await;
+    let h = Harness::configured(store.clone(), |config| config.coalesce_bids = false);
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 500).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+    h.bid(auction, ALICE, 120).await.expect("Alice leads");
+
+    // Another transaction holds both wallets this bid would lock.
+    let mut holder = store.begin().await.expect("begin");
+    holder.lock_wallets(&[ALICE, BOB]).await.expect("lock");
+    let refused = h.bid(auction, BOB, 110).await.expect_err("too low");
+    assert!(
+        matches!(
+            refused,
+            EngineError::Rejected(Rejection::BidTooLow { min_next_bid }) if min_next_bid == money(130)
+        ),
+        "{refused}"
+    );
+    assert_eq!(store.conflicts().lock_timeouts, 0, "the refusal waited");
+    drop(holder);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
