@@ -88,7 +88,7 @@ struct Versioned<T> {
     value: T,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Row {
     Auction(AuctionId),
     Wallet(UserId),
