@@ -80,6 +80,37 @@ fn hot_auction_in_process_and_over_http_with_watchers() {
         .is_some_and(|ratio| ratio > 0.0));
 }
 
+/// Bids as messages on the bidders' live sockets: keyed by `request_id`,
+/// answered on the socket between the room's events. Spread mode, so each
+/// bidder holds several sockets.
+#[test]
+fn bids_over_websockets_in_both_modes() {
+    for mode in ["hot", "spread"] {
+        let report = loadgen(&[
+            "--mode",
+            mode,
+            "--via",
+            "http",
+            "--bid-over",
+            "ws",
+            "--auctions",
+            "3",
+            "--tasks",
+            "4",
+            "--seconds",
+            "1",
+            "--watchers",
+            "2",
+        ]);
+        let run = &report["runs"][0];
+        assert_eq!(run["bid_over"], "ws", "{report:#}");
+        assert_eq!(run["mode"], mode, "{report:#}");
+        // Deposits are large: only stale bids are refused.
+        decided(run, &["bid_too_low"]);
+        assert_eq!(run["watchers_disconnected"], 0, "{run:#}");
+    }
+}
+
 #[test]
 fn spread_over_auctions_on_the_memory_store_with_and_without_coalescing() {
     let report = loadgen(&[

@@ -9,7 +9,7 @@
 //! [`WsConfig::send_timeout`](crate::WsConfig), and one that falls behind
 //! the room's buffer gets a fresh `snapshot` instead of a backlog.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -30,36 +30,50 @@ use crate::wire::{AuctionBody, BidBody, BidRequest, ClientMessage, ServerMessage
 /// Close code: the client sent nothing for too long.
 pub const CLOSE_IDLE: u16 = 4408;
 
-/// The last public event message of each auction, rendered once for all
-/// its watchers without private notices (with 2,000 watchers, one JSON
-/// encoding instead of 2,000). Its `server_now` is when it was rendered.
+/// The recent public event messages of each auction, each rendered once
+/// for all its watchers without private notices (with 2,000 watchers, one
+/// JSON encoding instead of 2,000). Watchers do not all send the same event
+/// at the same moment (one is busy with its own bid, another is slow), so
+/// one slot per auction would be overwritten back and forth: the last
+/// [`Rendered::KEPT`] events are kept. Its `server_now` is when it was
+/// rendered.
 #[derive(Default)]
 pub(crate) struct Rendered {
-    latest: Mutex<HashMap<AuctionId, (u64, Utf8Bytes)>>,
+    recent: Mutex<HashMap<AuctionId, VecDeque<(u64, Utf8Bytes)>>>,
 }
 
 impl Rendered {
+    /// Events kept per auction: a watcher further behind than this renders
+    /// its own copy.
+    const KEPT: usize = 64;
+
     /// The message for `event`, rendered by the first watcher to ask.
     fn get_or_render(
         &self,
         event: &Event,
         render: impl FnOnce() -> Option<String>,
     ) -> Option<Utf8Bytes> {
-        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((seq, text)) = latest.get(&event.auction_id) {
-            if *seq == event.seq {
-                return Some(text.clone());
-            }
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = recent.entry(event.auction_id).or_default();
+        if let Some((_, text)) = kept.iter().find(|(seq, _)| *seq == event.seq) {
+            return Some(text.clone());
         }
         let text = Utf8Bytes::from(render()?);
-        latest.insert(event.auction_id, (event.seq, text.clone()));
+        // Kept in ascending order; one older than all kept is not kept.
+        let at = kept.partition_point(|(seq, _)| *seq < event.seq);
+        if at > 0 || kept.len() < Self::KEPT {
+            kept.insert(at, (event.seq, text.clone()));
+            if kept.len() > Self::KEPT {
+                kept.pop_front();
+            }
+        }
         Some(text)
     }
 
     /// Forgets an auction nobody watches any more.
     fn forget(&self, auction: AuctionId) {
-        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        latest.remove(&auction);
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.remove(&auction);
     }
 }
 
@@ -366,8 +380,38 @@ mod tests {
         assert_eq!(render(&event(1, 2)).as_deref(), Some("seq 2"));
         assert_eq!(render(&event(2, 2)).as_deref(), Some("seq 2"));
         assert_eq!(renders.get(), 3, "once per event, not per watcher");
+        // Watchers at different points, taking turns: still once each.
+        for seq in [3, 4, 3, 5, 4, 3, 5, 4] {
+            assert_eq!(render(&event(1, seq)), Some(format!("seq {seq}")));
+        }
+        assert_eq!(renders.get(), 6, "3, 4 and 5 once each");
         rendered.forget(AuctionId(1));
         render(&event(1, 2));
-        assert_eq!(renders.get(), 4, "a forgotten auction renders afresh");
+        assert_eq!(renders.get(), 7, "a forgotten auction renders afresh");
+    }
+
+    #[test]
+    fn only_the_most_recent_events_are_kept() {
+        let rendered = Rendered::default();
+        let renders = std::cell::Cell::new(0);
+        let render = |seq: u64| {
+            rendered.get_or_render(&event(1, seq), || {
+                renders.set(renders.get() + 1);
+                Some(format!("seq {seq}"))
+            })
+        };
+        let kept = Rendered::KEPT as u64;
+        for seq in 1..=kept + 10 {
+            render(seq);
+        }
+        assert_eq!(renders.get(), kept + 10);
+        render(11); // the oldest kept
+        render(kept + 10);
+        assert_eq!(renders.get(), kept + 10, "kept: not rendered again");
+        assert_eq!(render(10).as_deref(), Some("seq 10"), "older: rendered");
+        render(10);
+        assert_eq!(renders.get(), kept + 12, "and not kept");
+        let count = rendered.recent.lock().expect("lock")[&AuctionId(1)].len();
+        assert_eq!(count, Rendered::KEPT);
     }
 }

@@ -80,6 +80,8 @@ struct State {
     undelivered: BTreeSet<EventId>,
     // Client-chosen keys: the randomly seeded hasher resists collisions.
     idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyRecord>,
+    /// Emptied row sets of finished transactions, for the next ones.
+    spare_rows: Vec<Rows>,
 }
 
 #[derive(Debug)]
@@ -120,8 +122,15 @@ impl State {
 #[derive(Debug)]
 pub struct MemoryTx {
     shared: Arc<Mutex<State>>,
-    // A transaction touches a handful of rows: vectors searched in order
-    // beat maps here.
+    rows: Rows,
+}
+
+/// What a transaction locked and wrote. A transaction touches a handful of
+/// rows: vectors searched in order beat maps here, and the emptied vectors
+/// go back to the store for the next transaction instead of being
+/// allocated afresh for each.
+#[derive(Debug, Default)]
+struct Rows {
     /// Rows this transaction locked, with the version it saw.
     locked: Vec<(Row, u64)>,
     auctions: Vec<Auction>,
@@ -132,6 +141,35 @@ pub struct MemoryTx {
     events: Vec<Event>,
     delivered: Vec<EventId>,
     idempotency: Vec<(UserId, IdempotencyKey, IdempotencyRecord)>,
+}
+
+impl Rows {
+    /// Spare sets kept by a store: one per transaction in flight at once,
+    /// up to this many.
+    const SPARE: usize = 16;
+
+    fn clear(&mut self) {
+        self.locked.clear();
+        self.auctions.clear();
+        self.wallets.clear();
+        self.bids.clear();
+        self.entries.clear();
+        self.holds.clear();
+        self.events.clear();
+        self.delivered.clear();
+        self.idempotency.clear();
+    }
+}
+
+impl Drop for MemoryTx {
+    fn drop(&mut self) {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.clear();
+        let mut state = lock(&self.shared);
+        if state.spare_rows.len() < Rows::SPARE {
+            state.spare_rows.push(rows);
+        }
+    }
 }
 
 impl MemoryTx {
@@ -156,7 +194,8 @@ impl MemoryTx {
     }
 
     fn changed_row(&self, state: &State) -> Option<Row> {
-        self.locked
+        self.rows
+            .locked
             .iter()
             .find(|(row, seen)| state.version(*row) != *seen)
             .map(|(row, _)| *row)
@@ -164,12 +203,12 @@ impl MemoryTx {
 
     fn remember(&mut self, row: Row, version: u64) {
         if !self.is_locked(row) {
-            self.locked.push((row, version));
+            self.rows.locked.push((row, version));
         }
     }
 
     fn is_locked(&self, row: Row) -> bool {
-        self.locked.iter().any(|(locked, _)| *locked == row)
+        self.rows.locked.iter().any(|(locked, _)| *locked == row)
     }
 
     fn require_locked(&self, row: Row) -> Result<(), StoreError> {
@@ -188,9 +227,9 @@ impl MemoryTx {
 /// in one call ([`MemoryTx::write`]).
 impl MemoryTx {
     fn buffer_auction(&mut self, auction: Auction) {
-        match self.auctions.iter_mut().find(|a| a.id == auction.id) {
+        match self.rows.auctions.iter_mut().find(|a| a.id == auction.id) {
             Some(buffered) => *buffered = auction,
-            None => self.auctions.push(auction),
+            None => self.rows.auctions.push(auction),
         }
     }
 
@@ -208,35 +247,35 @@ impl MemoryTx {
             BidId(state.last_bid_id)
         };
         let bid = Bid { id, ..bid.clone() };
-        self.bids.push(bid.clone());
+        self.rows.bids.push(bid.clone());
         Ok(bid)
     }
 
     fn put_event(&mut self, event: &Event) -> Result<(), StoreError> {
         self.require_locked(Row::Auction(event.auction_id))?;
-        self.events.push(event.clone());
+        self.rows.events.push(event.clone());
         Ok(())
     }
 
     fn put_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
         self.require_locked(Row::Wallet(wallet.user))?;
-        match self.wallets.iter_mut().find(|w| w.user == wallet.user) {
+        match self.rows.wallets.iter_mut().find(|w| w.user == wallet.user) {
             Some(buffered) => *buffered = wallet.clone(),
-            None => self.wallets.push(wallet.clone()),
+            None => self.rows.wallets.push(wallet.clone()),
         }
         Ok(())
     }
 
     fn put_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
         self.require_locked(Row::Wallet(entry.user))?;
-        self.entries.push(entry.clone());
+        self.rows.entries.push(entry.clone());
         Ok(())
     }
 
     fn put_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
         self.require_locked(Row::Auction(hold.auction_id))?;
         self.require_locked(Row::Wallet(hold.user))?;
-        self.holds.push(hold.clone());
+        self.rows.holds.push(hold.clone());
         Ok(())
     }
 
@@ -268,17 +307,10 @@ impl Store for MemoryStore {
     type Tx = MemoryTx;
 
     async fn begin(&self) -> Result<MemoryTx, StoreError> {
+        let rows = lock(&self.shared).spare_rows.pop().unwrap_or_default();
         Ok(MemoryTx {
             shared: Arc::clone(&self.shared),
-            locked: Vec::new(),
-            auctions: Vec::new(),
-            wallets: Vec::new(),
-            bids: Vec::new(),
-            entries: Vec::new(),
-            holds: Vec::new(),
-            events: Vec::new(),
-            delivered: Vec::new(),
-            idempotency: Vec::new(),
+            rows,
         })
     }
 }
@@ -299,9 +331,9 @@ impl Transaction for MemoryTx {
             .collect()
     }
 
-    async fn commit(self) -> Result<(), StoreError> {
+    async fn commit(mut self) -> Result<(), StoreError> {
         let mut state = self.consistent(&self.shared)?;
-        for (user, key, _) in &self.idempotency {
+        for (user, key, _) in &self.rows.idempotency {
             if state.idempotency.contains_key(&(*user, key.clone())) {
                 return Err(StoreError::conflict(format!(
                     "idempotency key {key} of user {user} was stored concurrently"
@@ -311,7 +343,7 @@ impl Transaction for MemoryTx {
         // Validated: from here on nothing can fail.
         state.commits += 1;
         let version = state.commits;
-        for auction in self.auctions {
+        for auction in self.rows.auctions.drain(..) {
             state.auctions.insert(
                 auction.id,
                 Versioned {
@@ -320,7 +352,7 @@ impl Transaction for MemoryTx {
                 },
             );
         }
-        for wallet in self.wallets {
+        for wallet in self.rows.wallets.drain(..) {
             state.wallets.insert(
                 wallet.user,
                 Versioned {
@@ -329,7 +361,7 @@ impl Transaction for MemoryTx {
                 },
             );
         }
-        for bid in self.bids {
+        for bid in self.rows.bids.drain(..) {
             let list = state.bids.entry(bid.auction_id).or_default();
             list.push(bid.clone());
             let index = list.len() - 1;
@@ -339,13 +371,13 @@ impl Transaction for MemoryTx {
                 .or_default()
                 .push((bid.auction_id, index));
         }
-        for entry in self.entries {
+        for entry in self.rows.entries.drain(..) {
             state.history.entry(entry.user).or_default().push(entry);
         }
-        for hold in &self.holds {
+        for hold in &self.rows.holds {
             state.set_hold(hold);
         }
-        for event in self.events {
+        for event in self.rows.events.drain(..) {
             state.undelivered.insert(event.id());
             state
                 .events
@@ -353,10 +385,10 @@ impl Transaction for MemoryTx {
                 .or_default()
                 .push(event);
         }
-        for (user, key, record) in self.idempotency {
+        for (user, key, record) in self.rows.idempotency.drain(..) {
             state.idempotency.insert((user, key), record);
         }
-        for id in &self.delivered {
+        for id in &self.rows.delivered {
             state.undelivered.remove(id);
         }
         Ok(())
@@ -381,7 +413,7 @@ impl AuctionStore for MemoryTx {
     }
 
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        if let Some(auction) = self.auctions.iter().find(|a| a.id == id) {
+        if let Some(auction) = self.rows.auctions.iter().find(|a| a.id == id) {
             return Ok(Some(auction.clone()));
         }
         let shared = Arc::clone(&self.shared);
@@ -432,7 +464,9 @@ impl AuctionStore for MemoryTx {
         key: &IdempotencyKey,
         record: &IdempotencyRecord,
     ) -> Result<(), StoreError> {
-        self.idempotency.push((user, key.clone(), record.clone()));
+        self.rows
+            .idempotency
+            .push((user, key.clone(), record.clone()));
         Ok(())
     }
 
@@ -531,7 +565,7 @@ impl AuctionStore for MemoryTx {
         events: &[EventId],
         _at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.delivered.extend_from_slice(events);
+        self.rows.delivered.extend_from_slice(events);
         Ok(())
     }
 }
@@ -543,7 +577,7 @@ impl WalletLedger for MemoryTx {
         let state = self.consistent(&shared)?;
         let mut wallets = Vec::with_capacity(users.len());
         for &user in users {
-            if let Some(wallet) = self.wallets.iter().find(|w| w.user == user) {
+            if let Some(wallet) = self.rows.wallets.iter().find(|w| w.user == user) {
                 wallets.push(wallet.clone());
                 continue;
             }
@@ -573,7 +607,12 @@ impl WalletLedger for MemoryTx {
             })
             .collect();
         // This transaction's own changes, in order, over the committed ones.
-        for hold in self.holds.iter().filter(|hold| hold.auction_id == auction) {
+        for hold in self
+            .rows
+            .holds
+            .iter()
+            .filter(|hold| hold.auction_id == auction)
+        {
             match holds.iter_mut().find(|open| open.user == hold.user) {
                 Some(open) => open.amount = hold.amount,
                 None => holds.push(hold.clone()),

@@ -289,10 +289,10 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         &mut self,
         decisions: &[Decision],
     ) -> Result<Vec<Option<Bid>>, StoreError> {
-        let Some(last) = decisions.last() else {
+        let Some(writes) = BatchWrites::of(decisions) else {
             return Ok(Vec::new());
         };
-        self.update_auction(&last.auction).await?;
+        self.update_auction(writes.auction).await?;
         let mut bids = Vec::with_capacity(decisions.len());
         for decision in decisions {
             bids.push(match &decision.bid {
@@ -300,6 +300,46 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
                 None => None,
             });
         }
+        for wallet in writes.wallets {
+            self.save_wallet(wallet).await?;
+        }
+        for entry in writes.entries {
+            self.append_entry(entry).await?;
+        }
+        for hold in writes.holds {
+            self.set_hold(hold).await?;
+        }
+        for event in writes.events {
+            self.append_event(event).await?;
+        }
+        Ok(bids)
+    }
+}
+
+/// What consecutive decisions about one auction leave to write: the last
+/// state of the auction and of each wallet and hold they touch, and every
+/// bid, history entry and event, in order. For backends that write a
+/// batch their own way (see [`Transaction::write_decisions`]).
+#[derive(Clone, Debug)]
+pub struct BatchWrites<'a> {
+    /// The auction after the last decision.
+    pub auction: &'a Auction,
+    /// The bids recorded, in order (ascending `seq`).
+    pub bids: Vec<&'a Bid>,
+    /// The last state of each wallet touched, by ascending user.
+    pub wallets: Vec<&'a Wallet>,
+    /// Every history entry, in order.
+    pub entries: Vec<&'a LedgerEntry>,
+    /// The last amount of each hold touched (zero: closed), by key.
+    pub holds: Vec<&'a Hold>,
+    /// Every event, in order.
+    pub events: Vec<&'a Event>,
+}
+
+impl<'a> BatchWrites<'a> {
+    /// The writes of `decisions`; `None` when there are none.
+    pub fn of(decisions: &'a [Decision]) -> Option<BatchWrites<'a>> {
+        let last = decisions.last()?;
         let mut wallets = std::collections::BTreeMap::new();
         let mut holds = std::collections::BTreeMap::new();
         for decision in decisions {
@@ -310,19 +350,14 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
                 holds.insert((hold.auction_id, hold.user), hold);
             }
         }
-        for wallet in wallets.values() {
-            self.save_wallet(wallet).await?;
-        }
-        for entry in decisions.iter().flat_map(|decision| &decision.entries) {
-            self.append_entry(entry).await?;
-        }
-        for hold in holds.values() {
-            self.set_hold(hold).await?;
-        }
-        for decision in decisions {
-            self.append_event(&decision.event).await?;
-        }
-        Ok(bids)
+        Some(BatchWrites {
+            auction: &last.auction,
+            bids: decisions.iter().filter_map(|d| d.bid.as_ref()).collect(),
+            wallets: wallets.into_values().collect(),
+            entries: decisions.iter().flat_map(|d| &d.entries).collect(),
+            holds: holds.into_values().collect(),
+            events: decisions.iter().map(|d| &d.event).collect(),
+        })
     }
 }
 
@@ -355,6 +390,20 @@ pub trait AuctionStore: Send {
         user: UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// The records stored under each of `keys`, in their order (a coalesced
+    /// batch of keyed bids asks once). Backends with a round trip per query
+    /// override this to ask in one.
+    async fn load_idempotencies(
+        &mut self,
+        keys: &[(UserId, &IdempotencyKey)],
+    ) -> Result<Vec<Option<IdempotencyRecord>>, StoreError> {
+        let mut records = Vec::with_capacity(keys.len());
+        for (user, key) in keys {
+            records.push(self.load_idempotency(*user, key).await?);
+        }
+        Ok(records)
+    }
 
     /// Stores a record under `(user, key)`. If a concurrent transaction
     /// stored one first, this (or the commit) fails with a conflict, and the

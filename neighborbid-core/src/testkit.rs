@@ -1342,6 +1342,9 @@ pub async fn outbox_lists_undelivered_events<S: Store>(store: S) {
                 .undelivered_events(before, limit)
                 .await
                 .expect("undelivered");
+            // The rows are locked (SKIP LOCKED on Postgres): a dropped
+            // transaction may release them only after the next read.
+            tx.rollback().await.expect("rollback");
             events.iter().map(Event::id).collect::<Vec<_>>()
         }
     };
@@ -1506,7 +1509,9 @@ pub async fn coalesced_bids_share_one_transaction<S: Store>(store: S) {
         (CAROL, 120, key("c-1")),
         (CAROL, 120, key("c-1")), // the same request again
         (CAROL, 150, key("c-1")), // the key for another bid
-        (ALICE, 130, None),
+        (ALICE, 100, key("a-1")), // the first request again: from the store
+        (ALICE, 130, key("a-2")), // a new key of hers
+        (BOB, 140, key("a-1")),   // the same key text, Bob's own
     ];
     store.close();
     let mut tasks = Vec::new();
@@ -1531,7 +1536,7 @@ pub async fn coalesced_bids_share_one_transaction<S: Store>(store: S) {
     }
 
     assert_eq!(store.begun() - begun, 2, "one transaction per batch");
-    for (index, units) in [(0, 100), (1, 110), (3, 120), (6, 130)] {
+    for (index, units) in [(0, 100), (1, 110), (3, 120), (7, 130), (8, 140)] {
         let price = results[index]
             .as_ref()
             .ok()
@@ -1558,6 +1563,11 @@ pub async fn coalesced_bids_share_one_transaction<S: Store>(store: S) {
         results[5],
         Err(EngineError::IdempotencyConflict { .. })
     ));
+    assert_eq!(
+        results[6].as_ref().ok(),
+        results[0].as_ref().ok(),
+        "a replay of a committed bid"
+    );
     let amounts: Vec<(u64, Money)> = h
         .delivered(auction.id)
         .iter()
@@ -1572,12 +1582,13 @@ pub async fn coalesced_bids_share_one_transaction<S: Store>(store: S) {
             (1, money(100)),
             (2, money(110)),
             (3, money(120)),
-            (4, money(130))
+            (4, money(130)),
+            (5, money(140))
         ]
     );
     assert_eq!(h.delivered(auction.id), h.outbox(auction.id).await);
-    assert_eq!(h.wallet(ALICE).await.locked, money(130));
-    for user in [BOB, CAROL] {
+    assert_eq!(h.wallet(BOB).await.locked, money(140));
+    for user in [ALICE, CAROL] {
         assert_eq!(h.wallet(user).await.locked, Money::ZERO);
     }
     h.assert_books(&[SELLER, ALICE, BOB, CAROL], money(3_000))
@@ -2498,18 +2509,9 @@ pub async fn seller_ends_early<S: Store>(store: S) {
         },
         "past its end it is the closer's"
     );
-    // The refused transaction may still hold the auction's row for a
-    // moment (sqlx rolls a dropped transaction back when its connection
-    // returns to the pool), and the closer skips locked rows: it gets the
-    // auction on a later round.
-    let mut closed = Vec::new();
-    for _ in 0..100 {
-        closed = h.engine.close_due_auctions(10).await.expect("close");
-        if !closed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // The refusal released the auction's row before answering, so the
+    // closer (which skips locked rows) takes it at once.
+    let closed = h.engine.close_due_auctions(10).await.expect("close");
     assert_eq!(closed.len(), 1);
     h.assert_books(&[SELLER, ALICE, BOB], money(1_000)).await;
 }

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use neighborbid_core::rules::Decision;
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, Hold, IdempotencyKey,
-    IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError, StoreErrorKind, Timestamp,
-    Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionFilter, AuctionId, AuctionStore, BatchWrites, Bid, Event, EventId, Hold,
+    IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError, StoreErrorKind,
+    Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
@@ -286,7 +287,142 @@ impl Transaction for PgTx {
         let error = self.error();
         self.tx.rollback().await.map_err(error)
     }
+
+    async fn write_decision(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
+        let mut bids = self.write_decisions(std::slice::from_ref(decision)).await?;
+        Ok(bids.pop().flatten())
+    }
+
+    /// Two statements whatever the batch holds: the auction row, then one
+    /// statement for every other row (each round trip to the server is
+    /// time the auction stays locked).
+    async fn write_decisions(
+        &mut self,
+        decisions: &[Decision],
+    ) -> Result<Vec<Option<Bid>>, StoreError> {
+        let Some(BatchWrites {
+            auction,
+            bids,
+            wallets,
+            entries,
+            holds,
+            events,
+        }) = BatchWrites::of(decisions)
+        else {
+            return Ok(Vec::new());
+        };
+        self.update_auction(auction).await?;
+        let (closed, open): (Vec<&Hold>, Vec<&Hold>) =
+            holds.iter().partition(|hold| hold.amount.is_zero());
+        let seqs = |seqs: Vec<u64>| -> Result<Vec<i64>, StoreError> {
+            seqs.into_iter().map(|seq| to_i64(seq, "seq")).collect()
+        };
+        let bid_seqs = seqs(column(&bids, |b| b.seq))?;
+        let event_seqs = seqs(column(&events, |e| e.seq))?;
+        let row = sqlx::query(WRITE_BATCH)
+            .bind(column(&bids, |b| b.auction_id.0))
+            .bind(column(&bids, |b| b.bidder.0))
+            .bind(column(&bids, |b| b.amount.amount()))
+            .bind(column(&bids, |b| b.placed_at))
+            .bind(bid_seqs)
+            .bind(column(&bids, |b| b.auto))
+            .bind(column(&wallets, |w| w.user.0))
+            .bind(column(&wallets, |w| w.balance.amount()))
+            .bind(column(&wallets, |w| w.locked.amount()))
+            .bind(column(&entries, |e| e.user.0))
+            .bind(column(&entries, |e| e.kind.as_str()))
+            .bind(column(&entries, |e| e.amount.amount()))
+            .bind(column(&entries, |e| e.auction_id.map(|id| id.0)))
+            .bind(column(&entries, |e| e.balance_after.amount()))
+            .bind(column(&entries, |e| e.locked_after.amount()))
+            .bind(column(&entries, |e| e.at))
+            .bind(column(&closed, |h| h.auction_id.0))
+            .bind(column(&closed, |h| h.user.0))
+            .bind(column(&open, |h| h.auction_id.0))
+            .bind(column(&open, |h| h.user.0))
+            .bind(column(&open, |h| h.amount.amount()))
+            .bind(column(&events, |e| e.auction_id.0))
+            .bind(event_seqs)
+            .bind(column(&events, |e| e.at))
+            .bind(column(&events, Json))
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        let saved: i64 = row.try_get("wallets").map_err(self.error())?;
+        if usize::try_from(saved).ok() != Some(wallets.len()) {
+            let users: Vec<String> = wallets.iter().map(|w| w.user.to_string()).collect();
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("a wallet of {} does not exist", users.join(", ")),
+            ));
+        }
+        let ids: Vec<i64> = row.try_get("bid_ids").map_err(self.error())?;
+        if ids.len() != bids.len() {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("{} bids written, {} ids back", bids.len(), ids.len()),
+            ));
+        }
+        // Bids come back by `seq`, which rises with each decision.
+        let mut ids = ids.into_iter();
+        Ok(decisions
+            .iter()
+            .map(|decision| {
+                let bid = decision.bid.as_ref()?;
+                Some(Bid {
+                    id: neighborbid_core::BidId(ids.next()?),
+                    ..bid.clone()
+                })
+            })
+            .collect())
+    }
 }
+
+/// One field of each row, as an array parameter for `UNNEST`.
+fn column<'a, R, T>(rows: &[&'a R], field: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(|row| field(*row)).collect()
+}
+
+/// Every row of a batch of decisions but the auction's, in one statement:
+/// the CTEs touch disjoint rows (one final state per wallet and hold), and
+/// `WITH ORDINALITY` keeps history entries and events in order.
+const WRITE_BATCH: &str = "\
+WITH new_bids AS (
+    INSERT INTO bids (auction_id, bidder, amount, placed_at, seq, auto)
+    SELECT auction_id, bidder, amount, placed_at, seq, auto
+    FROM UNNEST($1::bigint[], $2::bigint[], $3::numeric[], $4::timestamptz[], $5::bigint[],
+                $6::boolean[]) WITH ORDINALITY
+         AS b(auction_id, bidder, amount, placed_at, seq, auto, n)
+    ORDER BY n
+    RETURNING id, seq
+), saved_wallets AS (
+    UPDATE wallets SET balance = w.balance, locked = w.locked
+    FROM UNNEST($7::bigint[], $8::numeric[], $9::numeric[]) AS w(user_id, balance, locked)
+    WHERE wallets.user_id = w.user_id
+    RETURNING wallets.user_id
+), new_entries AS (
+    INSERT INTO ledger_entries (user_id, kind, amount, auction_id, balance_after, locked_after, at)
+    SELECT user_id, kind, amount, auction_id, balance_after, locked_after, at
+    FROM UNNEST($10::bigint[], $11::text[], $12::numeric[], $13::bigint[], $14::numeric[],
+                $15::numeric[], $16::timestamptz[]) WITH ORDINALITY
+         AS e(user_id, kind, amount, auction_id, balance_after, locked_after, at, n)
+    ORDER BY n
+), closed_holds AS (
+    DELETE FROM holds USING UNNEST($17::bigint[], $18::bigint[]) AS h(auction_id, user_id)
+    WHERE holds.auction_id = h.auction_id AND holds.user_id = h.user_id
+), open_holds AS (
+    INSERT INTO holds (auction_id, user_id, amount)
+    SELECT * FROM UNNEST($19::bigint[], $20::bigint[], $21::numeric[])
+    ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = EXCLUDED.amount
+), new_events AS (
+    INSERT INTO outbox (auction_id, seq, at, payload)
+    SELECT auction_id, seq, at, payload
+    FROM UNNEST($22::bigint[], $23::bigint[], $24::timestamptz[], $25::jsonb[]) WITH ORDINALITY
+         AS o(auction_id, seq, at, payload, n)
+    ORDER BY n
+)
+SELECT (SELECT count(*) FROM saved_wallets) AS wallets,
+       COALESCE((SELECT array_agg(id ORDER BY seq) FROM new_bids), '{}') AS bid_ids";
 
 #[async_trait]
 impl AuctionStore for PgTx {
@@ -398,6 +534,31 @@ impl AuctionStore for PgTx {
                 .await
                 .map_err(self.error())?;
         Ok(record.map(|Json(record)| record))
+    }
+
+    async fn load_idempotencies(
+        &mut self,
+        keys: &[(UserId, &IdempotencyKey)],
+    ) -> Result<Vec<Option<IdempotencyRecord>>, StoreError> {
+        let users: Vec<i64> = keys.iter().map(|(user, _)| user.0).collect();
+        let names: Vec<&str> = keys.iter().map(|(_, key)| key.as_str()).collect();
+        let rows: Vec<(i64, String, Json<IdempotencyRecord>)> = sqlx::query_as(concat!(
+            "SELECT user_id, key, record FROM idempotency ",
+            "WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::bigint[], $2::text[]))"
+        ))
+        .bind(users)
+        .bind(names)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(keys
+            .iter()
+            .map(|(user, key)| {
+                rows.iter()
+                    .find(|(id, name, _)| *id == user.0 && name == key.as_str())
+                    .map(|(_, _, Json(record))| record.clone())
+            })
+            .collect())
     }
 
     async fn save_idempotency(

@@ -4,17 +4,18 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use neighborbid_core::testkit::{money, Harness, ALICE, BOB};
+use neighborbid_core::testkit::{bid_of, money, GatedStore, Harness, ALICE, BOB, CAROL};
 use neighborbid_core::{
-    AuctionId, AuctionStore, EngineError, Rejection, Store, StoreErrorKind, Transaction,
+    AuctionId, AuctionStore, EndEarly, EngineError, Rejection, Store, StoreErrorKind, Transaction,
     WalletLedger,
 };
 use neighborbid_sqlx::testing::TestDatabase;
 use neighborbid_sqlx::PgStore;
-use sqlx::Executor;
+use sqlx::{Connection, Executor};
 
 async fn fresh_store() -> (PgStore, TestDatabase) {
     let db = TestDatabase::create().await;
@@ -22,6 +23,13 @@ async fn fresh_store() -> (PgStore, TestDatabase) {
 }
 
 neighborbid_core::conformance_tests!(fresh_store);
+
+/// A fresh store whose lock waits time out after 100 ms.
+async fn impatient_store() -> (PgStore, TestDatabase) {
+    let db = TestDatabase::create().await;
+    let options = db.options().lock_timeout(Duration::from_millis(100));
+    (db.store_with(options).await, db)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_refuses_what_must_never_happen() {
@@ -41,10 +49,7 @@ async fn schema_refuses_what_must_never_happen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_waits_time_out_as_retryable_conflicts() {
-    let db = TestDatabase::create().await;
-    let store = db
-        .store_with(db.options().lock_timeout(Duration::from_millis(100)))
-        .await;
+    let (store, _db) = impatient_store().await;
     let h = Harness::new(store.clone());
     h.fund(ALICE, 500).await;
     let auction = h.create(h.national(100, 10)).await.id;
@@ -76,31 +81,116 @@ async fn lock_waits_time_out_as_retryable_conflicts() {
 
 /// A stale bid is refused on the auction alone: it never waits for a
 /// wallet lock, so a busy wallet does not slow refusals on a hot auction.
+/// Alone (without coalescing), and in a coalesced batch beside a bid that
+/// wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_bids_are_refused_without_waiting_for_wallet_locks() {
-    let db = TestDatabase::create().await;
-    let store = db
-        .store_with(db.options().lock_timeout(Duration::from_millis(100)))
-        .await;
-    let h = Harness::configured(store.clone(), |config| config.coalesce_bids = false);
-    h.fund(ALICE, 500).await;
-    h.fund(BOB, 500).await;
-    let auction = h.create(h.national(100, 10)).await.id;
-    h.bid(auction, ALICE, 120).await.expect("Alice leads");
+    let (store, _db) = impatient_store().await;
+    let alone = Harness::configured(store.clone(), |config| config.coalesce_bids = false);
+    alone.fund(ALICE, 500).await;
+    alone.fund(BOB, 500).await;
+    alone.fund(CAROL, 500).await;
+    let auction = alone.create(alone.national(100, 10)).await.id;
+    alone.bid(auction, ALICE, 120).await.expect("Alice leads");
 
-    // Another transaction holds both wallets this bid would lock.
+    // Another transaction holds Bob's wallet all along.
     let mut holder = store.begin().await.expect("begin");
-    holder.lock_wallets(&[ALICE, BOB]).await.expect("lock");
-    let refused = h.bid(auction, BOB, 110).await.expect_err("too low");
-    assert!(
-        matches!(
-            refused,
-            EngineError::Rejected(Rejection::BidTooLow { min_next_bid }) if min_next_bid == money(130)
-        ),
-        "{refused}"
-    );
-    assert_eq!(store.conflicts().lock_timeouts, 0, "the refusal waited");
+    holder.lock_wallets(&[BOB]).await.expect("lock");
+    let refused = alone.bid(auction, BOB, 110).await.expect_err("too low");
+    assert!(too_low(&refused, 130), "{refused}");
+
+    let gated = GatedStore::new(store.clone());
+    let batched = Harness::configured(Arc::clone(&gated), |config| config.coalesce_bids = true);
+    gated.close();
+    let bid = |bidder, units| {
+        let engine = batched.engine.clone();
+        tokio::spawn(async move { engine.place_bid(bid_of(auction, bidder, units), None).await })
+    };
+    let opener = bid(ALICE, 130); // held at the gate: Bob and Carol queue
+    while gated.waiting() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let mut later = Vec::new();
+    // Carol's bid queues first, then Bob's, already stale: Alice will lead
+    // at 130.
+    for (bidder, units) in [(CAROL, 140), (BOB, 135)] {
+        later.push(bid(bidder, units));
+        while batched.engine.waiting_bids(auction) < later.len() {
+            tokio::task::yield_now().await;
+        }
+    }
+    let [carol, bob] = <[_; 2]>::try_from(later).expect("two bids");
+    gated.open();
+    opener.await.expect("a task").expect("Alice raises");
+    carol.await.expect("a task").expect("Carol leads");
+    let refused = bob.await.expect("a task").expect_err("too low");
+    assert!(too_low(&refused, 150), "as of its turn: {refused}");
+    assert_eq!(store.conflicts().lock_timeouts, 0, "a refusal waited");
     drop(holder);
+}
+
+fn too_low(refused: &EngineError, min: u64) -> bool {
+    matches!(
+        refused,
+        EngineError::Rejected(Rejection::BidTooLow { min_next_bid }) if *min_next_bid == money(min)
+    )
+}
+
+/// A refused command has released its rows when the caller hears the
+/// refusal. sqlx alone rolls a dropped transaction back only once its
+/// connection is back in the pool, from a task of its own, so another
+/// session (a closer's `SKIP LOCKED`, say) could still find them locked.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refusal_releases_its_locks_before_answering() {
+    let (store, db) = fresh_store().await;
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+    h.bid(auction, ALICE, 100).await.expect("Alice leads");
+
+    let by_bidder = EndEarly {
+        auction_id: auction,
+        seller: ALICE,
+    };
+    let refused = h.engine.end_early(by_bidder, None).await;
+    assert!(
+        matches!(refused, Err(EngineError::Rejected(Rejection::NotSeller))),
+        "{refused:?}"
+    );
+    // Asked from another thread while this one blocks: on this one-thread
+    // runtime, no task of the pool can run before the answer.
+    let url = db.url().to_owned();
+    let rows = [
+        format!(
+            "SELECT 1 FROM auctions WHERE id = {} FOR UPDATE NOWAIT",
+            auction.0
+        ),
+        format!(
+            "SELECT 1 FROM wallets WHERE user_id = {} FOR UPDATE NOWAIT",
+            ALICE.0
+        ),
+    ];
+    let locked = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut other = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("a second session");
+            let mut locked = Vec::new();
+            for sql in rows {
+                if let Err(error) = other.execute(sql.as_str()).await {
+                    locked.push(format!("{sql}: {error}"));
+                }
+            }
+            locked
+        })
+    })
+    .join()
+    .expect("the other session");
+    assert!(locked.is_empty(), "still locked: {locked:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

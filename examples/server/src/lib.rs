@@ -18,6 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use neighborbid_axum::{Api, ApiConfig, ApiError, RateLimit, Shutdown};
 use neighborbid_core::rules::SameArea;
@@ -330,8 +331,15 @@ async fn serve<S: Store + Clone>(
         .with_state(site)
         .nest("/api", api.router());
 
+    // Small WebSocket frames each way: without TCP_NODELAY, Nagle and
+    // delayed ACKs hold an answer back up to 40 ms.
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let http_stopped = stopped(stop_rx.clone());
     let http = tokio::spawn(async move {

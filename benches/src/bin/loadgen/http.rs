@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use neighborbid_core::testkit::Latencies;
 use reqwest::{Client, StatusCode};
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,7 +26,21 @@ pub(crate) struct HttpLoad {
     /// Bids per second from all bidders together; `None`: as fast as they
     /// can.
     pub(crate) bid_rate: Option<f64>,
+    /// Bids as HTTP requests, or as messages on each bidder's WebSockets.
+    pub(crate) bid_over: BidOver,
 }
+
+/// How bidders send their bids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BidOver {
+    /// `POST /api/auctions/{id}/bids`, one request per bid.
+    Http,
+    /// A `bid` message on the auction's live socket, keyed by `request_id`.
+    Ws,
+}
+
+/// Auctions a WebSocket bidder holds a socket on in spread mode.
+const SOCKETS_PER_BIDDER: usize = 8;
 
 const DEPOSIT: u64 = 1_000_000_000;
 
@@ -93,20 +108,30 @@ impl HttpLoad {
             after.saturating_sub(before) as f64 / self.watchers.max(1) as f64 / 1024.0
         });
 
+        let mut channels = Vec::new();
+        for token in &bidders {
+            channels.push(match self.bid_over {
+                BidOver::Http => Channel::Http {
+                    client: client.clone(),
+                    base: self.base.clone(),
+                    token: token.clone(),
+                    auctions: auctions.clone(),
+                },
+                BidOver::Ws => {
+                    let mine =
+                        fastrand::choose_multiple(auctions.iter().copied(), SOCKETS_PER_BIDDER);
+                    Channel::ws(&self.base, token, mine).await
+                }
+            });
+        }
+        let pace = self
+            .bid_rate
+            .map(|rate| Duration::from_secs_f64(self.bidders as f64 / rate.max(0.001)));
         let start = Instant::now();
         let deadline = start + self.duration;
-        let tasks: Vec<_> = bidders
-            .iter()
-            .map(|token| {
-                let (client, token, auctions) = (client.clone(), token.clone(), auctions.clone());
-                let base = self.base.clone();
-                let pace = self
-                    .bid_rate
-                    .map(|rate| Duration::from_secs_f64(self.bidders as f64 / rate.max(0.001)));
-                tokio::spawn(
-                    async move { bid(&client, &base, &token, &auctions, deadline, pace).await },
-                )
-            })
+        let tasks: Vec<_> = channels
+            .into_iter()
+            .map(|channel| tokio::spawn(bid(channel, deadline, pace)))
             .collect();
         let mut bids = Tally::default();
         for task in tasks {
@@ -132,6 +157,7 @@ impl HttpLoad {
         let decided = bids.accepted + bids.refused.values().sum::<u64>();
         json!({
             "via": "http",
+            "bid_over": format!("{:?}", self.bid_over).to_lowercase(),
             "mode": if self.hot { "hot" } else { "spread" },
             "tasks": self.bidders,
             "watchers": self.watchers,
@@ -223,19 +249,194 @@ impl HttpLoad {
     }
 }
 
+/// A bidder's way to the server.
+enum Channel {
+    Http {
+        client: Client,
+        base: String,
+        token: String,
+        auctions: Vec<i64>,
+    },
+    Ws {
+        /// One live socket per auction.
+        sockets: Vec<(i64, Socket)>,
+        /// The latest minimum each socket named: in its snapshot, in the
+        /// room's events, in an answer.
+        seen: BTreeMap<i64, u64>,
+        sent: u64,
+    },
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What the server said to a bid: accepted or not, and the body (the same
+/// fields over HTTP and WebSocket); `Err` when the connection failed.
+type Answer = Result<(bool, Reply), ()>;
+
+/// The fields of a message (an answer, a snapshot, an event) the bidders
+/// read; the rest is skipped unparsed, so the client spends little of the
+/// machine's CPU.
+#[derive(Debug, Default, Deserialize)]
+struct Reply {
+    #[serde(rename = "type", default)]
+    kind: String,
+    request_id: Option<String>,
+    code: Option<String>,
+    /// A too-low refusal's minimum.
+    min_next_bid: Option<String>,
+    /// An answer's or a snapshot's auction.
+    auction: Option<ReplyAuction>,
+    /// An event's changes (a new bid names the minimum after it).
+    #[serde(default)]
+    public: Vec<ReplyChange>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplyAuction {
+    min_next_bid: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplyChange {
+    min_next_bid: Option<String>,
+}
+
+impl Reply {
+    /// The minimum next bid the message names, if any.
+    fn min_next(&self) -> Option<u64> {
+        let auction = self.auction.as_ref().map(|auction| &auction.min_next_bid);
+        let change = self
+            .public
+            .iter()
+            .rev()
+            .find_map(|c| c.min_next_bid.as_ref());
+        auction
+            .or(self.min_next_bid.as_ref())
+            .or(change)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Channel {
+    /// Opens a signed-in live socket on each of `auctions`.
+    async fn ws(base: &str, token: &str, auctions: Vec<i64>) -> Channel {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut sockets = Vec::new();
+        let mut seen = BTreeMap::new();
+        for auction in auctions {
+            let url = format!(
+                "{}/api/auctions/{auction}/live",
+                base.replacen("http", "ws", 1)
+            );
+            let mut request = url.into_client_request().expect("a WebSocket URL");
+            let bearer = format!("Bearer {token}").parse().expect("a header value");
+            request.headers_mut().insert("authorization", bearer);
+            let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+                .await
+                .expect("the bidder's socket opens");
+            let snapshot = next_message(&mut socket).await.expect("a snapshot");
+            if let Some(min) = snapshot.min_next() {
+                seen.insert(auction, min);
+            }
+            sockets.push((auction, socket));
+        }
+        Channel::Ws {
+            sockets,
+            seen,
+            sent: 0,
+        }
+    }
+
+    fn auctions(&self) -> Vec<i64> {
+        match self {
+            Channel::Http { auctions, .. } => auctions.clone(),
+            Channel::Ws { sockets, .. } => sockets.iter().map(|(id, _)| *id).collect(),
+        }
+    }
+
+    /// The latest minimum the room of `auctions[index]` named: read from
+    /// the socket's pending events without waiting (none over HTTP).
+    fn seen(&mut self, index: usize) -> Option<u64> {
+        let Channel::Ws { sockets, seen, .. } = self else {
+            return None;
+        };
+        let (auction, socket) = &mut sockets[index];
+        while let Some(Some(message)) = next_message(socket).now_or_never() {
+            if let Some(min) = message.min_next() {
+                seen.insert(*auction, min);
+            }
+        }
+        seen.get(auction).copied()
+    }
+
+    async fn place(&mut self, index: usize, amount: u64) -> Answer {
+        match self {
+            Channel::Http {
+                client,
+                base,
+                token,
+                auctions,
+            } => {
+                let response = client
+                    .post(format!("{base}/api/auctions/{}/bids", auctions[index]))
+                    .bearer_auth(&*token)
+                    .json(&json!({ "amount": amount.to_string() }))
+                    .send()
+                    .await
+                    .map_err(|_| ())?;
+                let accepted = response.status() == StatusCode::CREATED;
+                Ok((accepted, response.json().await.unwrap_or_default()))
+            }
+            Channel::Ws {
+                sockets,
+                seen,
+                sent,
+            } => {
+                *sent += 1;
+                let request_id = sent.to_string();
+                let (auction, socket) = &mut sockets[index];
+                let message =
+                    json!({"type": "bid", "amount": amount.to_string(), "request_id": request_id});
+                socket
+                    .send(Message::Text(message.to_string().into()))
+                    .await
+                    .map_err(|_| ())?;
+                // Events for the room arrive in between; the answer is the
+                // message that names this request.
+                loop {
+                    let message = next_message(socket).await.ok_or(())?;
+                    if message.request_id.as_ref() == Some(&request_id) {
+                        return Ok((message.kind == "bid_result", message));
+                    }
+                    if let Some(min) = message.min_next() {
+                        seen.insert(*auction, min);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The next message on `socket`, the fields a bidder reads.
+async fn next_message(socket: &mut Socket) -> Option<Reply> {
+    loop {
+        match socket.next().await? {
+            Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Bids until `deadline`: the minimum last seen, sometimes a few units
 /// more, and after a too-low refusal the minimum it names; at most one bid
 /// every `pace` when given.
-async fn bid(
-    client: &Client,
-    base: &str,
-    token: &str,
-    auctions: &[i64],
-    deadline: Instant,
-    pace: Option<Duration>,
-) -> Tally {
+async fn bid(mut channel: Channel, deadline: Instant, pace: Option<Duration>) -> Tally {
     let mut tally = Tally::default();
-    let mut next: BTreeMap<i64, u64> = BTreeMap::new();
+    let auctions = channel.auctions();
+    let mut next = BTreeMap::new();
     let mut ticks = pace.map(|pace| {
         let mut ticks = tokio::time::interval(pace);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,33 +446,23 @@ async fn bid(
         if let Some(ticks) = &mut ticks {
             ticks.tick().await;
         }
-        let auction = auctions[fastrand::usize(..auctions.len())];
-        let amount = next.get(&auction).copied().unwrap_or(10) + fastrand::u64(0..3);
+        let index = fastrand::usize(..auctions.len());
+        let auction = auctions[index];
+        let known = next.get(&auction).copied().max(channel.seen(index));
+        let amount = known.unwrap_or(10) + fastrand::u64(0..3);
         let started = Instant::now();
-        let response = client
-            .post(format!("{base}/api/auctions/{auction}/bids"))
-            .bearer_auth(token)
-            .json(&json!({ "amount": amount.to_string() }))
-            .send()
-            .await;
-        let Ok(response) = response else {
+        let Ok((accepted, body)) = channel.place(index, amount).await else {
             *tally.refused.entry("connection_failed".into()).or_default() += 1;
             continue;
         };
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
         tally.latencies.record(started.elapsed());
-        let min_next = |value: &Value| value.as_str().and_then(|text| text.parse::<u64>().ok());
-        if status == StatusCode::CREATED {
+        if let Some(min) = body.min_next() {
+            next.insert(auction, min);
+        }
+        if accepted {
             tally.accepted += 1;
-            if let Some(min) = min_next(&body["auction"]["min_next_bid"]) {
-                next.insert(auction, min);
-            }
         } else {
-            let code = body["code"].as_str().unwrap_or("unreadable").to_owned();
-            if let Some(min) = min_next(&body["min_next_bid"]) {
-                next.insert(auction, min);
-            }
+            let code = body.code.unwrap_or_else(|| "unreadable".into());
             *tally.refused.entry(code).or_default() += 1;
         }
     }
@@ -305,10 +496,9 @@ async fn watch(
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     ready.take(); // the snapshot came: connected
-                    let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    if message["type"] == "event" {
-                        let at = message["at"].as_str().and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok());
-                        if let Some(at) = at {
+                    let stamp: Stamp = serde_json::from_str(&text).unwrap_or_default();
+                    if stamp.kind == "event" {
+                        if let Some(at) = stamp.at {
                             latencies.record((chrono::Utc::now() - at).to_std().unwrap_or_default());
                         }
                     }
@@ -321,6 +511,14 @@ async fn watch(
             }
         }
     }
+}
+
+/// What a watcher reads of a message: its type and commit time.
+#[derive(Default, Deserialize)]
+struct Stamp<'a> {
+    #[serde(rename = "type", default)]
+    kind: &'a str,
+    at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// This process's resident memory (Linux), in bytes.

@@ -76,6 +76,10 @@ struct Args {
     /// fast as they can (for fan-out at a steady rate).
     #[arg(long)]
     bid_rate: Option<f64>,
+    /// Over HTTP: each bid as its own request, or as a message on the
+    /// bidder's WebSocket (one per auction it bids on).
+    #[arg(long, value_enum, default_value = "http")]
+    bid_over: http::BidOver,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -190,6 +194,7 @@ async fn http_run(args: &Args) -> Value {
         watchers: args.watchers,
         duration: Duration::from_secs(args.seconds),
         bid_rate: args.bid_rate,
+        bid_over: args.bid_over,
     };
     if let Some(target) = &args.target {
         return load(target.trim_end_matches('/').to_owned()).run().await;
@@ -204,11 +209,27 @@ async fn http_run(args: &Args) -> Value {
         "--database-url",
         db.url(),
     ]);
-    let server = neighborbid_server::start(config)
+    // The server on its own runtime and threads, as in its own process:
+    // its tasks do not queue behind the clients'.
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async move {
+            let server = neighborbid_server::start(config)
+                .await
+                .expect("the server starts");
+            let _ = address_tx.send(server.address);
+            let _ = stop_rx.await;
+            server.stop().await;
+        });
+    });
+    let address = address_rx.await.expect("the server's address");
+    let summary = load(format!("http://{address}")).run().await;
+    let _ = stop_tx.send(());
+    tokio::task::spawn_blocking(move || serving.join().expect("the server thread"))
         .await
-        .expect("the server starts");
-    let summary = load(format!("http://{}", server.address)).run().await;
-    server.stop().await;
+        .expect("joined");
     summary
 }
 
