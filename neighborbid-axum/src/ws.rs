@@ -10,14 +10,16 @@
 //! the room's buffer gets a fresh `snapshot` instead of a backlog.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use futures_util::SinkExt;
 use neighborbid_core::{
     AuctionId, AuctionView, Delivery, Event, IdempotencyKey, Notifier, Store, Watch,
 };
@@ -78,7 +80,7 @@ impl Rendered {
 }
 
 /// How long a closing connection waits for the client's close frame.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
     State(state): State<AppState<S, N, I>>,
@@ -145,6 +147,12 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         let mut heartbeat = tokio::time::interval(config.heartbeat);
         heartbeat.tick().await;
         let mut shutdown = self.state.shutdown.clone();
+        // One future for the whole connection: made afresh in the loop, it
+        // would join and leave the shutdown signal's waiters on every event.
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopping);
         let mut last_heard = Instant::now();
         if self.send_snapshot(first).await.is_err() {
             return;
@@ -154,11 +162,10 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
                 delivery = self.watch.next() => Input::Delivery(delivery),
                 frame = self.socket.recv() => Input::Frame(frame),
                 _ = heartbeat.tick() => Input::Heartbeat,
-                _ = shutdown.wait_for(|stop| *stop) => Input::Shutdown,
+                () = &mut stopping => Input::Shutdown,
             };
             let flow = match input {
-                Input::Delivery(Delivery::Event(event)) => self.send_event(event).await,
-                Input::Delivery(Delivery::Resync) => self.snapshot().await,
+                Input::Delivery(delivery) => self.deliver(delivery).await,
                 Input::Frame(frame) => {
                     last_heard = Instant::now();
                     self.receive(frame).await
@@ -175,27 +182,60 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         }
     }
 
-    /// Sends an event: the shared rendering when it holds nothing private
-    /// for this watcher, its own otherwise.
-    async fn send_event(&mut self, event: Event) -> Flow {
+    /// Sends `first` and the deliveries ready after it, up to
+    /// [`DELIVERY_BATCH`], then flushes once: a watcher that fell behind
+    /// catches up in one write (one system call, not one per event).
+    async fn deliver(&mut self, first: Delivery) -> Flow {
+        let limit = self.state.config.ws.send_timeout;
+        let resync = in_time(limit, async {
+            let mut next = Some(first);
+            let mut fed = 0;
+            while let Some(delivery) = next {
+                let Delivery::Event(event) = delivery else {
+                    // The snapshot's write flushes what was fed before it.
+                    return Ok::<_, ()>(true);
+                };
+                let message = self.event_message(event).ok_or(())?;
+                self.socket.feed(message).await.map_err(drop)?;
+                fed += 1;
+                next = if fed < DELIVERY_BATCH {
+                    self.watch.try_next()
+                } else {
+                    None
+                };
+            }
+            self.socket.flush().await.map_err(drop)?;
+            Ok(false)
+        })
+        .await?;
+        if resync {
+            self.snapshot().await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// An event's message: the shared rendering when it holds nothing
+    /// private for this watcher, its own otherwise.
+    fn event_message(&mut self, event: Event) -> Option<Message> {
         self.seq = event.seq;
         let engine = &self.state.engine;
-        if !event.private.is_empty() {
+        let text = if event.private.is_empty() {
+            self.state.rendered.get_or_render(&event, || {
+                let server_now = engine.now();
+                serde_json::to_string(&ServerMessage::Event {
+                    server_now,
+                    event: event.clone(),
+                })
+                .ok()
+            })?
+        } else {
             let server_now = engine.now();
-            return self.send(&ServerMessage::Event { server_now, event }).await;
-        }
-        let text = self.state.rendered.get_or_render(&event, || {
-            let server_now = engine.now();
-            serde_json::to_string(&ServerMessage::Event {
-                server_now,
-                event: event.clone(),
-            })
-            .ok()
-        });
-        match text {
-            Some(text) => self.write(Message::Text(text)).await,
-            None => Err(()),
-        }
+            serde_json::to_string(&ServerMessage::Event { server_now, event })
+                .ok()?
+                .into()
+        };
+        Some(Message::Text(text))
     }
 
     /// Reloads the auction and sends it whole.
@@ -302,12 +342,7 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
     }
 
     async fn write(&mut self, message: Message) -> Flow {
-        let timeout = self.state.config.ws.send_timeout;
-        match tokio::time::timeout(timeout, self.socket.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            // A client that does not read is dropped, never waited for.
-            _ => Err(()),
-        }
+        in_time(self.state.config.ws.send_timeout, self.socket.send(message)).await
     }
 
     /// Sends a close frame and waits briefly for the client's reply; the
@@ -324,6 +359,19 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
             let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
         }
         Err(())
+    }
+}
+
+/// Most events one write sends: bounds the write buffer of a watcher
+/// catching up.
+const DELIVERY_BATCH: usize = 32;
+
+/// What `io` gave if it finished in time and well: a client that does not
+/// read is dropped, never waited for.
+async fn in_time<T, E>(limit: Duration, io: impl Future<Output = Result<T, E>>) -> Result<T, ()> {
+    match tokio::time::timeout(limit, io).await {
+        Ok(Ok(value)) => Ok(value),
+        _ => Err(()),
     }
 }
 

@@ -270,52 +270,77 @@ impl Watch {
 
     /// The next delivery, in sequence order.
     pub async fn next(&mut self) -> Delivery {
-        let receiver = self.receiver.as_mut().expect("present until drop");
         loop {
+            if let Some(delivery) = self.try_next() {
+                return delivery;
+            }
             // The room's lock is taken only when there is nothing to read.
-            let received = match receiver.try_recv() {
-                Ok(message) => Ok(message),
-                Err(TryRecvError::Lagged(skipped)) => Err(RecvError::Lagged(skipped)),
-                Err(TryRecvError::Closed) => Err(RecvError::Closed),
-                Err(TryRecvError::Empty) => match self.hub.deadline(self.auction) {
-                    None => receiver.recv().await,
-                    Some(deadline) => tokio::select! {
-                        received = receiver.recv() => received,
-                        () = tokio::time::sleep_until(deadline) => {
-                            self.hub.give_up_waiting(self.auction);
-                            continue;
-                        }
-                    },
+            let deadline = self.hub.deadline(self.auction);
+            let receiver = self.receiver.as_mut().expect("present until drop");
+            let received = match deadline {
+                None => receiver.recv().await,
+                Some(deadline) => tokio::select! {
+                    received = receiver.recv() => received,
+                    () = tokio::time::sleep_until(deadline) => {
+                        self.hub.give_up_waiting(self.auction);
+                        continue;
+                    }
                 },
             };
-            let message = match received {
-                Ok(message) => message,
-                Err(RecvError::Lagged(_)) => {
-                    // Skip what is still buffered: the reload covers it,
-                    // and reading it could only lag again.
-                    *receiver = receiver.resubscribe();
-                    Message::Gap
-                }
-                // The sender lives in the room, which lives while we do.
-                Err(RecvError::Closed) => Message::Gap,
+            if let Some(delivery) = self.accept(received) {
+                return delivery;
+            }
+        }
+    }
+
+    /// The next delivery if one is ready now, without waiting. A connection
+    /// that fell behind can send every ready event and flush once.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        loop {
+            let receiver = self.receiver.as_mut().expect("present until drop");
+            let received = match receiver.try_recv() {
+                Ok(message) => Ok(message),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Lagged(skipped)) => Err(RecvError::Lagged(skipped)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
-            let event = match message {
-                Message::Gap => {
-                    self.last = None;
-                    return Delivery::Resync;
-                }
-                Message::Event(event) => event,
-            };
-            match self.last {
-                Some(last) if event.seq <= last => continue,
-                Some(last) if event.seq > last + 1 => {
-                    self.last = None;
-                    return Delivery::Resync;
-                }
-                _ => {
-                    self.last = Some(event.seq);
-                    return Delivery::Event(event.view_for(self.viewer));
-                }
+            if let Some(delivery) = self.accept(received) {
+                return Some(delivery);
+            }
+        }
+    }
+
+    /// What a message from the room means to this watcher: `None` for an
+    /// event it already has.
+    fn accept(&mut self, received: Result<Message, RecvError>) -> Option<Delivery> {
+        let message = match received {
+            Ok(message) => message,
+            Err(RecvError::Lagged(_)) => {
+                // Skip what is still buffered: the reload covers it, and
+                // reading it could only lag again.
+                let receiver = self.receiver.as_mut().expect("present until drop");
+                *receiver = receiver.resubscribe();
+                Message::Gap
+            }
+            // The sender lives in the room, which lives while we do.
+            Err(RecvError::Closed) => Message::Gap,
+        };
+        let event = match message {
+            Message::Gap => {
+                self.last = None;
+                return Some(Delivery::Resync);
+            }
+            Message::Event(event) => event,
+        };
+        match self.last {
+            Some(last) if event.seq <= last => None,
+            Some(last) if event.seq > last + 1 => {
+                self.last = None;
+                Some(Delivery::Resync)
+            }
+            _ => {
+                self.last = Some(event.seq);
+                Some(Delivery::Event(event.view_for(self.viewer)))
             }
         }
     }
@@ -428,6 +453,29 @@ mod tests {
         let mut fresh = hub.watch(AuctionId(1), None);
         hub.resync_all();
         assert_eq!(fresh.next().await, Delivery::Resync);
+    }
+
+    #[test]
+    fn ready_deliveries_are_taken_without_waiting() {
+        let hub = Hub::new(4);
+        let mut watch = hub.watch(AuctionId(1), None);
+        assert_eq!(watch.try_next(), None);
+        for seq in 1..=3 {
+            hub.publish(&event(seq));
+        }
+        watch.resume_after(1);
+        let ready: Vec<_> = std::iter::from_fn(|| watch.try_next())
+            .map(|delivery| match delivery {
+                Delivery::Event(event) => Some(event.seq),
+                Delivery::Resync => None,
+            })
+            .collect();
+        assert_eq!(ready, [Some(2), Some(3)], "the snapshot's events skipped");
+        for seq in 4..=9 {
+            hub.publish(&event(seq));
+        }
+        assert_eq!(watch.try_next(), Some(Delivery::Resync), "fell behind");
+        assert_eq!(watch.try_next(), None, "the buffered backlog is skipped");
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use neighborbid_axum::{ApiConfig, WsConfig, CLOSE_IDLE};
+use neighborbid_core::{AuctionId, Event, PublicEvent};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -91,4 +92,31 @@ async fn unknown_auctions_are_refused_before_upgrading() {
         tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
         other => panic!("expected an HTTP refusal, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_watcher_behind_gets_every_ready_event_in_order() {
+    let server = TestServer::start().await;
+    let auction = server.create(json!({})).await;
+    let mut ws = server.ws(auction, None).await;
+    assert_eq!(ws.next_of("snapshot").await["seq"], 0);
+    // Published in one go, more than one write's batch: the connection
+    // finds them all ready at once.
+    for seq in 1..=60 {
+        server.hub.publish(&Event {
+            auction_id: AuctionId(auction),
+            seq,
+            at: chrono::Utc::now(),
+            local: false,
+            public: vec![PublicEvent::Unsold],
+            private: Vec::new(),
+        });
+    }
+    for seq in 1..=60 {
+        assert_eq!(ws.next_of("event").await["seq"], seq);
+    }
+    assert!(
+        ws.quiet_for(Duration::from_millis(100)).await,
+        "nothing more, no snapshot"
+    );
 }
