@@ -445,13 +445,24 @@ impl<S: Store, N: Notifier> Engine<S, N> {
 
     async fn attempt(&self, command: &Command, key: Option<&IdempotencyKey>) -> Attempt<Receipt> {
         let mut tx = self.inner.store.begin().await?;
+        let result = self.attempt_in(&mut tx, command, key).await;
+        end(tx, result).await
+    }
+
+    /// [`attempt`](Self::attempt)'s work inside its transaction.
+    async fn attempt_in(
+        &self,
+        tx: &mut S::Tx,
+        command: &Command,
+        key: Option<&IdempotencyKey>,
+    ) -> Attempt<Receipt> {
         let actor = command.actor();
         if let Some(key) = key {
             if let Some(record) = tx.load_idempotency(actor, key).await? {
                 return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
             }
         }
-        let (receipt, event) = match self.decide(&mut tx, command).await {
+        let (receipt, event) = match self.decide(tx, command).await {
             Err(EngineError::Rejected(rejection)) => {
                 // The same request may have been in flight when this one
                 // looked (a client retrying after a lost answer, its
@@ -465,11 +476,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                         .map(|record| replay(record, command, key)),
                     None => None,
                 };
-                // Release the rows before answering, or the caller's next
-                // step (the closer's SKIP LOCKED, say) may find them held.
-                if let Err(error) = tx.rollback().await {
-                    tracing::warn!(%error, "rolling back a refused command failed");
-                }
                 return match earlier {
                     Some(replayed) => replayed.map(|receipt| (receipt, Vec::new())),
                     None => Err(rejection.into()),
@@ -484,7 +490,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             };
             tx.save_idempotency(actor, key, &record).await?;
         }
-        tx.commit().await?;
         Ok((receipt, event.into_iter().collect()))
     }
 
@@ -565,11 +570,18 @@ impl<S: Store, N: Notifier> Engine<S, N> {
 
     async fn attempt_close_next(&self) -> Attempt<Option<Auction>> {
         let mut tx = self.inner.store.begin().await?;
+        let result = self.close_next_in(&mut tx).await;
+        end(tx, result).await
+    }
+
+    /// [`attempt_close_next`](Self::attempt_close_next)'s work inside its
+    /// transaction.
+    async fn close_next_in(&self, tx: &mut S::Tx) -> Attempt<Option<Auction>> {
         let now = self.now();
         let Some(auction) = tx.claim_due_auction(now).await? else {
             return Ok((None, Vec::new()));
         };
-        let (holds, wallets) = lock_parties(&mut tx, &auction, AuctionAction::Settle).await?;
+        let (holds, wallets) = lock_parties(tx, &auction, AuctionAction::Settle).await?;
         let state = AuctionState {
             auction: &auction,
             holds: &holds,
@@ -578,8 +590,27 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         let decision = rules::settle(state, now)?
             .ok_or_else(|| invariant("the store claimed an auction that is not due"))?;
         tx.write_decision(&decision).await?;
-        tx.commit().await?;
         Ok((Some(decision.auction), vec![decision.event]))
+    }
+}
+
+/// Ends `tx` after `result`: commits what succeeded, and rolls back what
+/// failed before anyone hears of it. A dropped transaction may keep its row
+/// locks until its connection is next used (sqlx sends the `ROLLBACK`
+/// later), and meanwhile the caller's next step (a retry, the closer's
+/// `SKIP LOCKED`) would find the rows held.
+async fn end<T: Transaction, R>(tx: T, result: Result<R, EngineError>) -> Result<R, EngineError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(%rollback, %error, "rolling back a failed command failed");
+            }
+            Err(error)
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use neighborbid_core::testkit::{bid_of, money, GatedStore, Harness, ALICE, BOB, CAROL};
+use neighborbid_core::testkit::{
+    bid_of, money, Fault, FaultyStore, GatedStore, Harness, ALICE, BOB, CAROL, SELLER,
+};
 use neighborbid_core::{
     AuctionId, AuctionStore, EndEarly, EngineError, Rejection, Store, StoreErrorKind, Transaction,
     WalletLedger,
@@ -136,17 +138,25 @@ fn too_low(refused: &EngineError, min: u64) -> bool {
     )
 }
 
-/// A refused command has released its rows when the caller hears the
-/// refusal. sqlx alone rolls a dropped transaction back only once its
-/// connection is back in the pool, from a task of its own, so another
-/// session (a closer's `SKIP LOCKED`, say) could still find them locked.
+/// A refused command, and one that failed after taking its locks, release
+/// their rows before the caller hears the answer. sqlx alone rolls a
+/// dropped transaction back only once its connection is back in the pool,
+/// from a task of its own, so another session (a closer's `SKIP LOCKED`,
+/// say) could still find them locked.
 #[tokio::test(flavor = "current_thread")]
-async fn a_refusal_releases_its_locks_before_answering() {
+async fn refused_and_failed_commands_release_their_locks_before_answering() {
     let (store, db) = fresh_store().await;
+    let store = FaultyStore::new(store);
+    let faults = store.switch();
     let h = Harness::new(store);
     h.fund(ALICE, 500).await;
     let auction = h.create(h.national(100, 10)).await.id;
     h.bid(auction, ALICE, 100).await.expect("Alice leads");
+    let rows = [
+        ("auctions", "id", auction.0),
+        ("wallets", "user_id", ALICE.0),
+        ("wallets", "user_id", SELLER.0),
+    ];
 
     let by_bidder = EndEarly {
         auction_id: auction,
@@ -157,20 +167,29 @@ async fn a_refusal_releases_its_locks_before_answering() {
         matches!(refused, Err(EngineError::Rejected(Rejection::NotSeller))),
         "{refused:?}"
     );
-    // Asked from another thread while this one blocks: on this one-thread
-    // runtime, no task of the pool can run before the answer.
-    let url = db.url().to_owned();
-    let rows = [
-        format!(
-            "SELECT 1 FROM auctions WHERE id = {} FOR UPDATE NOWAIT",
-            auction.0
-        ),
-        format!(
-            "SELECT 1 FROM wallets WHERE user_id = {} FOR UPDATE NOWAIT",
-            ALICE.0
-        ),
-    ];
-    let locked = std::thread::spawn(move || {
+    assert_eq!(held(db.url(), &rows), [] as [String; 0], "after a refusal");
+
+    // A settlement that fails after claiming the auction and locking the
+    // winner's and the seller's wallets.
+    h.clock.advance(TimeDelta::hours(2));
+    faults.arm(Fault::UpdateAuction);
+    let failed = h.engine.close_due_auctions(10).await;
+    assert!(faults.fired() && failed.is_err(), "{failed:?}");
+    assert_eq!(held(db.url(), &rows), [] as [String; 0], "after a failure");
+}
+
+/// Which of `rows` (table, key column, key) another session finds locked,
+/// asked from another thread while this one blocks: on a one-thread
+/// runtime, no task of the pool can run before the answer.
+fn held(url: &str, rows: &[(&str, &str, i64)]) -> Vec<String> {
+    let url = url.to_owned();
+    let queries: Vec<String> = rows
+        .iter()
+        .map(|(table, column, key)| {
+            format!("SELECT 1 FROM {table} WHERE {column} = {key} FOR UPDATE NOWAIT")
+        })
+        .collect();
+    std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -180,7 +199,7 @@ async fn a_refusal_releases_its_locks_before_answering() {
                 .await
                 .expect("a second session");
             let mut locked = Vec::new();
-            for sql in rows {
+            for sql in queries {
                 if let Err(error) = other.execute(sql.as_str()).await {
                     locked.push(format!("{sql}: {error}"));
                 }
@@ -189,8 +208,7 @@ async fn a_refusal_releases_its_locks_before_answering() {
         })
     })
     .join()
-    .expect("the other session");
-    assert!(locked.is_empty(), "still locked: {locked:?}");
+    .expect("the other session")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,13 +241,7 @@ async fn closers_in_two_processes_settle_each_auction_once() {
         "each auction closed by exactly one closer"
     );
     let sales: u64 = (0..20u64).map(|i| 100 + i).sum();
-    assert_eq!(
-        first
-            .wallet(neighborbid_core::testkit::SELLER)
-            .await
-            .balance,
-        money(sales)
-    );
+    assert_eq!(first.wallet(SELLER).await.balance, money(sales));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
