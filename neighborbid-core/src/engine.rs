@@ -469,17 +469,12 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 // first COMMIT still on the way). It held the locks this
                 // one waited for, so its record is visible by now; a
                 // refusal must not hide that it happened.
-                let earlier = match key {
-                    Some(key) => tx
-                        .load_idempotency(actor, key)
-                        .await?
-                        .map(|record| replay(record, command, key)),
-                    None => None,
-                };
-                return match earlier {
-                    Some(replayed) => replayed.map(|receipt| (receipt, Vec::new())),
-                    None => Err(rejection.into()),
-                };
+                if let Some(key) = key {
+                    if let Some(record) = tx.load_idempotency(actor, key).await? {
+                        return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
+                    }
+                }
+                return Err(rejection.into());
             }
             decided => decided?,
         };

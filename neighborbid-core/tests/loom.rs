@@ -15,6 +15,12 @@ use neighborbid_core::{
     MemoryStore, Money, NoopNotifier, Page, PlaceBid, Rejection, RetryPolicy, Scope, UserId,
 };
 
+/// Stack for the model's bidding threads. loom runs each thread as a
+/// coroutine on a 32 KiB stack by default, and the engine's futures are
+/// large enough that a small change to them overflowed it; the futures
+/// are also boxed so that they live on the heap, not that stack.
+const THREAD_STACK: usize = 1 << 20;
+
 fn engine() -> Engine<MemoryStore, NoopNotifier> {
     let start = Utc
         .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
@@ -43,7 +49,7 @@ fn two_threads_one_wallet_two_auctions() {
     model.check(|| {
         let engine = engine();
         let spender = UserId(9);
-        let auctions = block_on(async {
+        let auctions = block_on(Box::pin(async {
             let amount = Money::units(10_000);
             engine
                 .deposit(
@@ -73,22 +79,25 @@ fn two_threads_one_wallet_two_auctions() {
                 ids.push(engine.create_auction(cmd, None).await.expect("auction").id);
             }
             ids
-        });
+        }));
         let engine = Arc::new(engine);
         let threads: Vec<_> = auctions
             .into_iter()
             .map(|auction_id| {
                 let engine = engine.clone();
-                thread::spawn(move || {
-                    let bid = PlaceBid {
-                        auction_id,
-                        bidder: spender,
-                        bidder_region: None,
-                        amount: Money::units(10_000),
-                        max_amount: None,
-                    };
-                    block_on(engine.place_bid(bid, None))
-                })
+                thread::Builder::new()
+                    .stack_size(THREAD_STACK)
+                    .spawn(move || {
+                        let bid = PlaceBid {
+                            auction_id,
+                            bidder: spender,
+                            bidder_region: None,
+                            amount: Money::units(10_000),
+                            max_amount: None,
+                        };
+                        block_on(Box::pin(engine.place_bid(bid, None)))
+                    })
+                    .expect("spawn")
             })
             .collect();
         let results: Vec<_> = threads
@@ -104,7 +113,7 @@ fn two_threads_one_wallet_two_auctions() {
             r,
             Err(EngineError::Rejected(Rejection::InsufficientFunds { .. }))
         )));
-        let wallet = block_on(engine.wallet(spender, Page::first(1))).expect("wallet");
+        let wallet = block_on(Box::pin(engine.wallet(spender, Page::first(1)))).expect("wallet");
         assert_eq!(wallet.wallet.balance, Money::ZERO);
         assert_eq!(wallet.wallet.locked, Money::units(10_000));
         assert_eq!(wallet.holds.len(), 1);
