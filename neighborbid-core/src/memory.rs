@@ -23,7 +23,9 @@ use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, BidId, UserId};
 use crate::money::Money;
 use crate::rules::Decision;
-use crate::store::{AuctionFilter, AuctionStore, Page, Store, Transaction, WalletLedger};
+use crate::store::{
+    AuctionFilter, AuctionStore, BatchRecord, Page, Store, Transaction, WalletLedger,
+};
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 
@@ -324,11 +326,17 @@ impl Transaction for MemoryTx {
     async fn write_decisions(
         &mut self,
         decisions: &[Decision],
+        records: &[BatchRecord<'_>],
     ) -> Result<Vec<Option<Bid>>, StoreError> {
-        decisions
+        let bids = decisions
             .iter()
             .map(|decision| self.write(decision))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        for record in records {
+            self.save_idempotency(record.user, record.key, &record.with_bid(&bids))
+                .await?;
+        }
+        Ok(bids)
     }
 
     async fn commit(mut self) -> Result<(), StoreError> {

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::auction::{Auction, AuctionStatus, Bid, Region};
-use crate::command::{IdempotencyKey, IdempotencyRecord};
+use crate::command::{IdempotencyKey, IdempotencyRecord, Receipt};
 use crate::error::StoreError;
 use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, UserId};
@@ -280,14 +280,33 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         Ok(bid)
     }
 
+    /// What a batch of bids reads once `auction` is locked: its open holds
+    /// (by user) and the idempotency record stored under each of `keys`,
+    /// in their order. Backends may override this to read both in one
+    /// query (each round trip is time the auction stays locked); the result
+    /// must be the same.
+    async fn batch_reads(
+        &mut self,
+        auction: AuctionId,
+        keys: &[(UserId, &IdempotencyKey)],
+    ) -> Result<(Vec<Hold>, Vec<Option<IdempotencyRecord>>), StoreError> {
+        let mut records = Vec::with_capacity(keys.len());
+        for (user, key) in keys {
+            records.push(self.load_idempotency(*user, key).await?);
+        }
+        Ok((self.auction_holds(auction).await?, records))
+    }
+
     /// Writes consecutive decisions about one auction (a batch of bids):
-    /// every bid, history entry and event, and the last state of the
-    /// auction and of each wallet and hold touched. Returns the stored
-    /// bids, one per decision. Backends may override this to batch
-    /// statements; the result must be the same.
+    /// every bid, history entry and event, the last state of the auction
+    /// and of each wallet and hold touched, and the idempotency `records`
+    /// of keyed bids, each with its bid as stored. Returns the stored bids,
+    /// one per decision. Backends may override this to batch statements;
+    /// the result must be the same.
     async fn write_decisions(
         &mut self,
         decisions: &[Decision],
+        records: &[BatchRecord<'_>],
     ) -> Result<Vec<Option<Bid>>, StoreError> {
         let Some(writes) = BatchWrites::of(decisions) else {
             return Ok(Vec::new());
@@ -312,7 +331,39 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         for event in writes.events {
             self.append_event(event).await?;
         }
+        for record in records {
+            let stored = record.with_bid(&bids);
+            self.save_idempotency(record.user, record.key, &stored)
+                .await?;
+        }
         Ok(bids)
+    }
+}
+
+/// The idempotency record of a keyed bid in a batch
+/// ([`Transaction::write_decisions`]). Its receipt names the bid of decision
+/// `decision`, which has no id until the batch is written.
+#[derive(Clone, Debug)]
+pub struct BatchRecord<'a> {
+    /// The decision of the batch the bid led to.
+    pub decision: usize,
+    /// The bidder.
+    pub user: UserId,
+    /// The bid's key.
+    pub key: &'a IdempotencyKey,
+    /// The record, its receipt's bid not yet stored (no id).
+    pub record: IdempotencyRecord,
+}
+
+impl BatchRecord<'_> {
+    /// The record with its receipt's bid as stored: `stored` holds the
+    /// stored bids of the batch, one per decision.
+    pub fn with_bid(&self, stored: &[Option<Bid>]) -> IdempotencyRecord {
+        let mut record = self.record.clone();
+        if let Receipt::BidPlaced(receipt) = &mut record.receipt {
+            receipt.bid = stored.get(self.decision).cloned().flatten();
+        }
+        record
     }
 }
 
@@ -390,20 +441,6 @@ pub trait AuctionStore: Send {
         user: UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
-
-    /// The records stored under each of `keys`, in their order (a coalesced
-    /// batch of keyed bids asks once). Backends with a round trip per query
-    /// override this to ask in one.
-    async fn load_idempotencies(
-        &mut self,
-        keys: &[(UserId, &IdempotencyKey)],
-    ) -> Result<Vec<Option<IdempotencyRecord>>, StoreError> {
-        let mut records = Vec::with_capacity(keys.len());
-        for (user, key) in keys {
-            records.push(self.load_idempotency(*user, key).await?);
-        }
-        Ok(records)
-    }
 
     /// Stores a record under `(user, key)`. If a concurrent transaction
     /// stored one first, this (or the commit) fails with a conflict, and the

@@ -15,13 +15,28 @@ const DURATION: Duration = Duration::from_secs(3);
 async fn hot_auction_with_32_bidders() {
     let db = TestDatabase::create().await;
     let store = db.store_with(db.options().max_connections(32)).await;
-    let report = testkit::hot_auction(store.clone(), Load::new(TASKS, DURATION)).await;
+    // Keyed, as API clients bid: coalesced batches also store records.
+    let load = Load {
+        keyed: true,
+        ..Load::new(TASKS, DURATION)
+    };
+    let report = testkit::hot_auction(store.clone(), load).await;
     println!(
         "hot auction on Postgres: {report:?}, {:?}",
         store.conflicts()
     );
     assert!(report.accepted > 0, "{report:?}");
     assert_eq!(store.conflicts().deadlocks, 0);
+    let records: i64 = sqlx::query("SELECT count(*) FROM idempotency")
+        .fetch_one(store.pool())
+        .await
+        .expect("the idempotency table")
+        .get(0);
+    assert_eq!(
+        u64::try_from(records).ok(),
+        Some(report.accepted),
+        "one record per accepted bid (refusals store none)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,12 +16,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 use super::{invariant, replay, Attempt, Engine};
+use crate::auction::Bid;
 use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
 use crate::error::{EngineError, Rejection, StoreError};
 use crate::ids::{AuctionId, UserId};
 use crate::notify::Notifier;
-use crate::rules::{self, AuctionAction, AuctionState, RuleError};
-use crate::store::{AuctionStore, Store, Transaction, WalletLedger};
+use crate::rules::{self, AuctionAction, AuctionState, Decision, RuleError};
+use crate::store::{AuctionStore, BatchRecord, Store, Transaction, WalletLedger};
 use crate::wallet::Wallet;
 
 /// The queued bids of every auction with a transaction in flight. An
@@ -195,12 +196,8 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .iter()
             .filter_map(|(bid, key)| Some((bid.bidder, key.as_ref()?)))
             .collect();
-        let mut records = if keys.is_empty() {
-            Vec::new()
-        } else {
-            tx.load_idempotencies(&keys).await?
-        }
-        .into_iter();
+        let (mut holds, records) = tx.batch_reads(auction_id, &keys).await?;
+        let mut records = records.into_iter();
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(bids.len());
         for (bid, key) in bids {
             let mut outcome = None;
@@ -231,7 +228,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .iter()
             .map(|(bid, _)| rules::check_bid(self.rules(), &auction, bid, now).is_err())
             .collect();
-        let mut holds = tx.auction_holds(auction_id).await?;
         // Every wallet any other bid of the batch may touch, locked at once
         // in ascending order: the previous leaders hold, the bidders.
         let mut users: Vec<UserId> = bids
@@ -319,30 +315,48 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 .collect();
             return Ok((answers, Vec::new()));
         }
-        let stored = tx.write_decisions(&decisions).await?;
+        // The bid each decision came from, in order.
+        let decided: Vec<&PlaceBid> = bids
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Some(Outcome::Decided(_))))
+            .map(|((bid, _), _)| bid)
+            .collect();
+        let receipt = |decision: &Decision, bid: &PlaceBid, stored: Option<Bid>| {
+            Receipt::BidPlaced(BidReceipt {
+                bid: stored,
+                leading: decision.auction.leader == Some(bid.bidder),
+                auction: decision.auction.clone(),
+            })
+        };
+        // Written with the batch: a keyed bid's record names its bid, which
+        // gets its id in the same write.
+        let records: Vec<BatchRecord> = bids
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|((bid, key), outcome)| match (key, outcome) {
+                (Some(key), Some(Outcome::Decided(index))) => {
+                    let decision = &decisions[*index];
+                    Some(BatchRecord {
+                        decision: *index,
+                        user: bid.bidder,
+                        key,
+                        record: IdempotencyRecord {
+                            command: Command::PlaceBid(bid.clone()),
+                            receipt: receipt(decision, bid, decision.bid.clone()),
+                        },
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        let stored = tx.write_decisions(&decisions, &records).await?;
         let receipts: Vec<Receipt> = decisions
             .iter()
             .zip(stored)
-            .zip(bids.iter().enumerate().filter_map(|(index, (bid, _))| {
-                matches!(outcomes[index], Some(Outcome::Decided(_))).then_some(bid)
-            }))
-            .map(|((decision, stored), bid)| {
-                Receipt::BidPlaced(BidReceipt {
-                    bid: stored,
-                    leading: decision.auction.leader == Some(bid.bidder),
-                    auction: decision.auction.clone(),
-                })
-            })
+            .zip(decided)
+            .map(|((decision, stored), bid)| receipt(decision, bid, stored))
             .collect();
-        for (index, (bid, key)) in bids.iter().enumerate() {
-            if let (Some(key), Some(Outcome::Decided(decision))) = (key, &outcomes[index]) {
-                let record = IdempotencyRecord {
-                    command: Command::PlaceBid(bid.clone()),
-                    receipt: receipts[*decision].clone(),
-                };
-                tx.save_idempotency(bid.bidder, key, &record).await?;
-            }
-        }
         tx.commit().await?;
 
         let answers: Vec<Result<Receipt, EngineError>> = (0..bids.len())

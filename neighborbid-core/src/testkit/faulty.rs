@@ -232,13 +232,6 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         self.inner.load_idempotency(user, key).await
     }
 
-    async fn load_idempotencies(
-        &mut self,
-        keys: &[(UserId, &IdempotencyKey)],
-    ) -> Result<Vec<Option<IdempotencyRecord>>, StoreError> {
-        self.inner.load_idempotencies(keys).await
-    }
-
     async fn save_idempotency(
         &mut self,
         user: UserId,

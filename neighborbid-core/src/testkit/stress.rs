@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::testkit::{money, Harness, SELLER};
 use crate::{
-    AuctionId, Bid, EngineError, Money, Notifier, Page, PlaceBid, Rejection, Store, UserId,
+    AuctionId, Bid, EngineError, IdempotencyKey, Money, Notifier, Page, PlaceBid, Rejection, Store,
+    UserId,
 };
 
 /// How hard a load test pushes.
@@ -23,6 +24,9 @@ pub struct Load {
     pub wallets: usize,
     /// [`EngineConfig::coalesce_bids`](crate::EngineConfig::coalesce_bids).
     pub coalesce_bids: bool,
+    /// Whether each bid carries a fresh idempotency key, as API clients
+    /// send them: the engine then also looks up and stores a record.
+    pub keyed: bool,
 }
 
 impl Load {
@@ -35,6 +39,7 @@ impl Load {
             auctions: 16,
             wallets: 8,
             coalesce_bids: true,
+            keyed: false,
         }
     }
 }
@@ -124,11 +129,13 @@ pub async fn hot_auction<S: Store>(store: S, load: Load) -> StressReport {
     let auction = h.create(h.national(10, 1)).await.id;
     let report = run(load.duration, bidders.len(), |task, deadline| {
         let (engine, bidder) = (h.engine.clone(), bidders[task]);
+        let mut keys = Keys::new(load.keyed, task);
         async move {
             let mut report = StressReport::default();
             let mut next = money(10);
             while Instant::now() < deadline {
-                next = bid_once(&engine, auction, bidder, next, &mut report).await;
+                let key = keys.next();
+                next = bid_once(&engine, auction, bidder, next, key, &mut report).await;
             }
             report
         }
@@ -167,8 +174,9 @@ pub async fn many_auctions<S: Store>(store: S, load: Load) -> StressReport {
     for _ in 0..load.auctions.max(1) {
         auctions.push(h.create(h.national(10, 1)).await.id);
     }
-    let report = run(load.duration, load.tasks, |_, deadline| {
+    let report = run(load.duration, load.tasks, |task, deadline| {
         let (engine, bidders, auctions) = (h.engine.clone(), bidders.clone(), auctions.clone());
+        let mut keys = Keys::new(load.keyed, task);
         async move {
             let mut report = StressReport::default();
             let mut seen: HashMap<AuctionId, Money> = HashMap::new();
@@ -176,7 +184,8 @@ pub async fn many_auctions<S: Store>(store: S, load: Load) -> StressReport {
                 let auction = auctions[fastrand::usize(..auctions.len())];
                 let bidder = bidders[fastrand::usize(..bidders.len())];
                 let next = seen.get(&auction).copied().unwrap_or(money(10));
-                let next = bid_once(&engine, auction, bidder, next, &mut report).await;
+                let key = keys.next();
+                let next = bid_once(&engine, auction, bidder, next, key, &mut report).await;
                 seen.insert(auction, next);
             }
             report
@@ -228,6 +237,28 @@ async fn fund_bidders<S: Store>(h: &Harness<S>, count: usize, units: u64) -> Vec
     bidders
 }
 
+/// A task's idempotency keys, when bids carry them: unique across tasks
+/// (tasks may share a wallet).
+struct Keys {
+    task: Option<usize>,
+    sent: u64,
+}
+
+impl Keys {
+    fn new(keyed: bool, task: usize) -> Keys {
+        Keys {
+            task: keyed.then_some(task),
+            sent: 0,
+        }
+    }
+
+    fn next(&mut self) -> Option<IdempotencyKey> {
+        let task = self.task?;
+        self.sent += 1;
+        IdempotencyKey::new(format!("{task}-{}", self.sent)).ok()
+    }
+}
+
 /// Places one bid of `next` (sometimes a few units more) and returns the
 /// minimum to bid next time.
 async fn bid_once<S: Store, N: Notifier>(
@@ -235,6 +266,7 @@ async fn bid_once<S: Store, N: Notifier>(
     auction: AuctionId,
     bidder: UserId,
     next: Money,
+    key: Option<IdempotencyKey>,
     report: &mut StressReport,
 ) -> Money {
     let amount = next
@@ -248,7 +280,7 @@ async fn bid_once<S: Store, N: Notifier>(
         max_amount: None,
     };
     let started = Instant::now();
-    let result = engine.place_bid(bid, None).await;
+    let result = engine.place_bid(bid, key).await;
     report.latencies.record(started.elapsed());
     match result {
         Ok(receipt) => {

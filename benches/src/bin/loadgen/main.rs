@@ -58,7 +58,11 @@ struct Args {
     connections: u32,
     /// Bid coalescing: on, off, or both one after the other.
     #[arg(long, value_enum, default_value = "both")]
-    coalesce: Coalesce,
+    coalesce: Setting,
+    /// In process: each bid with a fresh idempotency key (as the API's
+    /// clients send them), without, or both one after the other.
+    #[arg(long, value_enum, default_value = "off")]
+    keys: Setting,
     /// Also measure the pgbench baseline (needs `pgbench` and `psql`).
     #[arg(long)]
     pgbench: bool,
@@ -101,11 +105,22 @@ enum StoreKind {
     Memory,
 }
 
+/// A setting to run with, without, or both one after the other.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Coalesce {
+enum Setting {
     On,
     Off,
     Both,
+}
+
+impl Setting {
+    fn values(self) -> Vec<bool> {
+        match self {
+            Setting::On => vec![true],
+            Setting::Off => vec![false],
+            Setting::Both => vec![false, true],
+        }
+    }
 }
 
 #[tokio::main]
@@ -120,16 +135,27 @@ async fn main() {
     }
     let rate = |run: &Value| run["decided_per_second"].as_f64().unwrap_or(0.0);
     let mut output = json!({});
-    let coalesced = |on: bool| {
-        runs.iter()
-            .find(|run| run["via"] == "engine" && run["coalesce_bids"] == on)
+    let ratio = |a: &Value, b: &Value| json!(rate(a) / rate(b).max(f64::MIN_POSITIVE));
+    // The in-process run with these settings; unkeyed unless only keyed ran.
+    let engine = |coalesce: bool, keyed: Option<bool>| {
+        let keyed = keyed.unwrap_or(!args.keys.values().contains(&false));
+        runs.iter().find(|run| {
+            run["via"] == "engine" && run["coalesce_bids"] == coalesce && run["keyed"] == keyed
+        })
     };
-    if let (Some(off), Some(on)) = (coalesced(false), coalesced(true)) {
-        output["coalescing_speedup"] = json!(rate(on) / rate(off).max(f64::MIN_POSITIVE));
+    if let (Some(off), Some(on)) = (engine(false, None), engine(true, None)) {
+        output["coalescing_speedup"] = ratio(on, off);
     }
+    if let (Some(keyed), Some(unkeyed)) = (engine(true, Some(true)), engine(true, Some(false))) {
+        output["keyed_to_unkeyed"] = ratio(keyed, unkeyed);
+    }
+    let best = engine(true, None).or(engine(false, None));
     let http = runs.iter().find(|run| run["via"] == "http");
-    if let (Some(engine), Some(http)) = (coalesced(true).or(coalesced(false)), http) {
-        output["http_to_engine"] = json!(rate(http) / rate(engine).max(f64::MIN_POSITIVE));
+    if let (Some(engine), Some(http)) = (best, http) {
+        output["http_to_engine"] = ratio(http, engine);
+    }
+    if let (Some(keyed), Some(http)) = (engine(true, Some(true)), http) {
+        output["http_to_keyed_engine"] = ratio(http, keyed);
     }
     if args.pgbench {
         let auctions = match args.mode {
@@ -138,7 +164,7 @@ async fn main() {
         };
         let tps = pgbench(args.tasks, args.seconds, auctions).await;
         output["pgbench_tps"] = json!(tps);
-        if let Some(best) = coalesced(true).or(runs.first()) {
+        if let Some(best) = best.or(runs.first()) {
             output["decided_per_second_to_pgbench_tps"] = json!(rate(best) / tps);
         }
     }
@@ -148,19 +174,19 @@ async fn main() {
 
 /// The in-process runs, one per coalescing setting asked for.
 async fn engine_runs(args: &Args) -> Vec<Value> {
-    let settings = match args.coalesce {
-        Coalesce::On => vec![true],
-        Coalesce::Off => vec![false],
-        Coalesce::Both => vec![false, true],
-    };
+    let settings = args.coalesce.values().into_iter().flat_map(|coalesce| {
+        let keys = args.keys.values();
+        keys.into_iter().map(move |keyed| (coalesce, keyed))
+    });
     let mut runs = Vec::new();
-    for coalesce_bids in settings {
+    for (coalesce_bids, keyed) in settings {
         let load = Load {
             tasks: args.tasks,
             duration: Duration::from_secs(args.seconds),
             auctions: args.auctions,
             wallets: args.wallets,
             coalesce_bids,
+            keyed,
         };
         let mut summary = match args.store {
             StoreKind::Memory => {
@@ -178,6 +204,7 @@ async fn engine_runs(args: &Args) -> Vec<Value> {
             }
         };
         summary["coalesce_bids"] = json!(coalesce_bids);
+        summary["keyed"] = json!(keyed);
         runs.push(summary);
     }
     runs
