@@ -178,6 +178,55 @@ async fn refused_and_failed_commands_release_their_locks_before_answering() {
     assert_eq!(held(db.url(), &rows), [] as [String; 0], "after a failure");
 }
 
+/// A coalesced batch that fails rolls back before its bidders hear of it,
+/// as single commands do: the auction and the wallets it locked are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_releases_its_locks_before_answering() {
+    let (store, db) = fresh_store().await;
+    let gated = GatedStore::new(store);
+    let store = FaultyStore::new(Arc::clone(&gated));
+    let faults = store.switch();
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 500).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+    h.bid(auction, ALICE, 100).await.expect("Alice leads");
+    let rows = [
+        ("auctions", "id", auction.0),
+        ("wallets", "user_id", ALICE.0),
+        ("wallets", "user_id", BOB.0),
+    ];
+
+    // A stale bid holds the auction's lane at the gate; Bob's winning bid
+    // queues behind it and runs in the lane's next batch, which fails.
+    gated.close();
+    let place = |units| {
+        let engine = h.engine.clone();
+        tokio::spawn(async move { engine.place_bid(bid_of(auction, BOB, units), None).await })
+    };
+    let stale = place(100);
+    while gated.waiting() != 1 {
+        tokio::task::yield_now().await;
+    }
+    let batched = place(200);
+    while h.engine.waiting_bids(auction) != 1 {
+        tokio::task::yield_now().await;
+    }
+    faults.arm(Fault::UpdateAuction);
+    gated.open();
+    let stale = stale.await.expect("the stale bid");
+    assert!(
+        matches!(
+            stale,
+            Err(EngineError::Rejected(Rejection::BidTooLow { .. }))
+        ),
+        "{stale:?}"
+    );
+    let failed = batched.await.expect("the batched bid");
+    assert!(faults.fired() && failed.is_err(), "{failed:?}");
+    assert_eq!(held(db.url(), &rows), [] as [String; 0], "after the batch");
+}
+
 /// Which of `rows` (table, key column, key) another session finds locked,
 /// asked from another thread while this one blocks: on a one-thread
 /// runtime, no task of the pool can run before the answer.

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::{invariant, replay, Attempt, Engine};
+use super::{end, invariant, replay, Attempt, Engine};
 use crate::auction::Bid;
 use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
 use crate::error::{EngineError, Rejection, StoreError};
@@ -187,6 +187,27 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         bids: &[(PlaceBid, Option<IdempotencyKey>)],
     ) -> Attempt<Vec<Result<Receipt, EngineError>>> {
         let mut tx = self.inner.store.begin().await?;
+        match self.batch_in(&mut tx, auction_id, bids).await {
+            // Nothing written (every bid refused or replayed): dropping the
+            // transaction rolls it back without a round trip here. A
+            // backend may release the auction a moment later (sqlx does,
+            // from its pool), but the lane's next batch waits for that lock
+            // anyway, and rolling back here would add a round trip to the
+            // hot auction's serial path.
+            Ok((answers, events)) if events.is_empty() => Ok((answers, events)),
+            // A failure rolls back before the batch's callers hear of it.
+            result => end(tx, result).await,
+        }
+    }
+
+    /// [`attempt_bids`](Self::attempt_bids)'s work inside its transaction;
+    /// no events when it wrote nothing.
+    async fn batch_in(
+        &self,
+        tx: &mut S::Tx,
+        auction_id: AuctionId,
+        bids: &[(PlaceBid, Option<IdempotencyKey>)],
+    ) -> Attempt<Vec<Result<Receipt, EngineError>>> {
         // The auction first, then the records: a request of this batch may
         // be the retry of one still committing (its answer was lost), which
         // holds the auction until it is done; its record is visible once
@@ -304,12 +325,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         }
 
         if decisions.is_empty() {
-            // Nothing to write (every bid refused or replayed): dropping
-            // the transaction rolls it back without a round trip here. A
-            // backend may release the auction a moment later (sqlx does,
-            // from its pool), but the lane's next batch waits for that lock
-            // anyway, and rolling back here would add a round trip to the
-            // hot auction's serial path.
             let answers = (0..bids.len())
                 .map(|index| answer(&outcomes, &[], index))
                 .collect();
@@ -357,7 +372,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .zip(decided)
             .map(|((decision, stored), bid)| receipt(decision, bid, stored))
             .collect();
-        tx.commit().await?;
 
         let answers: Vec<Result<Receipt, EngineError>> = (0..bids.len())
             .map(|index| answer(&outcomes, &receipts, index))
