@@ -14,7 +14,8 @@
 //! by side and reports their ratio.
 //!
 //! `--coalesce both` runs without and then with bid coalescing, side by
-//! side in one process, and reports the ratio; `--pgbench` also runs
+//! side in one process, and reports the ratio (`--keys both` does the same
+//! for in-process bids with and without idempotency keys); `--pgbench` also runs
 //! `benches/pgbench/place_bid.sql` (one accepted bid's statements, as
 //! the engine issues them without coalescing) with the same number of
 //! clients and auctions, and reports the engine's rate against it.
@@ -172,7 +173,7 @@ async fn main() {
     println!("{output:#}");
 }
 
-/// The in-process runs, one per coalescing setting asked for.
+/// The in-process runs, one per coalescing and keys setting asked for.
 async fn engine_runs(args: &Args) -> Vec<Value> {
     let settings = args.coalesce.values().into_iter().flat_map(|coalesce| {
         let keys = args.keys.values();
