@@ -220,20 +220,15 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
     fn event_message(&mut self, event: Event) -> Option<Message> {
         self.seq = event.seq;
         let engine = &self.state.engine;
-        let text = if event.private.is_empty() {
-            self.state.rendered.get_or_render(&event, || {
-                let server_now = engine.now();
-                serde_json::to_string(&ServerMessage::Event {
-                    server_now,
-                    event: event.clone(),
-                })
-                .ok()
-            })?
-        } else {
+        let render = |event: Event| {
             let server_now = engine.now();
-            serde_json::to_string(&ServerMessage::Event { server_now, event })
-                .ok()?
-                .into()
+            serde_json::to_string(&ServerMessage::Event { server_now, event }).ok()
+        };
+        let text = if event.private.is_empty() {
+            let rendered = &self.state.rendered;
+            rendered.get_or_render(&event, || render(event.clone()))?
+        } else {
+            render(event)?.into()
         };
         Some(Message::Text(text))
     }
