@@ -238,6 +238,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             .route("/me/wallet/deposits", post(http::deposit::<S, N, I>))
             .route("/me/wallet/withdrawals", post(http::withdraw::<S, N, I>))
             .route("/me/bids", get(http::my_bids::<S, N, I>))
+            .route("/me/bids/live", get(ws::bidder::<S, N, I>))
             .route("/me/auctions", get(http::my_auctions::<S, N, I>))
             .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
             .fallback(|| async { ApiError::not_found() })

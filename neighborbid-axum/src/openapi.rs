@@ -116,6 +116,13 @@ pub fn openapi() -> Value {
                 "get": {"operationId": "myBids", "summary": "Your bids, newest first", "security": bearer,
                     "parameters": [offset, limit], "responses": ok("200", "BidPage", "A page of bids")}
             },
+            "/me/bids/live": {
+                "get": {"operationId": "bidderSocket", "summary": "WebSocket for your bids on any auction: send {\"type\":\"bid\",\"auction_id\":1,\"amount\":\"...\",\"request_id\":\"...\"}; answers only (bid_result, error, pong), no room events", "security": bearer,
+                    "responses": {
+                        "101": {"description": "Switching to the WebSocket protocol"},
+                        "400": {"$ref": "#/components/responses/Error"},
+                        "401": {"$ref": "#/components/responses/Error"}}}
+            },
             "/me/auctions": {
                 "get": {"operationId": "myAuctions", "summary": "Your auctions, newest first", "security": bearer,
                     "parameters": [offset, limit], "responses": ok("200", "AuctionPage", "A page of auctions")}

@@ -2,8 +2,8 @@
 //! strings (`"12.50"`), times RFC 3339 strings in UTC.
 
 use neighborbid_core::{
-    Attributes, Auction, AuctionPolicy, AuctionSort, AuctionStatus, Bid, BidReceipt, Event, Money,
-    Phase, Region, Timestamp, UserId,
+    Attributes, Auction, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, Bid, BidReceipt,
+    Event, Money, Phase, Region, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -231,9 +231,10 @@ pub(crate) enum ScopeParam {
     Local,
 }
 
-/// What the server sends on an auction's WebSocket. Every message carries
-/// the auction's sequence number as this connection knows it and the
-/// server's time.
+/// What the server sends on a WebSocket. Every message carries the
+/// auction's sequence number as this connection knows it and the server's
+/// time. A bidder's socket follows no auction: it sends only `bid_result`,
+/// `error` (with `seq` 0) and `pong` (`seq` 0).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -292,12 +293,17 @@ pub enum ServerMessage {
     },
 }
 
-/// What a client may send on an auction's WebSocket.
+/// What a client may send on a WebSocket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
-    /// Bid on the auction (signed-in users).
+    /// Bid (signed-in users): on a room's auction, or on a bidder's socket
+    /// on the auction it names.
     Bid {
+        /// The auction: required on a bidder's socket; in a room, absent
+        /// or the room's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auction_id: Option<AuctionId>,
         /// The bid.
         amount: Money,
         /// A maximum (proxy) bid.

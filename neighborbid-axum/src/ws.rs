@@ -1,5 +1,7 @@
-//! An auction's live room over a WebSocket: a snapshot on connect, then
-//! every event in sequence order, bids in, results out.
+//! The WebSockets: an auction's live room (a snapshot on connect, then
+//! every event in sequence order, bids in, results out) and a bidder's
+//! socket (bids on any auction in, results out, no events: for clients
+//! that bid on many auctions, or fast, and follow them elsewhere).
 //!
 //! Close codes: 1001 server shutting down; 1003 binary frame; 1009 message
 //! larger than [`WsConfig::max_message_bytes`](crate::WsConfig); 1011 the
@@ -25,7 +27,7 @@ use neighborbid_core::{
 };
 
 use crate::error::ApiError;
-use crate::http::{bid, AppState, Caller, Path};
+use crate::http::{bid, AppState, Caller, Me, Path};
 use crate::identity::{Actor, Identity};
 use crate::wire::{AuctionBody, BidBody, BidRequest, ClientMessage, ServerMessage};
 
@@ -95,40 +97,76 @@ pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
     // upgrading.
     let watch = state.hub.watch(auction, viewer.as_ref().map(|v| v.user));
     let first = state.engine.auction(auction, state.recent_bids()).await?;
+    Ok(open(
+        state,
+        upgrade,
+        viewer,
+        Some((Room { auction, watch }, first)),
+    ))
+}
+
+/// A bidder's socket: the signed-in caller bids on any auction, naming it
+/// in each `bid` message, and gets each answer; no room events.
+pub(crate) async fn bidder<S: Store, N: Notifier, I: Identity>(
+    State(state): State<AppState<S, N, I>>,
+    Me(me): Me,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    Ok(open(state, upgrade?, Some(me), None))
+}
+
+/// Upgrades to a connection that follows `room` (from its first view),
+/// or to a bidder's socket without one.
+fn open<S: Store, N: Notifier, I: Identity>(
+    state: AppState<S, N, I>,
+    upgrade: WebSocketUpgrade,
+    viewer: Option<Actor>,
+    room: Option<(Room, AuctionView)>,
+) -> Response {
     let frame_limit = state.config.ws.max_frame_bytes;
     let buffer = state.config.ws.buffer_bytes;
-    Ok(upgrade
+    upgrade
         .max_message_size(frame_limit)
         .max_frame_size(frame_limit)
         .read_buffer_size(buffer)
         .write_buffer_size(buffer)
         .on_upgrade(move |socket| async move {
+            let (room, first) = room.unzip();
+            let auction = room.as_ref().map(|room| room.auction);
             let connection = Connection {
                 state,
-                auction,
                 viewer,
                 socket,
-                watch,
+                room,
                 seq: 0,
             };
             let shared = connection.state.clone();
             shared.observer.socket(true);
             connection.run(first).await;
             shared.observer.socket(false);
-            if shared.hub.watchers(auction) == 0 {
-                shared.rendered.forget(auction);
+            if let Some(auction) = auction {
+                if shared.hub.watchers(auction) == 0 {
+                    shared.rendered.forget(auction);
+                }
             }
-        }))
+        })
 }
 
 struct Connection<S, N, I> {
     state: AppState<S, N, I>,
-    auction: AuctionId,
     viewer: Option<Actor>,
     socket: WebSocket,
-    watch: Watch,
-    /// The last sequence number sent to the client.
+    /// The auction this socket follows; `None` on a bidder's socket.
+    room: Option<Room>,
+    /// The last sequence number sent to the client (0 on a bidder's
+    /// socket).
     seq: u64,
+}
+
+/// What a room's connection follows.
+struct Room {
+    auction: AuctionId,
+    watch: Watch,
 }
 
 /// Whether the connection goes on.
@@ -142,7 +180,7 @@ enum Input {
 }
 
 impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
-    async fn run(mut self, first: AuctionView) {
+    async fn run(mut self, first: Option<AuctionView>) {
         let config = self.state.config.ws;
         let mut heartbeat = tokio::time::interval(config.heartbeat);
         heartbeat.tick().await;
@@ -154,12 +192,14 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         };
         tokio::pin!(stopping);
         let mut last_heard = Instant::now();
-        if self.send_snapshot(first).await.is_err() {
-            return;
+        if let Some(first) = first {
+            if self.send_snapshot(first).await.is_err() {
+                return;
+            }
         }
         loop {
             let input = tokio::select! {
-                delivery = self.watch.next() => Input::Delivery(delivery),
+                delivery = next_delivery(self.room.as_mut()) => Input::Delivery(delivery),
                 frame = self.socket.recv() => Input::Frame(frame),
                 _ = heartbeat.tick() => Input::Heartbeat,
                 () = &mut stopping => Input::Shutdown,
@@ -199,7 +239,7 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
                 self.socket.feed(message).await.map_err(drop)?;
                 fed += 1;
                 next = if fed < DELIVERY_BATCH {
-                    self.watch.try_next()
+                    self.room.as_mut().and_then(|room| room.watch.try_next())
                 } else {
                     None
                 };
@@ -233,17 +273,20 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         Some(Message::Text(text))
     }
 
-    /// Reloads the auction and sends it whole.
+    /// Reloads the room's auction and sends it whole.
     async fn snapshot(&mut self) -> Flow {
+        let Some(auction) = self.room.as_ref().map(|room| room.auction) else {
+            return Ok(());
+        };
         match self
             .state
             .engine
-            .auction(self.auction, self.state.recent_bids())
+            .auction(auction, self.state.recent_bids())
             .await
         {
             Ok(view) => self.send_snapshot(view).await,
             Err(error) => {
-                tracing::warn!(%error, auction = %self.auction, "snapshot failed");
+                tracing::warn!(%error, %auction, "snapshot failed");
                 self.close(1011, "could not load the auction").await
             }
         }
@@ -251,7 +294,9 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
 
     /// Sends the whole state and skips the events it already includes.
     async fn send_snapshot(&mut self, view: AuctionView) -> Flow {
-        self.watch.resume_after(view.auction.seq);
+        if let Some(room) = &mut self.room {
+            room.watch.resume_after(view.auction.seq);
+        }
         self.seq = view.auction.seq;
         let viewer = self.viewer.as_ref().map(|actor| actor.user);
         let message = ServerMessage::Snapshot {
@@ -284,19 +329,20 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
                 self.send(&ServerMessage::Pong { seq, server_now }).await
             }
             Ok(ClientMessage::Bid {
+                auction_id,
                 amount,
                 max_amount,
                 request_id,
             }) => {
                 let body = BidRequest { amount, max_amount };
-                let result = ws_bid(
-                    &self.state,
-                    self.viewer.as_ref(),
-                    self.auction,
-                    body,
-                    &request_id,
-                )
-                .await;
+                let room = self.room.as_ref().map(|room| room.auction);
+                let result = match bid_target(room, auction_id) {
+                    Ok(auction) => {
+                        let viewer = self.viewer.as_ref();
+                        ws_bid(&self.state, viewer, auction, body, &request_id).await
+                    }
+                    Err(error) => Err(error),
+                };
                 let server_now = self.state.engine.now();
                 let message = match result {
                     Ok(result) => ServerMessage::BidResult {
@@ -360,6 +406,32 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
 /// Most events one write sends: bounds the write buffer of a watcher
 /// catching up.
 const DELIVERY_BATCH: usize = 32;
+
+/// The room's next delivery; never, on a bidder's socket.
+async fn next_delivery(room: Option<&mut Room>) -> Delivery {
+    match room {
+        Some(room) => room.watch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The auction a `bid` message is for: a room's own (which the message
+/// may repeat), or the one a bidder's socket message names.
+fn bid_target(room: Option<AuctionId>, named: Option<AuctionId>) -> Result<AuctionId, ApiError> {
+    let invalid =
+        |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_message", message);
+    match (room, named) {
+        (Some(room), None) => Ok(room),
+        (Some(room), Some(named)) if named == room => Ok(room),
+        (Some(room), Some(named)) => Err(invalid(format!(
+            "this room takes bids on auction {room} only, not {named}"
+        ))),
+        (None, Some(named)) => Ok(named),
+        (None, None) => Err(invalid(
+            "a bid on this socket names its auction_id".to_owned(),
+        )),
+    }
+}
 
 /// What `io` gave if it finished in time and well: a client that does not
 /// read is dropped, never waited for.

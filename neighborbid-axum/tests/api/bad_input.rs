@@ -248,3 +248,57 @@ async fn hostile_websocket_messages_get_errors_or_close_codes_and_change_nothing
     assert_eq!(anonymous.next_of("pong").await["type"], "pong");
     assert_eq!(server.everything().await, before);
 }
+
+#[tokio::test]
+async fn bids_naming_the_wrong_auction_or_none_are_refused_and_change_nothing() {
+    let server = TestServer::start().await;
+    server.deposit("alice", "1000").await;
+    let auction = server.create(json!({})).await;
+    let other = server.create(json!({})).await;
+    let before = server.everything().await;
+
+    let url = format!("{}/me/bids/live", server.base.replacen("http", "ws", 1));
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401, "signed in only")
+        }
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+
+    let mut bidder = server.bidder_ws("alice").await;
+    let mut room = server.ws(auction, Some("alice")).await;
+    room.next_of("snapshot").await;
+    // (in the room?, message, code)
+    let cases = [
+        (false, json!({"amount": "120"}), "invalid_message"),
+        (
+            false,
+            json!({"auction_id": "lamp", "amount": "120"}),
+            "invalid_message",
+        ),
+        (
+            false,
+            json!({"auction_id": 999, "amount": "120"}),
+            "auction_not_found",
+        ),
+        (
+            true,
+            json!({"auction_id": other, "amount": "120"}),
+            "invalid_message",
+        ),
+    ];
+    for (n, (in_room, mut message, code)) in cases.into_iter().enumerate() {
+        let socket = if in_room { &mut room } else { &mut bidder };
+        message["type"] = json!("bid");
+        message["request_id"] = json!(format!("r{n}"));
+        socket.send(message.clone()).await;
+        let error = socket.answer().await;
+        assert_eq!(error["code"], code, "{message}: {error}");
+    }
+    assert_eq!(server.everything().await, before);
+
+    // A room's bid may repeat the room's own auction.
+    room.send(json!({"type": "bid", "auction_id": auction, "amount": "120", "request_id": "own"}))
+        .await;
+    assert_eq!(room.answer().await["type"], "bid_result");
+}

@@ -295,6 +295,80 @@ async fn replays_with_the_same_key_have_one_effect_and_the_same_response() {
 }
 
 #[tokio::test]
+async fn a_bidders_socket_bids_on_any_auction_and_hears_only_its_answers() {
+    let server = TestServer::start().await;
+    server.deposit("alice", "1000").await;
+    server.deposit("bob", "1000").await;
+    let lamp = server.create(json!({})).await;
+    let chair = server.create(json!({})).await;
+    let mut alice = server.bidder_ws("alice").await;
+
+    let bid = |auction: i64, amount: &str, request: &str| json!({"type": "bid", "auction_id": auction, "amount": amount, "request_id": request});
+    alice.send(bid(lamp, "120", "lamp-1")).await;
+    let result = alice.answer().await;
+    assert_eq!(
+        (
+            result["type"].as_str(),
+            result["request_id"].as_str(),
+            result["seq"].as_u64()
+        ),
+        (Some("bid_result"), Some("lamp-1"), Some(1)),
+        "{result}"
+    );
+    assert_eq!(
+        (
+            &result["auction"]["id"],
+            &result["auction"]["current_price"]
+        ),
+        (&json!(lamp), &json!("120"))
+    );
+    alice.send(bid(chair, "100", "chair-1")).await;
+    let result = alice.answer().await;
+    assert_eq!(
+        (&result["auction"]["id"], &result["bid"]["amount"]),
+        (&json!(chair), &json!("100")),
+        "{result}"
+    );
+    assert_eq!(server.balance("alice").await, ("780".into(), "220".into()));
+
+    // Bob outbids her on the lamp: a room would tell her, her bidder's
+    // socket does not (it carries answers only).
+    let outbid = server
+        .post(&bids(lamp), "bob", json!({"amount": "130"}))
+        .await;
+    assert_eq!(outbid.status, StatusCode::CREATED, "{outbid:?}");
+    assert!(alice.quiet_for(Duration::from_millis(300)).await);
+
+    // A refusal names the minimum, and the request id is the idempotency
+    // key: a resent bid is answered again and bids once.
+    alice.send(bid(lamp, "130", "lamp-2")).await;
+    let refused = alice.answer().await;
+    assert_eq!(
+        (
+            refused["code"].as_str(),
+            refused["min_next_bid"].as_str(),
+            refused["request_id"].as_str(),
+            refused["seq"].as_u64()
+        ),
+        (Some("bid_too_low"), Some("140"), Some("lamp-2"), Some(0))
+    );
+    for _ in 0..2 {
+        alice.send(bid(lamp, "140", "lamp-3")).await;
+        let result = alice.answer().await;
+        assert_eq!(
+            (result["request_id"].as_str(), result["seq"].as_u64()),
+            (Some("lamp-3"), Some(3)),
+            "{result}"
+        );
+    }
+    let detail = server.get(&format!("/auctions/{lamp}"), None).await;
+    assert_eq!(detail.body["auction"]["bid_count"], 3);
+    assert_eq!(server.balance("alice").await, ("760".into(), "240".into()));
+    alice.send(json!({"type": "ping"})).await;
+    assert_eq!(alice.next_of("pong").await["seq"], 0);
+}
+
+#[tokio::test]
 async fn an_unchanged_auction_answers_304_to_its_etag() {
     let server = TestServer::start().await;
     server.deposit("alice", "500").await;

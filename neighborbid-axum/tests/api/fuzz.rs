@@ -54,19 +54,46 @@ fn body() -> impl Strategy<Value = String> {
     ]
 }
 
-/// WebSocket text frames: near misses of `bid` and `ping`, and any JSON.
-fn client_message() -> impl Strategy<Value = String> {
+/// WebSocket messages: near misses of `bid` and `ping`, and any JSON. A
+/// near miss's `auction_id`, when it has one, is `"this"` (the auction the
+/// test bids on, filled in by [`for_auction`]), an unknown one, or anything.
+fn client_message() -> impl Strategy<Value = Value> {
     let kind = prop_oneof![
         Just("bid".to_owned()),
         Just("ping".to_owned()),
         Just("Bid".to_owned()),
         "[a-z]{0,6}",
     ];
-    let near =
-        (kind, amount_text(), json_value(), json_value()).prop_map(|(kind, amount, id, extra)| {
-            json!({"type": kind, "amount": amount, "request_id": id, "extra": extra}).to_string()
+    let auction = prop_oneof![Just(json!("this")), Just(json!(999)), json_value()];
+    // Plausible amounts and request ids too, so that some bids are taken.
+    let amount = prop_oneof![(100..400u32).prop_map(|n| n.to_string()), amount_text()];
+    let request_id = prop_oneof!["[a-z0-9-]{1,12}".prop_map(Value::from), json_value()];
+    let near = (
+        kind,
+        amount,
+        request_id,
+        prop::option::of(auction),
+        prop::option::of(json_value()),
+    )
+        .prop_map(|(kind, amount, id, auction, extra)| {
+            let mut message = json!({"type": kind, "amount": amount, "request_id": id});
+            if let Some(auction) = auction {
+                message["auction_id"] = auction;
+            }
+            if let Some(extra) = extra {
+                message["extra"] = extra;
+            }
+            message
         });
-    prop_oneof![near, json_value().prop_map(|value| value.to_string())]
+    prop_oneof![near, json_value()]
+}
+
+/// `message` as sent to bid on `auction`.
+fn for_auction(mut message: Value, auction: i64) -> String {
+    if message.get("auction_id") == Some(&json!("this")) {
+        message["auction_id"] = json!(auction);
+    }
+    message.to_string()
 }
 
 /// `count` values drawn from `strategy` (async tests cannot run inside
@@ -132,13 +159,17 @@ async fn random_request_bodies_get_typed_answers_and_change_nothing_when_refused
 }
 
 #[tokio::test]
-async fn random_websocket_messages_get_answers_and_keep_the_socket() {
+async fn random_websocket_messages_get_answers_and_keep_the_sockets() {
     let server = TestServer::start().await;
     server.deposit("alice", "1000").await;
     let auction = server.create(json!({})).await;
-    let mut socket = server.ws(auction, Some("alice")).await;
-    socket.next_of("snapshot").await;
-    for text in draw(client_message(), 300) {
+    let mut room = server.ws(auction, Some("alice")).await;
+    room.next_of("snapshot").await;
+    let mut bidder = server.bidder_ws("alice").await;
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for (n, message) in draw(client_message(), 400).into_iter().enumerate() {
+        let socket = if n % 2 == 0 { &mut room } else { &mut bidder };
+        let text = for_auction(message, auction);
         let before = server.everything().await;
         socket.send_raw(Message::Text(text.clone().into())).await;
         let answer = socket
@@ -149,15 +180,21 @@ async fn random_websocket_messages_get_answers_and_keep_the_socket() {
                 )
             })
             .await;
-        if answer["type"] == "error" {
+        let kind = answer["type"].as_str().unwrap_or_default().to_owned();
+        if kind == "error" {
             assert!(
                 answer["code"].as_str().is_some_and(|code| !code.is_empty()),
                 "{text:?}: {answer}"
             );
             assert_eq!(server.everything().await, before, "{text:?}");
         }
+        *kinds.entry(kind).or_default() += 1;
     }
-    // Still open and answering.
-    socket.send(json!({"type": "ping"})).await;
-    socket.next_of("pong").await;
+    // The draws reach every kind of answer, bids taken among them.
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    // Both still open and answering.
+    for socket in [&mut room, &mut bidder] {
+        socket.send(json!({"type": "ping"})).await;
+        socket.next_of("pong").await;
+    }
 }

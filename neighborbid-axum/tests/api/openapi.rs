@@ -29,5 +29,5 @@ async fn the_document_parses_and_every_operation_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 14);
+    assert_eq!(operations, 15);
 }

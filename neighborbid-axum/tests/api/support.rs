@@ -169,10 +169,19 @@ impl TestServer {
 
     /// Opens the auction's room as the user of `token` (or anonymously).
     pub(crate) async fn ws(&self, auction: i64, token: Option<&str>) -> WsClient {
-        let url = format!(
-            "{}/auctions/{auction}/live",
-            self.base.replacen("http", "ws", 1)
-        );
+        self.socket(&format!("/auctions/{auction}/live"), token)
+            .await
+    }
+
+    /// Opens the bidder's socket of the user of `token`.
+    pub(crate) async fn bidder_ws(&self, token: &str) -> WsClient {
+        self.socket("/me/bids/live", Some(token)).await
+    }
+
+    /// Opens the WebSocket at `path` as the user of `token` (or
+    /// anonymously).
+    async fn socket(&self, path: &str, token: Option<&str>) -> WsClient {
+        let url = format!("{}{path}", self.base.replacen("http", "ws", 1));
         let mut request = url.into_client_request().expect("a request");
         if let Some(token) = token {
             let value = format!("Bearer {token}").parse().expect("a header");

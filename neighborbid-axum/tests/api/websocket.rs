@@ -27,6 +27,7 @@ async fn a_silent_client_is_closed_and_a_live_one_is_kept() {
     let server = TestServer::with_config(quick_heartbeats()).await;
     let auction = server.create(json!({})).await;
     let mut silent = server.ws(auction, None).await;
+    let mut silent_bidder = server.bidder_ws("alice").await;
     let mut live = server.ws(auction, None).await;
     // The live client reads (and so answers pings) for well past the
     // idle timeout; the silent one reads nothing meanwhile.
@@ -35,6 +36,8 @@ async fn a_silent_client_is_closed_and_a_live_one_is_kept() {
     live.send(json!({"type": "ping"})).await;
     assert_eq!(live.next_of("pong").await["type"], "pong");
     assert_eq!(silent.close_code().await, Some(CloseCode::from(CLOSE_IDLE)));
+    let closed = silent_bidder.close_code().await;
+    assert_eq!(closed, Some(CloseCode::from(CLOSE_IDLE)));
 }
 
 #[tokio::test]
@@ -71,11 +74,15 @@ async fn shutdown_closes_every_socket_with_going_away() {
     let auction = server.create(json!({})).await;
     let mut first = server.ws(auction, None).await;
     let mut second = server.ws(auction, Some("alice")).await;
+    let mut bidder = server.bidder_ws("bob").await;
     first.next_of("snapshot").await;
     second.next_of("snapshot").await;
+    bidder.send(json!({"type": "ping"})).await;
+    bidder.next_of("pong").await;
     server.shutdown.trigger();
     assert_eq!(first.close_code().await, Some(CloseCode::Away));
     assert_eq!(second.close_code().await, Some(CloseCode::Away));
+    assert_eq!(bidder.close_code().await, Some(CloseCode::Away));
 }
 
 #[tokio::test]

@@ -35,8 +35,12 @@ pub(crate) struct HttpLoad {
 pub(crate) enum BidOver {
     /// `POST /api/auctions/{id}/bids`, one request per bid.
     Http,
-    /// A `bid` message on the auction's live socket, keyed by `request_id`.
+    /// A `bid` message on the auction's live room socket, keyed by
+    /// `request_id`; the bidder also reads the room's events.
     Ws,
+    /// A `bid` message naming its auction on the bidder's own socket
+    /// (`/api/me/bids/live`): answers only, one socket for every auction.
+    BidderWs,
 }
 
 /// Auctions a WebSocket bidder holds a socket on in spread mode.
@@ -122,6 +126,13 @@ impl HttpLoad {
                         fastrand::choose_multiple(auctions.iter().copied(), SOCKETS_PER_BIDDER);
                     Channel::ws(&self.base, token, mine).await
                 }
+                BidOver::BidderWs => Channel::BidderWs {
+                    socket: Box::new(
+                        connect(&format!("{}/api/me/bids/live", self.base), token).await,
+                    ),
+                    auctions: auctions.clone(),
+                    sent: 0,
+                },
             });
         }
         let pace = self
@@ -157,7 +168,8 @@ impl HttpLoad {
         let decided = bids.accepted + bids.refused.values().sum::<u64>();
         json!({
             "via": "http",
-            "bid_over": format!("{:?}", self.bid_over).to_lowercase(),
+            "bid_over": clap::ValueEnum::to_possible_value(&self.bid_over)
+                .map(|value| value.get_name().to_owned()),
             "mode": if self.hot { "hot" } else { "spread" },
             "tasks": self.bidders,
             "watchers": self.watchers,
@@ -265,6 +277,13 @@ enum Channel {
         seen: BTreeMap<i64, u64>,
         sent: u64,
     },
+    BidderWs {
+        /// The bidder's socket, for bids on any auction (boxed: a socket
+        /// is large beside the other variants).
+        socket: Box<Socket>,
+        auctions: Vec<i64>,
+        sent: u64,
+    },
 }
 
 type Socket =
@@ -322,20 +341,10 @@ impl Reply {
 impl Channel {
     /// Opens a signed-in live socket on each of `auctions`.
     async fn ws(base: &str, token: &str, auctions: Vec<i64>) -> Channel {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut sockets = Vec::new();
         let mut seen = BTreeMap::new();
         for auction in auctions {
-            let url = format!(
-                "{}/api/auctions/{auction}/live",
-                base.replacen("http", "ws", 1)
-            );
-            let mut request = url.into_client_request().expect("a WebSocket URL");
-            let bearer = format!("Bearer {token}").parse().expect("a header value");
-            request.headers_mut().insert("authorization", bearer);
-            let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-                .await
-                .expect("the bidder's socket opens");
+            let mut socket = connect(&format!("{base}/api/auctions/{auction}/live"), token).await;
             let snapshot = next_message(&mut socket).await.expect("a snapshot");
             if let Some(min) = snapshot.min_next() {
                 seen.insert(auction, min);
@@ -353,6 +362,7 @@ impl Channel {
         match self {
             Channel::Http { auctions, .. } => auctions.clone(),
             Channel::Ws { sockets, .. } => sockets.iter().map(|(id, _)| *id).collect(),
+            Channel::BidderWs { auctions, .. } => auctions.clone(),
         }
     }
 
@@ -395,27 +405,63 @@ impl Channel {
                 sent,
             } => {
                 *sent += 1;
-                let request_id = sent.to_string();
                 let (auction, socket) = &mut sockets[index];
-                let message =
-                    json!({"type": "bid", "amount": amount.to_string(), "request_id": request_id});
-                socket
-                    .send(Message::Text(message.to_string().into()))
-                    .await
-                    .map_err(|_| ())?;
-                // Events for the room arrive in between; the answer is the
-                // message that names this request.
-                loop {
-                    let message = next_message(socket).await.ok_or(())?;
-                    if message.request_id.as_ref() == Some(&request_id) {
-                        return Ok((message.kind == "bid_result", message));
-                    }
+                let message = json!({"type": "bid", "amount": amount.to_string()});
+                // Events for the room arrive in between.
+                send_bid(socket, message, *sent, |message| {
                     if let Some(min) = message.min_next() {
                         seen.insert(*auction, min);
                     }
-                }
+                })
+                .await
+            }
+            Channel::BidderWs {
+                socket,
+                auctions,
+                sent,
+            } => {
+                *sent += 1;
+                let message = json!({"type": "bid", "auction_id": auctions[index],
+                    "amount": amount.to_string()});
+                send_bid(socket, message, *sent, |_| {}).await
             }
         }
+    }
+}
+
+/// Opens the WebSocket at `url` (`http://...`) signed in with `token`.
+async fn connect(url: &str, token: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = url.replacen("http", "ws", 1);
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    let bearer = format!("Bearer {token}").parse().expect("a header value");
+    request.headers_mut().insert("authorization", bearer);
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+        .await
+        .expect("the bidder's socket opens");
+    socket
+}
+
+/// Sends the `bid` message `message` as request `number` and waits for
+/// its answer: the message that names the request; `other` sees the rest.
+async fn send_bid(
+    socket: &mut Socket,
+    mut message: Value,
+    number: u64,
+    mut other: impl FnMut(Reply),
+) -> Answer {
+    let request_id = number.to_string();
+    message["request_id"] = json!(request_id);
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .map_err(|_| ())?;
+    loop {
+        let message = next_message(socket).await.ok_or(())?;
+        if message.request_id.as_ref() == Some(&request_id) {
+            return Ok((message.kind == "bid_result", message));
+        }
+        other(message);
     }
 }
 

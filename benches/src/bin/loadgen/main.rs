@@ -81,8 +81,10 @@ struct Args {
     /// fast as they can (for fan-out at a steady rate).
     #[arg(long)]
     bid_rate: Option<f64>,
-    /// Over HTTP: each bid as its own request, or as a message on the
-    /// bidder's WebSocket (one per auction it bids on).
+    /// Over HTTP: each bid as its own request (`http`), as a message on
+    /// the live room socket of its auction (`ws`, one socket per auction
+    /// the bidder bids on), or on the bidder's own socket (`bidder-ws`,
+    /// one socket for every auction, answers only).
     #[arg(long, value_enum, default_value = "http")]
     bid_over: http::BidOver,
 }
