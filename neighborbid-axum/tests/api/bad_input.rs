@@ -257,13 +257,8 @@ async fn bids_naming_the_wrong_auction_or_none_are_refused_and_change_nothing() 
     let other = server.create(json!({})).await;
     let before = server.everything().await;
 
-    let url = format!("{}/me/bids/live", server.base.replacen("http", "ws", 1));
-    match tokio_tungstenite::connect_async(url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 401, "signed in only")
-        }
-        other => panic!("expected an HTTP refusal, got {other:?}"),
-    }
+    let status = server.refused_upgrade("/me/bids/live").await;
+    assert_eq!(status, 401, "signed in only");
 
     let mut bidder = server.bidder_ws("alice").await;
     let mut room = server.ws(auction, Some("alice")).await;

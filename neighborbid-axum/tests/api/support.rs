@@ -178,6 +178,16 @@ impl TestServer {
         self.socket("/me/bids/live", Some(token)).await
     }
 
+    /// The HTTP status of an anonymous WebSocket upgrade at `path` that the
+    /// server refuses (it panics if the socket opens).
+    pub(crate) async fn refused_upgrade(&self, path: &str) -> StatusCode {
+        let url = format!("{}{path}", self.base.replacen("http", "ws", 1));
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status(),
+            other => panic!("expected an HTTP refusal at {path}, got {other:?}"),
+        }
+    }
+
     /// Opens the WebSocket at `path` as the user of `token` (or
     /// anonymously).
     async fn socket(&self, path: &str, token: Option<&str>) -> WsClient {

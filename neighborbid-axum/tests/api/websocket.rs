@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use neighborbid_axum::{ApiConfig, WsConfig, CLOSE_IDLE};
 use neighborbid_core::{AuctionId, Event, PublicEvent};
+use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -88,17 +89,8 @@ async fn shutdown_closes_every_socket_with_going_away() {
 #[tokio::test]
 async fn unknown_auctions_are_refused_before_upgrading() {
     let server = TestServer::start().await;
-    let url = format!(
-        "{}/auctions/999/live",
-        server.base.replacen("http", "ws", 1)
-    );
-    let refused = tokio_tungstenite::connect_async(url)
-        .await
-        .expect_err("no such room");
-    match refused {
-        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
-        other => panic!("expected an HTTP refusal, got {other:?}"),
-    }
+    let status = server.refused_upgrade("/auctions/999/live").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
