@@ -643,10 +643,9 @@ async fn lock_parties<T: Transaction>(
     auction: &Auction,
     action: AuctionAction,
 ) -> Result<(Vec<Hold>, Vec<Wallet>), EngineError> {
-    let holds = tx.auction_holds(auction.id).await?;
-    let users = rules::wallets_to_lock(auction, &holds, action);
-    let wallets = tx.lock_wallets(&users).await?;
-    Ok((holds, wallets))
+    Ok(tx
+        .lock_parties(auction.id, &action.parties(auction))
+        .await?)
 }
 
 async fn lock_wallet<T: Transaction>(tx: &mut T, user: UserId) -> Result<Wallet, EngineError> {

@@ -152,17 +152,26 @@ pub enum AuctionAction {
     Cancel,
 }
 
-/// The wallets an action may touch, ascending and without duplicates: the
-/// engine locks them in this order, after the auction.
-pub fn wallets_to_lock(auction: &Auction, holds: &[Hold], action: AuctionAction) -> Vec<UserId> {
-    let mut users = Vec::with_capacity(holds.len() + 2);
-    users.extend(holds.iter().map(|hold| hold.user));
-    match action {
-        AuctionAction::Bid(user) => users.push(user),
-        AuctionAction::BuyNow(user) => users.extend([user, auction.seller]),
-        AuctionAction::Settle => users.push(auction.seller),
-        AuctionAction::Cancel => {}
+impl AuctionAction {
+    /// The users besides the auction's hold owners whose wallets the
+    /// action may touch: the bidder, the buyer and the seller, the seller.
+    pub fn parties(self, auction: &Auction) -> Vec<UserId> {
+        match self {
+            AuctionAction::Bid(user) => vec![user],
+            AuctionAction::BuyNow(user) => vec![user, auction.seller],
+            AuctionAction::Settle => vec![auction.seller],
+            AuctionAction::Cancel => Vec::new(),
+        }
     }
+}
+
+/// The wallets to lock for `parties` (see [`AuctionAction::parties`]) on an
+/// auction with `holds`: theirs and every hold owner's, ascending and
+/// without duplicates. Every locker locks wallets in this order, after
+/// the auction.
+pub fn wallets_to_lock(holds: &[Hold], parties: &[UserId]) -> Vec<UserId> {
+    let mut users: Vec<UserId> = holds.iter().map(|hold| hold.user).collect();
+    users.extend_from_slice(parties);
     users.sort();
     users.dedup();
     users

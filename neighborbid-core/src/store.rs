@@ -27,7 +27,7 @@ use crate::error::StoreError;
 use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, UserId};
 use crate::money::Money;
-use crate::rules::Decision;
+use crate::rules::{self, Decision};
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 
@@ -280,21 +280,45 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         Ok(bid)
     }
 
-    /// What a batch of bids reads once `auction` is locked: its open holds
-    /// (by user) and the idempotency record stored under each of `keys`,
-    /// in their order. Backends may override this to read both in one
-    /// query (each round trip is time the auction stays locked); the result
+    /// Once `auction` is locked: its open holds (by user), and the wallets
+    /// of `parties` and of every hold's owner, locked as
+    /// [`lock_wallets`](WalletLedger::lock_wallets) locks them (see
+    /// [`rules::wallets_to_lock`]). Backends may override this to do both
+    /// in one round trip (each is time the auction stays locked); the
+    /// result must be the same.
+    async fn lock_parties(
+        &mut self,
+        auction: AuctionId,
+        parties: &[UserId],
+    ) -> Result<(Vec<Hold>, Vec<Wallet>), StoreError> {
+        let holds = self.auction_holds(auction).await?;
+        let wallets = self
+            .lock_wallets(&rules::wallets_to_lock(&holds, parties))
+            .await?;
+        Ok((holds, wallets))
+    }
+
+    /// What a batch of bids reads once `auction` is locked: the idempotency
+    /// record stored under each of `keys`, in their order, and what
+    /// [`lock_parties`](Self::lock_parties) reads and locks for `bidders`.
+    /// Backends may override this to do it in one round trip; the result
     /// must be the same.
     async fn batch_reads(
         &mut self,
         auction: AuctionId,
         keys: &[(UserId, &IdempotencyKey)],
-    ) -> Result<(Vec<Hold>, Vec<Option<IdempotencyRecord>>), StoreError> {
+        bidders: &[UserId],
+    ) -> Result<BatchReads, StoreError> {
         let mut records = Vec::with_capacity(keys.len());
         for (user, key) in keys {
             records.push(self.load_idempotency(*user, key).await?);
         }
-        Ok((self.auction_holds(auction).await?, records))
+        let (holds, wallets) = self.lock_parties(auction, bidders).await?;
+        Ok(BatchReads {
+            holds,
+            wallets,
+            records,
+        })
     }
 
     /// Writes consecutive decisions about one auction (a batch of bids):
@@ -338,6 +362,17 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         }
         Ok(bids)
     }
+}
+
+/// What [`Transaction::batch_reads`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchReads {
+    /// The auction's open holds, by user.
+    pub holds: Vec<Hold>,
+    /// The locked wallets, ascending by user.
+    pub wallets: Vec<Wallet>,
+    /// The record under each key asked for, in order.
+    pub records: Vec<Option<IdempotencyRecord>>,
 }
 
 /// The idempotency record of a keyed bid in a batch

@@ -14,17 +14,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use neighborbid_core::rules::Decision;
+use neighborbid_core::rules::{self, Decision};
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, BatchRecord, BatchWrites, Bid, Event, EventId,
-    Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError,
-    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionFilter, AuctionId, AuctionStore, BatchReads, BatchRecord, BatchWrites, Bid,
+    Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store,
+    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
     self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, to_i64, Amount,
@@ -53,6 +53,10 @@ type BidRow = codec::BidRow<Decimal, DateTime<Utc>>;
 type WalletRow = codec::WalletRow<Decimal>;
 type EntryRow = codec::EntryRow<Decimal, DateTime<Utc>>;
 type HoldRow = codec::HoldRow<Decimal>;
+
+/// How long a pooled connection may sit idle before it is tested again
+/// when taken.
+const RETEST_IDLE: Duration = Duration::from_secs(1);
 
 /// How to connect a [`PgStore`].
 #[derive(Clone, Debug)]
@@ -109,6 +113,20 @@ impl PgStoreOptions {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
+            // sqlx pings a connection when it goes back to the pool (which
+            // also sends a dropped transaction's rollback), and by default
+            // again when it is taken: a round trip at the start of every
+            // transaction. Only a connection idle long enough to have been
+            // cut off is tested again.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RETEST_IDLE {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect);
         PgStore {
             pool,
@@ -295,51 +313,68 @@ impl Transaction for PgTx {
         Ok(bids.pop().flatten())
     }
 
-    /// One query: the holds, then one index probe per key whatever the
-    /// table's statistics say (as a join, the cached plan of a young table
-    /// scanned the whole, ever-growing table on every batch).
+    /// One query: the holds, the wallets locked, then one index probe
+    /// per key whatever the table's statistics say (as a join, the cached
+    /// plan of a young table scanned the whole, ever-growing table on
+    /// every batch).
     async fn batch_reads(
         &mut self,
         auction: AuctionId,
         keys: &[(UserId, &IdempotencyKey)],
-    ) -> Result<(Vec<Hold>, Vec<Option<IdempotencyRecord>>), StoreError> {
-        if keys.is_empty() {
-            // Postgres would plan the combined query afresh every time
-            // with no keys (its estimate for an empty array beats any
-            // cached plan), which costs more than the round trip it saves.
-            return Ok((self.auction_holds(auction).await?, Vec::new()));
-        }
-        let users: Vec<i64> = keys.iter().map(|(user, _)| user.0).collect();
-        let names: Vec<&str> = keys.iter().map(|(_, key)| key.as_str()).collect();
-        // A hold's row has no key; a record's has no amount.
-        type Row = (
-            i64,
-            Option<Decimal>,
-            Option<String>,
-            Option<Json<IdempotencyRecord>>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(BATCH_READS)
+        bidders: &[UserId],
+    ) -> Result<BatchReads, StoreError> {
+        // Without keys, the query without the records: Postgres would plan
+        // the combined one afresh every time (its estimate for an empty
+        // array beats any cached plan).
+        let sql = if keys.is_empty() {
+            LOCK_PARTIES
+        } else {
+            BATCH_READS
+        };
+        let mut query = sqlx::query_as(sql)
             .bind(auction.0)
-            .bind(users)
-            .bind(names)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        let mut holds = Vec::new();
+            .bind(bidders.iter().map(|user| user.0).collect::<Vec<i64>>());
+        if !keys.is_empty() {
+            query = query
+                .bind(keys.iter().map(|(user, _)| user.0).collect::<Vec<i64>>())
+                .bind(
+                    keys.iter()
+                        .map(|(_, key)| key.as_str())
+                        .collect::<Vec<&str>>(),
+                );
+        }
+        let rows: Vec<PartyRow> = query.fetch_all(&mut *self.tx).await.map_err(self.error())?;
+        let mut reads = BatchReads::default();
         let mut found = Vec::new();
-        for (user, amount, key, record) in rows {
-            match (amount, key, record) {
-                (Some(amount), None, None) => holds.push(Hold {
+        for row in rows {
+            let malformed = || StoreError::new(StoreErrorKind::Other, "a malformed row");
+            let (part, user, a, b, key, record) = row;
+            match (part.as_str(), a, b, key, record) {
+                ("hold", Some(amount), None, None, None) => reads.holds.push(Hold {
                     auction_id: auction,
                     user: UserId(user),
                     amount: amount.into_money()?,
                 }),
-                (None, Some(key), Some(Json(record))) => found.push((user, key, record)),
-                _ => return Err(StoreError::new(StoreErrorKind::Other, "a malformed row")),
+                ("wallet", Some(balance), Some(locked), None, None) => reads.wallets.push(Wallet {
+                    user: UserId(user),
+                    balance: balance.into_money()?,
+                    locked: locked.into_money()?,
+                }),
+                ("record", None, None, Some(key), Some(Json(record))) => {
+                    found.push((user, key, record))
+                }
+                _ => return Err(malformed()),
             }
         }
-        holds.sort_by_key(|hold| hold.user);
-        let records = keys
+        reads.holds.sort_by_key(|hold| hold.user);
+        reads.wallets.sort_by_key(|wallet| wallet.user);
+        let users = rules::wallets_to_lock(&reads.holds, bidders);
+        if reads.wallets.len() != users.len() {
+            // Some wallet does not exist yet (the query locks only
+            // existing ones): created and locked as `lock_wallets` does.
+            reads.wallets = self.lock_wallets(&users).await?;
+        }
+        reads.records = keys
             .iter()
             .map(|(user, key)| {
                 found
@@ -348,12 +383,21 @@ impl Transaction for PgTx {
                     .map(|(_, _, record)| record.clone())
             })
             .collect();
-        Ok((holds, records))
+        Ok(reads)
     }
 
-    /// Two statements whatever the batch holds: the auction row, then one
-    /// statement for every other row and the idempotency records (each
-    /// round trip to the server is time the auction stays locked).
+    async fn lock_parties(
+        &mut self,
+        auction: AuctionId,
+        parties: &[UserId],
+    ) -> Result<(Vec<Hold>, Vec<Wallet>), StoreError> {
+        let reads = self.batch_reads(auction, &[], parties).await?;
+        Ok((reads.holds, reads.wallets))
+    }
+
+    /// One statement whatever the batch holds: every row and the
+    /// idempotency records (each round trip to the server is time the
+    /// auction stays locked).
     async fn write_decisions(
         &mut self,
         decisions: &[Decision],
@@ -370,7 +414,6 @@ impl Transaction for PgTx {
         else {
             return Ok(Vec::new());
         };
-        self.update_auction(auction).await?;
         let (closed, open): (Vec<&Hold>, Vec<&Hold>) =
             holds.iter().partition(|hold| hold.amount.is_zero());
         let seqs = |seqs: Vec<u64>| -> Result<Vec<i64>, StoreError> {
@@ -387,7 +430,8 @@ impl Transaction for PgTx {
                 bid.map(|bid| to_i64(bid.seq, "seq")).transpose()
             })
             .collect::<Result<Vec<Option<i64>>, StoreError>>()?;
-        let row = sqlx::query(WRITE_BATCH)
+        let row = bind_auction(sqlx::query(WRITE_BATCH), auction)?
+            .bind(auction.id.0)
             .bind(column(&bids, |b| b.auction_id.0))
             .bind(column(&bids, |b| b.bidder.0))
             .bind(column(&bids, |b| b.amount.amount()))
@@ -420,6 +464,8 @@ impl Transaction for PgTx {
             .fetch_one(&mut *self.tx)
             .await
             .map_err(self.error())?;
+        let saved: i64 = row.try_get("auctions").map_err(self.error())?;
+        expect_one(saved.unsigned_abs(), "auction", auction.id)?;
         let saved: i64 = row.try_get("wallets").map_err(self.error())?;
         if usize::try_from(saved).ok() != Some(wallets.len()) {
             let users: Vec<String> = wallets.iter().map(|w| w.user.to_string()).collect();
@@ -450,59 +496,105 @@ impl Transaction for PgTx {
     }
 }
 
-/// An auction's holds (by user) and the idempotency records under the
-/// given keys (see `PgTx::batch_reads`).
-const BATCH_READS: &str = "\
-SELECT user_id, amount, NULL::text, NULL::jsonb FROM holds WHERE auction_id = $1
+/// A row of [`LOCK_PARTIES`] or [`BATCH_READS`]: `part` says which of a
+/// hold (user, amount), a wallet (user, balance, locked) or an idempotency
+/// record (user, key, record) it is.
+type PartyRow = (
+    String,
+    i64,
+    Option<Decimal>,
+    Option<Decimal>,
+    Option<String>,
+    Option<Json<IdempotencyRecord>>,
+);
+
+/// An auction's holds, and the wallets of their owners and of the users
+/// `$2`, locked in ascending order (`PgTx::lock_parties`).
+macro_rules! lock_parties_sql {
+    () => {
+        "\
+WITH h AS (SELECT user_id, amount FROM holds WHERE auction_id = $1),
+w AS (SELECT user_id, balance, locked FROM wallets
+      WHERE user_id = ANY(ARRAY(SELECT user_id FROM h) || $2::bigint[])
+      ORDER BY user_id FOR UPDATE)
+SELECT 'hold', user_id, amount, NULL::numeric, NULL::text, NULL::jsonb FROM h
 UNION ALL
-SELECT i.user_id, NULL, i.key, i.record
-FROM UNNEST($2::bigint[], $3::text[]) AS k(user_id, key)
+SELECT 'wallet', user_id, balance, locked, NULL, NULL FROM w"
+    };
+}
+const LOCK_PARTIES: &str = lock_parties_sql!();
+
+/// [`LOCK_PARTIES`] and the idempotency records under the keys `$3`,
+/// `$4` (see `PgTx::batch_reads`).
+const BATCH_READS: &str = concat!(
+    lock_parties_sql!(),
+    "
+UNION ALL
+SELECT 'record', i.user_id, NULL, NULL, i.key, i.record
+FROM UNNEST($3::bigint[], $4::text[]) AS k(user_id, key)
 CROSS JOIN LATERAL (SELECT user_id, key, record FROM idempotency
-                    WHERE user_id = k.user_id AND key = k.key LIMIT 1) AS i";
+                    WHERE user_id = k.user_id AND key = k.key LIMIT 1) AS i"
+);
 
 /// One field of each row, as an array parameter for `UNNEST`.
 fn column<'a, R, T>(rows: &[&'a R], field: impl Fn(&'a R) -> T) -> Vec<T> {
     rows.iter().map(|row| field(*row)).collect()
 }
 
-/// Every row of a batch of decisions but the auction's, in one statement:
-/// the CTEs touch disjoint rows (one final state per wallet and hold), and
+/// `UPDATE` of an auction's columns, bound by [`bind_auction`] as `$1..$20`,
+/// and its id as `$21`.
+macro_rules! update_auction_sql {
+    () => {
+        "UPDATE auctions SET seller = $1, title = $2, description = $3, scope = $4, \
+         region = $5, start_price = $6, policy = $7, buy_now_price = $8, starts_at = $9, \
+         ends_at = $10, status = $11, current_price = $12, leader = $13, max_bid = $14, \
+         reserve_met = $15, extensions = $16, bid_count = $17, seq = $18, \
+         created_at = $19, closed_at = $20 WHERE id = $21"
+    };
+}
+
+/// Every row of a batch of decisions in one statement (the auction's last
+/// state first, as `$1..$21`): the CTEs touch disjoint rows (one final
+/// state per auction, wallet and hold), and
 /// `WITH ORDINALITY` keeps history entries and events in order. A record's
 /// receipt gets the id of its bid (matched by `seq`) at `receipt.bid.id`,
 /// where serde puts it (`Receipt` is tagged by a `type` field); the
 /// conformance suite's replays of coalesced bids check that path.
-const WRITE_BATCH: &str = "\
-WITH new_bids AS (
+const WRITE_BATCH: &str = concat!(
+    "WITH saved_auction AS (",
+    update_auction_sql!(),
+    " RETURNING id
+), new_bids AS (
     INSERT INTO bids (auction_id, bidder, amount, placed_at, seq, auto)
     SELECT auction_id, bidder, amount, placed_at, seq, auto
-    FROM UNNEST($1::bigint[], $2::bigint[], $3::numeric[], $4::timestamptz[], $5::bigint[],
-                $6::boolean[]) WITH ORDINALITY
+    FROM UNNEST($22::bigint[], $23::bigint[], $24::numeric[], $25::timestamptz[], $26::bigint[],
+                $27::boolean[]) WITH ORDINALITY
          AS b(auction_id, bidder, amount, placed_at, seq, auto, n)
     ORDER BY n
     RETURNING id, seq
 ), saved_wallets AS (
     UPDATE wallets SET balance = w.balance, locked = w.locked
-    FROM UNNEST($7::bigint[], $8::numeric[], $9::numeric[]) AS w(user_id, balance, locked)
+    FROM UNNEST($28::bigint[], $29::numeric[], $30::numeric[]) AS w(user_id, balance, locked)
     WHERE wallets.user_id = w.user_id
     RETURNING wallets.user_id
 ), new_entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, auction_id, balance_after, locked_after, at)
     SELECT user_id, kind, amount, auction_id, balance_after, locked_after, at
-    FROM UNNEST($10::bigint[], $11::text[], $12::numeric[], $13::bigint[], $14::numeric[],
-                $15::numeric[], $16::timestamptz[]) WITH ORDINALITY
+    FROM UNNEST($31::bigint[], $32::text[], $33::numeric[], $34::bigint[], $35::numeric[],
+                $36::numeric[], $37::timestamptz[]) WITH ORDINALITY
          AS e(user_id, kind, amount, auction_id, balance_after, locked_after, at, n)
     ORDER BY n
 ), closed_holds AS (
-    DELETE FROM holds USING UNNEST($17::bigint[], $18::bigint[]) AS h(auction_id, user_id)
+    DELETE FROM holds USING UNNEST($38::bigint[], $39::bigint[]) AS h(auction_id, user_id)
     WHERE holds.auction_id = h.auction_id AND holds.user_id = h.user_id
 ), open_holds AS (
     INSERT INTO holds (auction_id, user_id, amount)
-    SELECT * FROM UNNEST($19::bigint[], $20::bigint[], $21::numeric[])
+    SELECT * FROM UNNEST($40::bigint[], $41::bigint[], $42::numeric[])
     ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = EXCLUDED.amount
 ), new_events AS (
     INSERT INTO outbox (auction_id, seq, at, payload)
     SELECT auction_id, seq, at, payload
-    FROM UNNEST($22::bigint[], $23::bigint[], $24::timestamptz[], $25::jsonb[]) WITH ORDINALITY
+    FROM UNNEST($43::bigint[], $44::bigint[], $45::timestamptz[], $46::jsonb[]) WITH ORDINALITY
          AS o(auction_id, seq, at, payload, n)
     ORDER BY n
 ), new_records AS (
@@ -510,12 +602,14 @@ WITH new_bids AS (
     SELECT r.user_id, r.key,
            CASE WHEN b.id IS NULL THEN r.record
                 ELSE jsonb_set(r.record, '{receipt,bid,id}', to_jsonb(b.id)) END
-    FROM UNNEST($26::bigint[], $27::text[], $28::jsonb[], $29::bigint[])
+    FROM UNNEST($47::bigint[], $48::text[], $49::jsonb[], $50::bigint[])
          AS r(user_id, key, record, bid_seq)
     LEFT JOIN new_bids b ON b.seq = r.bid_seq
 )
-SELECT (SELECT count(*) FROM saved_wallets) AS wallets,
-       COALESCE((SELECT array_agg(id ORDER BY seq) FROM new_bids), '{}') AS bid_ids";
+SELECT (SELECT count(*) FROM saved_auction) AS auctions,
+       (SELECT count(*) FROM saved_wallets) AS wallets,
+       COALESCE((SELECT array_agg(id ORDER BY seq) FROM new_bids), '{}') AS bid_ids",
+);
 
 #[async_trait]
 impl AuctionStore for PgTx {
@@ -567,13 +661,7 @@ impl AuctionStore for PgTx {
     }
 
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE auctions SET seller = $1, title = $2, description = $3, scope = $4, \
-             region = $5, start_price = $6, policy = $7, buy_now_price = $8, starts_at = $9, \
-             ends_at = $10, status = $11, current_price = $12, leader = $13, max_bid = $14, \
-             reserve_met = $15, extensions = $16, bid_count = $17, seq = $18, \
-             created_at = $19, closed_at = $20 WHERE id = $21",
-        );
+        let query = sqlx::query(update_auction_sql!());
         let updated = bind_auction(query, auction)?
             .bind(auction.id.0)
             .execute(&mut *self.tx)

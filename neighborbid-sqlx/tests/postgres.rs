@@ -337,3 +337,30 @@ async fn an_unreachable_server_is_unavailable_not_a_conflict() {
         other => panic!("expected a store error, got {other:?}"),
     }
 }
+
+/// The pool takes connections without a test ping (a round trip at the
+/// start of every transaction), but tests one that sat idle for a second
+/// or more: one the server cut off meanwhile is replaced, not handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_off_while_idle_is_replaced() {
+    let db = TestDatabase::create().await;
+    let store = db.store_with(db.options().max_connections(1)).await;
+    let h = Harness::new(store);
+    h.fund(ALICE, 100).await;
+
+    let mut admin = sqlx::PgConnection::connect(db.url())
+        .await
+        .expect("connect");
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate");
+    assert_eq!(cut, [true], "the pool's one connection is cut off");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    h.fund(ALICE, 1).await;
+    assert_eq!(h.wallet(ALICE).await.balance, money(101));
+}

@@ -21,9 +21,8 @@ use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, Pla
 use crate::error::{EngineError, Rejection, StoreError};
 use crate::ids::{AuctionId, UserId};
 use crate::notify::Notifier;
-use crate::rules::{self, AuctionAction, AuctionState, Decision, RuleError};
-use crate::store::{AuctionStore, BatchRecord, Store, Transaction, WalletLedger};
-use crate::wallet::Wallet;
+use crate::rules::{self, AuctionState, Decision, RuleError};
+use crate::store::{AuctionStore, BatchReads, BatchRecord, Store, Transaction};
 
 /// The queued bids of every auction with a transaction in flight. An
 /// auction has an entry exactly while a task drains it.
@@ -213,11 +212,37 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         // holds the auction until it is done; its record is visible once
         // the lock is ours.
         let locked = tx.lock_auction(auction_id).await?;
+        let now = self.now();
+        // Refused on the auction as locked, so refused whatever the batch
+        // does before it: the minimum next bid never falls and an ended
+        // auction stays ended. Such stale bids lock no wallet.
+        let stale: Vec<bool> = bids
+            .iter()
+            .map(|(bid, _)| {
+                locked.as_ref().is_none_or(|auction| {
+                    rules::check_bid(self.rules(), auction, bid, now).is_err()
+                })
+            })
+            .collect();
+        let bidders: Vec<UserId> = bids
+            .iter()
+            .zip(&stale)
+            .filter(|(_, stale)| !**stale)
+            .map(|((bid, _), _)| bid.bidder)
+            .collect();
         let keys: Vec<(UserId, &IdempotencyKey)> = bids
             .iter()
             .filter_map(|(bid, key)| Some((bid.bidder, key.as_ref()?)))
             .collect();
-        let (mut holds, records) = tx.batch_reads(auction_id, &keys).await?;
+        // The wallets of every hold's owner and of the other bidders,
+        // locked at once in ascending order (a replayed bid's among them:
+        // harmless, and it saves a round trip to know them first). Updated
+        // in place bid after bid.
+        let BatchReads {
+            mut holds,
+            mut wallets,
+            records,
+        } = tx.batch_reads(auction_id, &keys, &bidders).await?;
         let mut records = records.into_iter();
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(bids.len());
         for (bid, key) in bids {
@@ -241,29 +266,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 .collect();
             return Ok((answers, Vec::new()));
         };
-        let now = self.now();
-        // Refused on the auction as locked, so refused whatever the batch
-        // does before it: the minimum next bid never falls and an ended
-        // auction stays ended. Such stale bids lock no wallet.
-        let stale: Vec<bool> = bids
-            .iter()
-            .map(|(bid, _)| rules::check_bid(self.rules(), &auction, bid, now).is_err())
-            .collect();
-        // Every wallet any other bid of the batch may touch, locked at once
-        // in ascending order: the previous leaders hold, the bidders.
-        let mut users: Vec<UserId> = bids
-            .iter()
-            .zip(&outcomes)
-            .zip(&stale)
-            .filter(|((_, outcome), stale)| outcome.is_none() && !**stale)
-            .flat_map(|(((bid, _), _), _)| {
-                rules::wallets_to_lock(&auction, &holds, AuctionAction::Bid(bid.bidder))
-            })
-            .collect();
-        users.sort();
-        users.dedup();
-        // Ascending by user, as locked: updated in place bid after bid.
-        let mut wallets: Vec<Wallet> = tx.lock_wallets(&users).await?;
 
         let mut decisions = Vec::new();
         let mut keyed: HashMap<(UserId, &IdempotencyKey), usize> = HashMap::new();

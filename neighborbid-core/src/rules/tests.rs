@@ -686,23 +686,23 @@ fn deposits_and_withdrawals() {
 fn wallets_are_locked_in_ascending_order_and_only_when_needed() {
     let (a, holds) = led_by_alice();
     assert_eq!(
-        wallets_to_lock(&a, &holds, AuctionAction::Bid(BOB)),
+        wallets_to_lock(&holds, &AuctionAction::Bid(BOB).parties(&a)),
         [ALICE, BOB]
     );
     assert_eq!(
-        wallets_to_lock(&a, &holds, AuctionAction::Bid(ALICE)),
+        wallets_to_lock(&holds, &AuctionAction::Bid(ALICE).parties(&a)),
         [ALICE]
     );
     assert_eq!(
-        wallets_to_lock(&a, &holds, AuctionAction::BuyNow(BOB)),
+        wallets_to_lock(&holds, &AuctionAction::BuyNow(BOB).parties(&a)),
         [SELLER, ALICE, BOB]
     );
     assert_eq!(
-        wallets_to_lock(&a, &holds, AuctionAction::Settle),
+        wallets_to_lock(&holds, &AuctionAction::Settle.parties(&a)),
         [SELLER, ALICE]
     );
     assert_eq!(
-        wallets_to_lock(&a, &[], AuctionAction::Cancel),
+        wallets_to_lock(&[], &AuctionAction::Cancel.parties(&a)),
         Vec::<UserId>::new()
     );
 }
