@@ -346,9 +346,7 @@ impl Transaction for PgTx {
         let rows: Vec<PartyRow> = query.fetch_all(&mut *self.tx).await.map_err(self.error())?;
         let mut reads = BatchReads::default();
         let mut found = Vec::new();
-        for row in rows {
-            let malformed = || StoreError::new(StoreErrorKind::Other, "a malformed row");
-            let (part, user, a, b, key, record) = row;
+        for (part, user, a, b, key, record) in rows {
             match (part.as_str(), a, b, key, record) {
                 ("hold", Some(amount), None, None, None) => reads.holds.push(Hold {
                     auction_id: auction,
@@ -363,7 +361,7 @@ impl Transaction for PgTx {
                 ("record", None, None, Some(key), Some(Json(record))) => {
                     found.push((user, key, record))
                 }
-                _ => return Err(malformed()),
+                _ => return Err(StoreError::new(StoreErrorKind::Other, "a malformed row")),
             }
         }
         reads.holds.sort_by_key(|hold| hold.user);
