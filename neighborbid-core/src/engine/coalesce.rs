@@ -234,10 +234,10 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .iter()
             .filter_map(|(bid, key)| Some((bid.bidder, key.as_ref()?)))
             .collect();
-        // The wallets of every hold's owner and of the other bidders,
-        // locked at once in ascending order (a replayed bid's among them:
-        // harmless, and it saves a round trip to know them first). Updated
-        // in place bid after bid.
+        // The wallets of every hold's owner and of every bidder whose bid
+        // is not stale, locked at once in ascending order (a replayed
+        // bid's among them: harmless, and it saves a round trip to know
+        // them first). Updated in place bid after bid.
         let BatchReads {
             mut holds,
             mut wallets,
