@@ -13,6 +13,7 @@ use reqwest::{Client, StatusCode};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What to run against the server at `base` (`http://host:port`).
@@ -436,10 +437,20 @@ async fn connect(url: &str, token: &str) -> Socket {
     let mut request = url.into_client_request().expect("a WebSocket URL");
     let bearer = format!("Bearer {token}").parse().expect("a header value");
     request.headers_mut().insert("authorization", bearer);
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-        .await
-        .expect("the bidder's socket opens");
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(small_buffers()), true)
+            .await
+            .expect("the bidder's socket opens");
     socket
+}
+
+/// Small socket buffers, as the server's. The defaults would dwarf what
+/// is measured: a watcher's memory, and a bidder's CPU (tungstenite zeroes
+/// its whole 128 KiB read buffer on every read).
+fn small_buffers() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
 }
 
 /// Sends the `bid` message `message` as request `number` and waits for
@@ -524,12 +535,8 @@ async fn watch(
     ready: tokio::sync::mpsc::Sender<()>,
 ) -> Latencies {
     let mut latencies = Latencies::default();
-    // Small buffers, as the server's: the defaults (128 KiB) would dwarf
-    // what is measured.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let connected = tokio_tungstenite::connect_async_with_config(&url, Some(config), false).await;
+    let connected =
+        tokio_tungstenite::connect_async_with_config(&url, Some(small_buffers()), false).await;
     let Ok((mut socket, _)) = connected else {
         lost.fetch_add(1, Ordering::SeqCst);
         return latencies;
