@@ -19,7 +19,9 @@
 //! `benches/pgbench/place_bid.sql` (one accepted bid's statements, as
 //! the engine issues them without coalescing) with the same number of
 //! clients and auctions, and reports the engine's rate against it.
-//! Compare figures only within one run on a shared machine.
+//! Compare figures only within one run on a shared machine; `--rounds 5`
+//! repeats every run five times, one round after another, and reports
+//! each ratio's median.
 
 use std::time::Duration;
 
@@ -67,6 +69,10 @@ struct Args {
     /// Also measure the pgbench baseline (needs `pgbench` and `psql`).
     #[arg(long)]
     pgbench: bool,
+    /// Rounds of every run asked for: the ratios are then each one's
+    /// median over the rounds (each round's own under `rounds`).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Through the engine in process, over HTTP, or both.
     #[arg(long, value_enum, default_value = "engine")]
     via: Via,
@@ -129,12 +135,79 @@ impl Setting {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let mut rounds = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        rounds.push(round(&args).await);
+    }
+    // One round's ratios, or each ratio's median over the rounds: the
+    // machine's speed drifts within minutes, and a round's runs are side
+    // by side.
+    let mut output = json!({});
+    for name in RATIOS {
+        let mut values: Vec<f64> = rounds.iter().filter_map(|r| r[name].as_f64()).collect();
+        if let Some(median) = median(&mut values) {
+            output[name] = json!(median);
+        }
+    }
+    if args.pgbench {
+        let auctions = match args.mode {
+            Mode::Hot => 1,
+            Mode::Spread => args.auctions,
+        };
+        let tps = pgbench(args.tasks, args.seconds, auctions).await;
+        output["pgbench_tps"] = json!(tps);
+        let mut rates: Vec<f64> = rounds.iter().filter_map(|r| r[BEST].as_f64()).collect();
+        if let Some(best) = median(&mut rates) {
+            output["decided_per_second_to_pgbench_tps"] = json!(best / tps);
+        }
+    }
+    let mut runs = Vec::new();
+    for (index, round) in rounds.iter_mut().enumerate() {
+        for mut run in round["runs"].take().as_array().cloned().unwrap_or_default() {
+            run["round"] = json!(index + 1);
+            runs.push(run);
+        }
+        if let Some(round) = round.as_object_mut() {
+            round.remove("runs");
+        }
+    }
+    if rounds.len() > 1 {
+        output["rounds"] = json!(rounds);
+    }
+    output["runs"] = json!(runs);
+    println!("{output:#}");
+}
+
+/// The ratios a round reports, each when its two runs ran.
+const RATIOS: [&str; 4] = [
+    "coalescing_speedup",
+    "keyed_to_unkeyed",
+    "http_to_engine",
+    "http_to_keyed_engine",
+];
+
+/// A round's best in-process rate, which pgbench is compared with.
+const BEST: &str = "best_engine_decided_per_second";
+
+/// The middle of `values` (the mean of the two middle ones when even).
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
+    }
+}
+
+/// Every run asked for, one after the other, and their ratios.
+async fn round(args: &Args) -> Value {
     let mut runs = Vec::new();
     if args.via != Via::Http {
-        runs.extend(engine_runs(&args).await);
+        runs.extend(engine_runs(args).await);
     }
     if args.via != Via::Engine {
-        runs.push(http_run(&args).await);
+        runs.push(http_run(args).await);
     }
     let rate = |run: &Value| run["decided_per_second"].as_f64().unwrap_or(0.0);
     let mut output = json!({});
@@ -160,19 +233,11 @@ async fn main() {
     if let (Some(keyed), Some(http)) = (engine(true, Some(true)), http) {
         output["http_to_keyed_engine"] = ratio(http, keyed);
     }
-    if args.pgbench {
-        let auctions = match args.mode {
-            Mode::Hot => 1,
-            Mode::Spread => args.auctions,
-        };
-        let tps = pgbench(args.tasks, args.seconds, auctions).await;
-        output["pgbench_tps"] = json!(tps);
-        if let Some(best) = best.or(runs.first()) {
-            output["decided_per_second_to_pgbench_tps"] = json!(rate(best) / tps);
-        }
+    if let Some(best) = best.or(runs.first()) {
+        output[BEST] = json!(rate(best));
     }
     output["runs"] = json!(runs);
-    println!("{output:#}");
+    output
 }
 
 /// The in-process runs, one per coalescing and keys setting asked for.
