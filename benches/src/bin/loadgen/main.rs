@@ -23,6 +23,7 @@
 //! repeats every run five times, one round after another, and reports
 //! each ratio's median.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -143,8 +144,15 @@ async fn main() {
     // machine's speed drifts within minutes, and a round's runs are side
     // by side.
     let mut output = json!({});
-    for name in RATIOS {
-        let mut values: Vec<f64> = rounds.iter().filter_map(|r| r[name].as_f64()).collect();
+    let names: BTreeSet<&str> = rounds
+        .iter()
+        .flat_map(|r| r.ratios.keys().copied())
+        .collect();
+    for name in names {
+        let mut values: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.ratios.get(name).copied())
+            .collect();
         if let Some(median) = median(&mut values) {
             output[name] = json!(median);
         }
@@ -156,38 +164,44 @@ async fn main() {
         };
         let tps = pgbench(args.tasks, args.seconds, auctions).await;
         output["pgbench_tps"] = json!(tps);
-        let mut rates: Vec<f64> = rounds.iter().filter_map(|r| r[BEST].as_f64()).collect();
+        let mut rates: Vec<f64> = rounds.iter().filter_map(|r| r.best).collect();
         if let Some(best) = median(&mut rates) {
             output["decided_per_second_to_pgbench_tps"] = json!(best / tps);
         }
     }
     let mut runs = Vec::new();
     for (index, round) in rounds.iter_mut().enumerate() {
-        let taken = round.as_object_mut().and_then(|round| round.remove("runs"));
-        if let Some(Value::Array(taken)) = taken {
-            for mut run in taken {
-                run["round"] = json!(index + 1);
-                runs.push(run);
-            }
+        for mut run in std::mem::take(&mut round.runs) {
+            run["round"] = json!(index + 1);
+            runs.push(run);
         }
     }
     if rounds.len() > 1 {
+        let rounds: Vec<Value> = rounds.iter().map(Round::figures).collect();
         output["rounds"] = json!(rounds);
     }
     output["runs"] = json!(runs);
     println!("{output:#}");
 }
 
-/// The ratios a round reports, each when its two runs ran.
-const RATIOS: [&str; 4] = [
-    "coalescing_speedup",
-    "keyed_to_unkeyed",
-    "http_to_engine",
-    "http_to_keyed_engine",
-];
+/// One round: its runs, the ratios between them (each when its two runs
+/// ran) and its best in-process rate, which pgbench is compared with.
+struct Round {
+    runs: Vec<Value>,
+    ratios: BTreeMap<&'static str, f64>,
+    best: Option<f64>,
+}
 
-/// A round's best in-process rate, which pgbench is compared with.
-const BEST: &str = "best_engine_decided_per_second";
+impl Round {
+    /// The round's own figures, as reported under `rounds`.
+    fn figures(&self) -> Value {
+        let mut figures = json!(self.ratios);
+        if let Some(best) = self.best {
+            figures["best_engine_decided_per_second"] = json!(best);
+        }
+        figures
+    }
+}
 
 /// The middle of `values` (the mean of the two middle ones when even).
 fn median(values: &mut [f64]) -> Option<f64> {
@@ -201,7 +215,7 @@ fn median(values: &mut [f64]) -> Option<f64> {
 }
 
 /// Every run asked for, one after the other, and their ratios.
-async fn round(args: &Args) -> Value {
+async fn round(args: &Args) -> Round {
     let mut runs = Vec::new();
     if args.via != Via::Http {
         runs.extend(engine_runs(args).await);
@@ -210,8 +224,7 @@ async fn round(args: &Args) -> Value {
         runs.push(http_run(args).await);
     }
     let rate = |run: &Value| run["decided_per_second"].as_f64().unwrap_or(0.0);
-    let mut output = json!({});
-    let ratio = |a: &Value, b: &Value| json!(rate(a) / rate(b).max(f64::MIN_POSITIVE));
+    let ratio = |a: &Value, b: &Value| rate(a) / rate(b).max(f64::MIN_POSITIVE);
     // The in-process run with these settings; unkeyed unless only keyed ran.
     let engine = |coalesce: bool, keyed: Option<bool>| {
         let keyed = keyed.unwrap_or(!args.keys.values().contains(&false));
@@ -219,25 +232,23 @@ async fn round(args: &Args) -> Value {
             run["via"] == "engine" && run["coalesce_bids"] == coalesce && run["keyed"] == keyed
         })
     };
+    let mut ratios = BTreeMap::new();
     if let (Some(off), Some(on)) = (engine(false, None), engine(true, None)) {
-        output["coalescing_speedup"] = ratio(on, off);
+        ratios.insert("coalescing_speedup", ratio(on, off));
     }
     if let (Some(keyed), Some(unkeyed)) = (engine(true, Some(true)), engine(true, Some(false))) {
-        output["keyed_to_unkeyed"] = ratio(keyed, unkeyed);
+        ratios.insert("keyed_to_unkeyed", ratio(keyed, unkeyed));
     }
     let best = engine(true, None).or(engine(false, None));
     let http = runs.iter().find(|run| run["via"] == "http");
     if let (Some(engine), Some(http)) = (best, http) {
-        output["http_to_engine"] = ratio(http, engine);
+        ratios.insert("http_to_engine", ratio(http, engine));
     }
     if let (Some(keyed), Some(http)) = (engine(true, Some(true)), http) {
-        output["http_to_keyed_engine"] = ratio(http, keyed);
+        ratios.insert("http_to_keyed_engine", ratio(http, keyed));
     }
-    if let Some(best) = best.or(runs.first()) {
-        output[BEST] = json!(rate(best));
-    }
-    output["runs"] = json!(runs);
-    output
+    let best = best.or(runs.first()).map(rate);
+    Round { runs, ratios, best }
 }
 
 /// The in-process runs, one per coalescing and keys setting asked for.
