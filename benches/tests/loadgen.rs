@@ -82,7 +82,9 @@ fn hot_auction_in_process_and_over_http_with_watchers() {
 
 /// Bids as messages on the bidders' live sockets (answered between the
 /// room's events) or on their own sockets (answers only), keyed by
-/// `request_id`. In spread mode a bidder holds several room sockets.
+/// `request_id`. In spread mode a bidder holds several room sockets. The
+/// server holds each room event up to 5 ms for the events after it
+/// (`--ws-write-delay-ms`), and the watchers still get them.
 #[test]
 fn bids_over_websockets_in_both_modes() {
     let ways = ["ws", "bidder-ws"]
@@ -104,13 +106,20 @@ fn bids_over_websockets_in_both_modes() {
             "1",
             "--watchers",
             "2",
+            "--server-arg=--ws-write-delay-ms=5",
         ]);
         let run = &report["runs"][0];
         assert_eq!(run["bid_over"], bid_over, "{report:#}");
         assert_eq!(run["mode"], mode, "{report:#}");
+        assert_eq!(run["server_args"][0], "--ws-write-delay-ms=5", "{run:#}");
         // Deposits are large: only stale bids are refused.
         decided(run, &["bid_too_low"]);
         assert_eq!(run["watchers_disconnected"], 0, "{run:#}");
+        let deliveries = run["broadcast_latency_ms"]["deliveries"].as_u64();
+        assert!(
+            deliveries.is_some_and(|n| n > 0),
+            "no watcher saw an event: {run:#}"
+        );
     }
 }
 

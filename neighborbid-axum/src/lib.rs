@@ -107,6 +107,14 @@ pub struct WsConfig {
     /// idle watcher costs; the library defaults (128 KiB each) would make
     /// 2,000 watchers cost hundreds of megabytes.
     pub buffer_bytes: usize,
+    /// How long a room's event may wait so that the events after it go out
+    /// in the same write (default 0: each at once). With thousands of
+    /// watchers and many events a second, much of a delivery's cost is the
+    /// task's wake-up and the system call, which the events of one write
+    /// share (20 ms cut the server's CPU per delivery by about a quarter
+    /// in the fan-out benchmark). Answers, pings and snapshots never wait:
+    /// a held event goes out just before them.
+    pub write_delay: Duration,
 }
 
 impl Default for WsConfig {
@@ -118,6 +126,7 @@ impl Default for WsConfig {
             max_frame_bytes: 64 * 1024,
             send_timeout: Duration::from_secs(10),
             buffer_bytes: 4 * 1024,
+            write_delay: Duration::ZERO,
         }
     }
 }

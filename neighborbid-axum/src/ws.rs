@@ -139,6 +139,7 @@ fn open<S: Store, N: Notifier, I: Identity>(
                 socket,
                 room,
                 seq: 0,
+                held: None,
             };
             let shared = connection.state.clone();
             shared.observer.socket(true);
@@ -161,6 +162,9 @@ struct Connection<S, N, I> {
     /// The last sequence number sent to the client (0 on a bidder's
     /// socket).
     seq: u64,
+    /// An event waiting for its write, and until when
+    /// ([`WsConfig::write_delay`](crate::WsConfig::write_delay)).
+    held: Option<(Event, tokio::time::Instant)>,
 }
 
 /// What a room's connection follows.
@@ -174,6 +178,8 @@ type Flow = Result<(), ()>;
 
 enum Input {
     Delivery(Delivery),
+    /// The held event's write is due.
+    Write,
     Frame(Option<Result<Message, axum::Error>>),
     Heartbeat,
     Shutdown,
@@ -198,14 +204,21 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
             }
         }
         loop {
+            // While an event is held, the room is not read: the write takes
+            // every event ready by then, for one wake-up and one system call.
+            let due = self.held.as_ref().map(|(_, due)| *due);
             let input = tokio::select! {
-                delivery = next_delivery(self.room.as_mut()) => Input::Delivery(delivery),
+                delivery = next_delivery(self.room.as_mut()), if due.is_none() => {
+                    Input::Delivery(delivery)
+                }
+                () = sleep_until(due) => Input::Write,
                 frame = self.socket.recv() => Input::Frame(frame),
                 _ = heartbeat.tick() => Input::Heartbeat,
                 () = &mut stopping => Input::Shutdown,
             };
             let flow = match input {
-                Input::Delivery(delivery) => self.deliver(delivery).await,
+                Input::Delivery(delivery) => self.hold_or_deliver(delivery).await,
+                Input::Write => self.deliver_held().await,
                 Input::Frame(frame) => {
                     last_heard = Instant::now();
                     self.receive(frame).await
@@ -219,6 +232,27 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
             if flow.is_err() {
                 break;
             }
+        }
+    }
+
+    /// Holds an event for [`WsConfig::write_delay`](crate::WsConfig::write_delay),
+    /// or delivers it now.
+    async fn hold_or_deliver(&mut self, delivery: Delivery) -> Flow {
+        let delay = self.state.config.ws.write_delay;
+        match delivery {
+            Delivery::Event(event) if !delay.is_zero() => {
+                self.held = Some((event, tokio::time::Instant::now() + delay));
+                Ok(())
+            }
+            delivery => self.deliver(delivery).await,
+        }
+    }
+
+    /// Delivers the held event, if any, with those ready after it.
+    async fn deliver_held(&mut self) -> Flow {
+        match self.held.take() {
+            Some((event, _)) => self.deliver(Delivery::Event(event)).await,
+            None => Ok(()),
         }
     }
 
@@ -382,8 +416,15 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         self.write(Message::Text(text.into())).await
     }
 
+    /// Sends `message` after any held event, so the client sees the
+    /// events in order before, say, the answer to a bid.
     async fn write(&mut self, message: Message) -> Flow {
-        in_time(self.state.config.ws.send_timeout, self.socket.send(message)).await
+        let limit = self.state.config.ws.send_timeout;
+        if let Some((event, _)) = self.held.take() {
+            let held = self.event_message(event).ok_or(())?;
+            in_time(limit, self.socket.feed(held)).await?;
+        }
+        in_time(limit, self.socket.send(message)).await
     }
 
     /// Sends a close frame and waits briefly for the client's reply; the
@@ -411,6 +452,14 @@ const DELIVERY_BATCH: usize = 32;
 async fn next_delivery(room: Option<&mut Room>) -> Delivery {
     match room {
         Some(room) => room.watch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Fires at `due`; never without one.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
         None => std::future::pending().await,
     }
 }

@@ -102,14 +102,7 @@ async fn a_watcher_behind_gets_every_ready_event_in_order() {
     // Published in one go, more than one write's batch: the connection
     // finds them all ready at once.
     for seq in 1..=60 {
-        server.hub.publish(&Event {
-            auction_id: AuctionId(auction),
-            seq,
-            at: chrono::Utc::now(),
-            local: false,
-            public: vec![PublicEvent::Unsold],
-            private: Vec::new(),
-        });
+        server.hub.publish(&public_event(auction, seq));
     }
     for seq in 1..=60 {
         assert_eq!(ws.next_of("event").await["seq"], seq);
@@ -117,5 +110,76 @@ async fn a_watcher_behind_gets_every_ready_event_in_order() {
     assert!(
         ws.quiet_for(Duration::from_millis(100)).await,
         "nothing more, no snapshot"
+    );
+}
+
+/// An event with no private notices, as another process might publish.
+fn public_event(auction: i64, seq: u64) -> Event {
+    Event {
+        auction_id: AuctionId(auction),
+        seq,
+        at: chrono::Utc::now(),
+        local: false,
+        public: vec![PublicEvent::Unsold],
+        private: Vec::new(),
+    }
+}
+
+fn write_delay(delay: Duration) -> ApiConfig {
+    ApiConfig {
+        rate_limit: None,
+        ws: WsConfig {
+            write_delay: delay,
+            ..WsConfig::default()
+        },
+        ..ApiConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn events_held_by_the_write_delay_go_out_together_in_order() {
+    let server = TestServer::with_config(write_delay(Duration::from_millis(600))).await;
+    let auction = server.create(json!({})).await;
+    let mut ws = server.ws(auction, None).await;
+    assert_eq!(ws.next_of("snapshot").await["seq"], 0);
+    server.hub.publish(&public_event(auction, 1));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.hub.publish(&public_event(auction, 2));
+    assert!(
+        ws.quiet_for(Duration::from_millis(300)).await,
+        "the first event waits for the write delay"
+    );
+    assert_eq!(ws.take(|_| true).await["seq"], 1);
+    assert_eq!(ws.take(|_| true).await["seq"], 2);
+}
+
+#[tokio::test]
+async fn an_answer_is_not_held_and_follows_the_events_held_before_it() {
+    // Longer than a test waits for a message: an answer held with the
+    // events would fail the test.
+    let server = TestServer::with_config(write_delay(Duration::from_secs(60))).await;
+    server.deposit("alice", "1000").await;
+    server.deposit("bob", "1000").await;
+    let auction = server.create(json!({})).await;
+    let mut alice = server.ws(auction, Some("alice")).await;
+    assert_eq!(alice.next_of("snapshot").await["seq"], 0);
+    let path = format!("/auctions/{auction}/bids");
+    server.post(&path, "bob", json!({"amount": "100"})).await;
+    assert!(
+        alice.quiet_for(Duration::from_millis(500)).await,
+        "bob's bid's event is held"
+    );
+    alice
+        .send(json!({"type": "bid", "amount": "110", "request_id": "a1"}))
+        .await;
+    let first = alice.take(|_| true).await;
+    assert_eq!(
+        (&first["type"], &first["seq"]),
+        (&json!("event"), &json!(1))
+    );
+    let second = alice.take(|_| true).await;
+    assert_eq!(
+        (&second["type"], &second["seq"], &second["request_id"]),
+        (&json!("bid_result"), &json!(2), &json!("a1"))
     );
 }

@@ -94,6 +94,14 @@ struct Args {
     /// one socket for every auction, answers only).
     #[arg(long, value_enum, default_value = "http")]
     bid_over: http::BidOver,
+    /// A flag for the example server started here, as its command line
+    /// takes it (`--server-arg=--ws-write-delay-ms=20`); repeatable.
+    #[arg(
+        long = "server-arg",
+        allow_hyphen_values = true,
+        conflicts_with = "target"
+    )]
+    server_args: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -306,7 +314,7 @@ async fn http_run(args: &Args) -> Value {
         return load(target.trim_end_matches('/').to_owned()).run().await;
     }
     let db = TestDatabase::create().await;
-    let config = neighborbid_server::Config::parse_from([
+    let flags = [
         "neighborbid-server",
         "--listen",
         "127.0.0.1:0",
@@ -314,7 +322,13 @@ async fn http_run(args: &Args) -> Value {
         "0",
         "--database-url",
         db.url(),
-    ]);
+    ];
+    let config = neighborbid_server::Config::try_parse_from(
+        flags
+            .into_iter()
+            .chain(args.server_args.iter().map(String::as_str)),
+    )
+    .unwrap_or_else(|error| panic!("--server-arg: {error}"));
     // The server on its own runtime and threads, as in its own process:
     // its tasks do not queue behind the clients'.
     let (address_tx, address_rx) = tokio::sync::oneshot::channel();
@@ -331,7 +345,8 @@ async fn http_run(args: &Args) -> Value {
         });
     });
     let address = address_rx.await.expect("the server's address");
-    let summary = load(format!("http://{address}")).run().await;
+    let mut summary = load(format!("http://{address}")).run().await;
+    summary["server_args"] = json!(args.server_args);
     let _ = stop_tx.send(());
     tokio::task::spawn_blocking(move || serving.join().expect("the server thread"))
         .await

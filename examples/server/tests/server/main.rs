@@ -36,6 +36,7 @@ fn config(path: &std::path::Path, demo: bool) -> Config {
         ending_soon_secs: 600,
         images_dir: path.with_extension("images"),
         max_image_bytes: 2 * 1024 * 1024,
+        ws_write_delay_ms: 0,
     }
 }
 
