@@ -304,6 +304,7 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         } else {
             render(event)?.into()
         };
+        self.state.observer.event_delivered();
         Some(Message::Text(text))
     }
 

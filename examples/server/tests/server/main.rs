@@ -222,6 +222,10 @@ async fn a_newcomer_signs_up_tops_up_sells_bids_and_the_closer_settles() {
     send_bid(&mut socket, "12000", "jun-1").await;
     let result = next_message(&mut socket, |m| m["type"] == "bid_result").await;
     assert_eq!(result["auction"]["current_price"], "12000");
+    // Its event follows the answer (published while the socket's task was
+    // busy answering).
+    let event = next_message(&mut socket, |m| m["type"] == "event").await;
+    assert_eq!(event["seq"], result["seq"]);
     let (status, own) = mina
         .post(
             &format!("/api/auctions/{auction}/bids"),
@@ -257,6 +261,14 @@ async fn a_newcomer_signs_up_tops_up_sells_bids_and_the_closer_settles() {
         .contains("neighborbid_bids_total{outcome=\"rejected\",code=\"seller_cannot_bid\"} 1"));
     assert!(metrics.contains("neighborbid_auctions_closed_total 1"));
     assert!(metrics.contains("neighborbid_websockets_open 1"));
+    let delivered = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("neighborbid_events_delivered_total "))
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(
+        delivered >= Some(1),
+        "the bid's event was counted: {metrics}"
+    );
 
     // Logging out ends the session everywhere it is used.
     let (status, _) = jun.post("/auth/logout", json!({})).await;
