@@ -137,7 +137,7 @@ fn write_delay(delay: Duration) -> ApiConfig {
 }
 
 #[tokio::test]
-async fn events_held_by_the_write_delay_go_out_together_in_order() {
+async fn held_events_wait_for_the_write_delay_then_go_out_in_order() {
     let server = TestServer::with_config(write_delay(Duration::from_millis(600))).await;
     let auction = server.create(json!({})).await;
     let mut ws = server.ws(auction, None).await;
