@@ -11,16 +11,21 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::TestServer;
 
-fn quick_heartbeats() -> ApiConfig {
+/// The API without rate limits, with these WebSocket settings.
+fn with_ws(ws: WsConfig) -> ApiConfig {
     ApiConfig {
         rate_limit: None,
-        ws: WsConfig {
-            heartbeat: Duration::from_millis(50),
-            idle_timeout: Duration::from_millis(300),
-            ..WsConfig::default()
-        },
+        ws,
         ..ApiConfig::default()
     }
+}
+
+fn quick_heartbeats() -> ApiConfig {
+    with_ws(WsConfig {
+        heartbeat: Duration::from_millis(50),
+        idle_timeout: Duration::from_millis(300),
+        ..WsConfig::default()
+    })
 }
 
 #[tokio::test]
@@ -126,14 +131,10 @@ fn public_event(auction: i64, seq: u64) -> Event {
 }
 
 fn write_delay(delay: Duration) -> ApiConfig {
-    ApiConfig {
-        rate_limit: None,
-        ws: WsConfig {
-            write_delay: delay,
-            ..WsConfig::default()
-        },
-        ..ApiConfig::default()
-    }
+    with_ws(WsConfig {
+        write_delay: delay,
+        ..WsConfig::default()
+    })
 }
 
 #[tokio::test]
