@@ -475,12 +475,7 @@ pub(crate) fn store_error(
                 counters.bump(cause);
                 StoreErrorKind::Conflict
             }
-            // Connection exceptions and server shutdown (Postgres classes
-            // 08 and 57P).
-            None if db
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
-            {
+            None if db.code().is_some_and(|code| connection_ended(&code)) => {
                 StoreErrorKind::Unavailable
             }
             None => StoreErrorKind::Other,
@@ -497,4 +492,10 @@ pub(crate) fn store_error(
         _ => StoreErrorKind::Other,
     };
     StoreError::new(kind, error.to_string()).with_source(error)
+}
+
+/// Whether a Postgres error code says the connection ended: connection
+/// exceptions and server shutdown (classes 08 and 57P).
+pub(crate) fn connection_ended(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P")
 }

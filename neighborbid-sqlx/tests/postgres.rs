@@ -343,24 +343,48 @@ async fn an_unreachable_server_is_unavailable_not_a_conflict() {
 /// or more: one the server cut off meanwhile is replaced, not handed out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_cut_off_while_idle_is_replaced() {
+    let (db, h) = funded_alice_on_one_connection().await;
+    cut_off_the_pools_connection(&db).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    h.fund(ALICE, 1).await;
+    assert_eq!(h.wallet(ALICE).await.balance, money(101));
+}
+
+/// A connection cut off moments before it is taken (too soon for the
+/// pool to test it) fails its `BEGIN`, which has done nothing yet: the
+/// transaction begins again on a fresh connection, and the command
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_off_just_before_use_is_replaced() {
+    let (db, h) = funded_alice_on_one_connection().await;
+    cut_off_the_pools_connection(&db).await;
+
+    h.fund(ALICE, 1).await;
+    assert_eq!(h.wallet(ALICE).await.balance, money(101));
+}
+
+/// A store whose pool holds one connection, used once (Alice funded with 100).
+async fn funded_alice_on_one_connection() -> (TestDatabase, Harness<PgStore>) {
     let db = TestDatabase::create().await;
     let store = db.store_with(db.options().max_connections(1)).await;
     let h = Harness::new(store);
     h.fund(ALICE, 100).await;
+    (db, h)
+}
 
+/// Terminates every other connection to `db` (the pool's one) and waits
+/// until its backend is gone.
+async fn cut_off_the_pools_connection(db: &TestDatabase) {
     let mut admin = sqlx::PgConnection::connect(db.url())
         .await
         .expect("connect");
     let cut: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     .fetch_all(&mut admin)
     .await
     .expect("terminate");
     assert_eq!(cut, [true], "the pool's one connection is cut off");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-
-    h.fund(ALICE, 1).await;
-    assert_eq!(h.wallet(ALICE).await.balance, money(101));
 }
