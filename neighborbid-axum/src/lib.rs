@@ -113,7 +113,9 @@ pub struct WsConfig {
     /// task's wake-up and the system call, which the events of one write
     /// share (20 ms cut the server's CPU per delivery by about a quarter
     /// in the fan-out benchmark). Answers, pings and snapshots never wait:
-    /// a held event goes out just before them.
+    /// a held event goes out just before them. An event waits at most
+    /// once: a watcher with more ready than one write takes (32 events)
+    /// gets the rest at once.
     pub write_delay: Duration,
 }
 

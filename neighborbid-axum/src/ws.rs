@@ -140,6 +140,7 @@ fn open<S: Store, N: Notifier, I: Identity>(
                 room,
                 seq: 0,
                 held: None,
+                behind: false,
             };
             let shared = connection.state.clone();
             shared.observer.socket(true);
@@ -165,6 +166,10 @@ struct Connection<S, N, I> {
     /// An event waiting for its write, and until when
     /// ([`WsConfig::write_delay`](crate::WsConfig::write_delay)).
     held: Option<(Event, tokio::time::Instant)>,
+    /// The last delivery filled a whole write ([`DELIVERY_BATCH`]): the
+    /// events left ready behind it have waited already, so the next one
+    /// is not held.
+    behind: bool,
 }
 
 /// What a room's connection follows.
@@ -240,7 +245,7 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
     async fn hold_or_deliver(&mut self, delivery: Delivery) -> Flow {
         let delay = self.state.config.ws.write_delay;
         match delivery {
-            Delivery::Event(event) if !delay.is_zero() => {
+            Delivery::Event(event) if !delay.is_zero() && !self.behind => {
                 self.held = Some((event, tokio::time::Instant::now() + delay));
                 Ok(())
             }
@@ -261,13 +266,14 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
     /// catches up in one write (one system call, not one per event).
     async fn deliver(&mut self, first: Delivery) -> Flow {
         let limit = self.state.config.ws.send_timeout;
-        let resync = in_time(limit, async {
+        // How many events went out; none counted for a resync.
+        let fed = in_time(limit, async {
             let mut next = Some(first);
             let mut fed = 0;
             while let Some(delivery) = next {
                 let Delivery::Event(event) = delivery else {
                     // The snapshot's write flushes what was fed before it.
-                    return Ok::<_, ()>(true);
+                    return Ok::<_, ()>(None);
                 };
                 let message = self.event_message(event).ok_or(())?;
                 self.socket.feed(message).await.map_err(drop)?;
@@ -279,13 +285,13 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
                 };
             }
             self.socket.flush().await.map_err(drop)?;
-            Ok(false)
+            Ok(Some(fed))
         })
         .await?;
-        if resync {
-            self.snapshot().await
-        } else {
-            Ok(())
+        self.behind = fed == Some(DELIVERY_BATCH);
+        match fed {
+            Some(_) => Ok(()),
+            None => self.snapshot().await,
         }
     }
 

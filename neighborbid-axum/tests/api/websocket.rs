@@ -155,6 +155,29 @@ async fn held_events_wait_for_the_write_delay_then_go_out_in_order() {
 }
 
 #[tokio::test]
+async fn events_beyond_one_write_do_not_wait_for_another_delay() {
+    let delay = Duration::from_secs(1);
+    let server = TestServer::with_config(write_delay(delay)).await;
+    let auction = server.create(json!({})).await;
+    let mut ws = server.ws(auction, None).await;
+    assert_eq!(ws.next_of("snapshot").await["seq"], 0);
+    // More than one write takes (32 events): all of them have waited
+    // their delay once the hold ends.
+    for seq in 1..=40 {
+        server.hub.publish(&public_event(auction, seq));
+    }
+    assert_eq!(ws.take(|_| true).await["seq"], 1);
+    let first_write_arrived = tokio::time::Instant::now();
+    for seq in 2..=40 {
+        assert_eq!(ws.take(|_| true).await["seq"], seq);
+    }
+    assert!(
+        first_write_arrived.elapsed() < delay / 2,
+        "the events after the first write were held again"
+    );
+}
+
+#[tokio::test]
 async fn an_answer_is_not_held_and_follows_the_events_held_before_it() {
     // Longer than a test waits for a message: an answer held with the
     // events would fail the test.
