@@ -470,22 +470,17 @@ pub(crate) fn store_error(
 ) -> StoreError {
     use sqlx::Error;
     let kind = match &error {
+        _ if connection_lost(&error) => StoreErrorKind::Unavailable,
         Error::Database(db) => match db.code().as_deref().and_then(&conflict) {
             Some(cause) => {
                 counters.bump(cause);
                 StoreErrorKind::Conflict
             }
-            None if db.code().is_some_and(|code| connection_ended(&code)) => {
-                StoreErrorKind::Unavailable
-            }
             None => StoreErrorKind::Other,
         },
-        Error::Io(_)
-        | Error::Tls(_)
-        | Error::Protocol(_)
-        | Error::PoolTimedOut
-        | Error::PoolClosed
-        | Error::WorkerCrashed => StoreErrorKind::Unavailable,
+        Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => {
+            StoreErrorKind::Unavailable
+        }
         Error::ColumnDecode { .. } | Error::Decode(_) | Error::ColumnNotFound(_) => {
             StoreErrorKind::Corrupt
         }
@@ -494,8 +489,15 @@ pub(crate) fn store_error(
     StoreError::new(kind, error.to_string()).with_source(error)
 }
 
-/// Whether a Postgres error code says the connection ended: connection
-/// exceptions and server shutdown (classes 08 and 57P).
-pub(crate) fn connection_ended(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("57P")
+/// Whether `error` says the connection itself is gone (I/O, a broken
+/// exchange, or the server ending it: Postgres classes 08 and 57P), not
+/// that a pool had none to give or that a statement failed.
+pub(crate) fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
 }

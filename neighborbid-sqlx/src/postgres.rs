@@ -173,6 +173,24 @@ impl PgStore {
     fn error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         |error| pg_error(error, &self.counters)
     }
+
+    /// Begins a transaction with `statement`, again on a fresh connection
+    /// when the pool's connection turns out to be lost: the pool tests
+    /// only connections idle for [`RETEST_IDLE`], and a failed `BEGIN` has
+    /// done nothing, so beginning again is safe.
+    async fn begin_with(&self, statement: &'static str) -> Result<PgTx, StoreError> {
+        let tx = match self.pool.begin_with(statement).await {
+            Err(error) if codec::connection_lost(&error) => {
+                tracing::debug!(%error, "connection lost before BEGIN; beginning again");
+                self.pool.begin_with(statement).await
+            }
+            tx => tx,
+        };
+        Ok(PgTx {
+            tx: tx.map_err(self.error())?,
+            counters: Arc::clone(&self.counters),
+        })
+    }
 }
 
 fn pg_error(error: sqlx::Error, counters: &ConflictCounters) -> StoreError {
@@ -200,37 +218,6 @@ impl Store for PgStore {
     async fn begin_read(&self) -> Result<PgTx, StoreError> {
         self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
-    }
-}
-
-impl PgStore {
-    /// Begins a transaction with `statement`, again on a fresh connection
-    /// when the pool's connection turns out to be lost: the pool tests
-    /// only connections idle for [`RETEST_IDLE`], and a failed `BEGIN` has
-    /// done nothing, so beginning again is safe.
-    async fn begin_with(&self, statement: &'static str) -> Result<PgTx, StoreError> {
-        let tx = match self.pool.begin_with(statement).await {
-            Err(error) if lost_connection(&error) => {
-                tracing::debug!(%error, "connection lost before BEGIN; beginning again");
-                self.pool.begin_with(statement).await
-            }
-            tx => tx,
-        };
-        Ok(PgTx {
-            tx: tx.map_err(self.error())?,
-            counters: Arc::clone(&self.counters),
-        })
-    }
-}
-
-/// Whether `error` says the connection itself is gone (I/O, or the server
-/// ending it), not that the pool had none to give or that a statement
-/// failed.
-fn lost_connection(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| codec::connection_ended(&code)),
-        _ => false,
     }
 }
 
