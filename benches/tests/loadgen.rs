@@ -167,3 +167,27 @@ fn spread_over_auctions_on_the_memory_store_with_and_without_coalescing() {
         assert_eq!(*best, coalesced["decided_per_second"], "{report:#}");
     }
 }
+
+#[test]
+fn caller_work_bounds_what_each_bidder_decides() {
+    let report = loadgen(&[
+        "--store",
+        "memory",
+        "--coalesce",
+        "on",
+        "--tasks",
+        "2",
+        "--seconds",
+        "1",
+        "--caller-work-us",
+        "1000",
+    ]);
+    let run = &report["runs"][0];
+    assert_eq!(run["caller_work_us"], 1000, "{report:#}");
+    let decided = decided(run, &["bid_too_low"]);
+    // Each bid costs its bidder at least a millisecond after its answer
+    // (the memory store alone decides hundreds of thousands a second).
+    let seconds = run["seconds"].as_f64().expect("seconds");
+    let most = 2.0 * (seconds * 1000.0 + 1.0);
+    assert!(decided as f64 <= most, "{decided} > {most}: {report:#}");
+}

@@ -27,6 +27,11 @@ pub struct Load {
     /// Whether each bid carries a fresh idempotency key, as API clients
     /// send them: the engine then also looks up and stores a record.
     pub keyed: bool,
+    /// CPU time each task spends busy after each answer, before its next
+    /// bid (none by default). It stands for a front end's work per bid
+    /// (an HTTP server and its clients) on the same cores as the engine,
+    /// to tell that work's cost from the front end's own.
+    pub caller_work: Duration,
 }
 
 impl Load {
@@ -40,6 +45,7 @@ impl Load {
             wallets: 8,
             coalesce_bids: true,
             keyed: false,
+            caller_work: Duration::ZERO,
         }
     }
 }
@@ -136,6 +142,7 @@ pub async fn hot_auction<S: Store>(store: S, load: Load) -> StressReport {
             while Instant::now() < deadline {
                 let key = keys.next();
                 next = bid_once(&engine, auction, bidder, next, key, &mut report).await;
+                busy(load.caller_work);
             }
             report
         }
@@ -186,6 +193,7 @@ pub async fn many_auctions<S: Store>(store: S, load: Load) -> StressReport {
                 let next = seen.get(&auction).copied().unwrap_or(money(10));
                 let key = keys.next();
                 let next = bid_once(&engine, auction, bidder, next, key, &mut report).await;
+                busy(load.caller_work);
                 seen.insert(auction, next);
             }
             report
@@ -256,6 +264,15 @@ impl Keys {
         let task = self.task?;
         self.sent += 1;
         IdempotencyKey::new(format!("{task}-{}", self.sent)).ok()
+    }
+}
+
+/// Keeps the thread busy for `work`: on purpose, as a front end's work
+/// would, it blocks the runtime's thread rather than yielding it.
+fn busy(work: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < work {
+        std::hint::spin_loop();
     }
 }
 

@@ -67,6 +67,11 @@ struct Args {
     /// clients send them), without, or both one after the other.
     #[arg(long, value_enum, default_value = "off")]
     keys: Setting,
+    /// In process: microseconds of CPU each bidder spends busy after each
+    /// answer, standing for an HTTP front end's work per bid (the server's
+    /// and its clients') on the same cores.
+    #[arg(long, default_value_t = 0)]
+    caller_work_us: u64,
     /// Also measure the pgbench baseline (needs `pgbench` and `psql`).
     #[arg(long)]
     pgbench: bool,
@@ -274,6 +279,7 @@ async fn engine_runs(args: &Args) -> Vec<Value> {
             wallets: args.wallets,
             coalesce_bids,
             keyed,
+            caller_work: Duration::from_micros(args.caller_work_us),
         };
         let mut summary = match args.store {
             StoreKind::Memory => {
@@ -292,6 +298,7 @@ async fn engine_runs(args: &Args) -> Vec<Value> {
         };
         summary["coalesce_bids"] = json!(coalesce_bids);
         summary["keyed"] = json!(keyed);
+        summary["caller_work_us"] = json!(args.caller_work_us);
         runs.push(summary);
     }
     runs
