@@ -133,7 +133,7 @@ pub use memory::{MemoryStore, MemoryTx};
 pub use money::{Currency, Money, MoneyError};
 pub use notify::{BroadcastNotifier, NoopNotifier, Notifier, NotifyError};
 pub use policy::{AuctionPolicy, Band, BuyNowPolicy, ClosePolicy, Increment};
-pub use relay::{Relay, RelayConfig, RelayError, RelaySender};
+pub use relay::{Relay, RelayConfig, RelayCounts, RelayError, RelaySender};
 pub use store::{
     AuctionFilter, AuctionSort, AuctionStore, BatchReads, BatchRecord, BatchWrites, Page, Phase,
     ScopeFilter, Store, Transaction, WalletLedger,

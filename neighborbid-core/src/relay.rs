@@ -70,6 +70,49 @@ impl Default for RelayConfig {
     }
 }
 
+/// What a relay has done since it was made: from [`Relay::counts`] or
+/// [`RelaySender::counts`], for a server's metrics. Sending is at least
+/// once, so an event sent again after a failed marking counts again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayCounts {
+    /// Events handed to the notifier right after their commit.
+    pub sent: u64,
+    /// Events the recovery path handed to the notifier: ones older than
+    /// the grace period and still undelivered.
+    pub recovered: u64,
+    /// Events the after-commit queue had no room for; they wait in the
+    /// outbox for the recovery path.
+    pub queue_full: u64,
+    /// Events in calls to the notifier that failed; they stay in the
+    /// outbox, and each failed attempt counts.
+    pub failed: u64,
+}
+
+/// The shared counters behind [`RelayCounts`].
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    recovered: AtomicU64,
+    queue_full: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, events: usize) {
+        counter.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RelayCounts {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RelayCounts {
+            sent: load(&self.sent),
+            recovered: load(&self.recovered),
+            queue_full: load(&self.queue_full),
+            failed: load(&self.failed),
+        }
+    }
+}
+
 /// Why a recovery pass stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -104,7 +147,7 @@ impl<S: Store, N: Notifier> Relay<S, N> {
             queue,
             sender: RelaySender {
                 queue: queue_sender,
-                dropped: Arc::new(AtomicU64::new(0)),
+                counters: Arc::default(),
             },
             unmarked: Vec::new(),
         }
@@ -113,6 +156,11 @@ impl<S: Store, N: Notifier> Relay<S, N> {
     /// The notifier to give the engine: it queues events for this relay.
     pub fn sender(&self) -> RelaySender {
         self.sender.clone()
+    }
+
+    /// What this relay has done so far (its sender's counts too).
+    pub fn counts(&self) -> RelayCounts {
+        self.sender.counts()
     }
 
     /// Sends queued events, marks delivered ones and recovers undelivered
@@ -190,7 +238,12 @@ impl<S: Store, N: Notifier> Relay<S, N> {
         if events.is_empty() {
             return Ok(0);
         }
-        self.notifier.notify(&events).await?;
+        let counters = &self.sender.counters;
+        if let Err(error) = self.notifier.notify(&events).await {
+            Counters::add(&counters.failed, events.len());
+            return Err(error.into());
+        }
+        Counters::add(&counters.recovered, events.len());
         let ids: Vec<EventId> = events.iter().map(Event::id).collect();
         tx.mark_delivered(&ids, now).await?;
         Ok(events.len())
@@ -200,18 +253,23 @@ impl<S: Store, N: Notifier> Relay<S, N> {
         if batch.is_empty() {
             return;
         }
+        let counters = &self.sender.counters;
         match self.notifier.notify(batch).await {
             Ok(()) => {
+                Counters::add(&counters.sent, batch.len());
                 self.unmarked.extend(batch.iter().map(Event::id));
                 if self.unmarked.len() >= self.config.batch * 4 {
                     self.mark_sent().await;
                 }
             }
-            Err(error) => tracing::warn!(
-                %error,
-                events = batch.len(),
-                "sending events failed; they stay in the outbox for recovery"
-            ),
+            Err(error) => {
+                Counters::add(&counters.failed, batch.len());
+                tracing::warn!(
+                    %error,
+                    events = batch.len(),
+                    "sending events failed; they stay in the outbox for recovery"
+                );
+            }
         }
         batch.clear();
     }
@@ -249,13 +307,14 @@ impl<S: Store, N: Notifier> Relay<S, N> {
 #[derive(Clone, Debug)]
 pub struct RelaySender {
     queue: mpsc::Sender<Event>,
-    dropped: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl RelaySender {
-    /// Events left to the recovery path because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// What the relay has done so far: the same as [`Relay::counts`], and
+    /// still readable once the relay runs in its own task.
+    pub fn counts(&self) -> RelayCounts {
+        self.counters.snapshot()
     }
 }
 
@@ -268,7 +327,7 @@ impl Notifier for RelaySender {
                 // Still in the outbox: the relay sends it after the grace
                 // period.
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    Counters::add(&self.counters.queue_full, 1);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     return Err(NotifyError("the relay is not running".into()));

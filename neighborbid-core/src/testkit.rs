@@ -46,8 +46,8 @@ use crate::{
     BidReceipt, BuyNow, CancelAuction, CreateAuction, Delivery, Deposit, EndEarly, Engine,
     EngineConfig, EngineError, EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money,
     MoneyError, Notifier, NotifyError, Page, Phase, PlaceBid, PrivateEvent, PublicEvent, Region,
-    Rejection, Relay, RelayConfig, RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind,
-    Timestamp, Transaction, UserId, Wallet, WalletView, Watch, Withdraw,
+    Rejection, Relay, RelayConfig, RelayCounts, RetryPolicy, Scope, ScopeFilter, Store,
+    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletView, Watch, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
@@ -77,6 +77,7 @@ macro_rules! conformance_tests {
             outbox_lists_undelivered_events,
             relay_recovers_unsent_events,
             relay_sends_after_commit_and_marks,
+            relay_counts_a_full_queue_and_failed_sends,
             coalesced_bids_share_one_transaction,
             reads_are_paged_newest_first,
             double_spend_across_auctions,
@@ -1443,6 +1444,14 @@ pub async fn relay_recovers_unsent_events<S: Store>(store: S) {
         "the consumer applied nothing twice"
     );
     assert_eq!(sent.events()[..5], h.outbox(auction.id).await);
+    let recovered = 3 + 2 + 2; // the first two resent after the failed marking
+    assert_eq!(
+        relay.counts(),
+        RelayCounts {
+            recovered,
+            ..RelayCounts::default()
+        }
+    );
 }
 
 /// An engine whose notifier is a relay's sender: committed events go out
@@ -1464,9 +1473,10 @@ pub async fn relay_sends_after_commit_and_marks<S: Store>(store: S) {
         ..RelayConfig::default()
     };
     let relay = Relay::new(Arc::clone(&store), (Arc::clone(&sent), hub.clone()), config);
+    let sender = relay.sender();
     let engine = Engine::with_config(
         Arc::clone(&store),
-        relay.sender(),
+        sender.clone(),
         h.engine.config().clone(),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1487,6 +1497,56 @@ pub async fn relay_sends_after_commit_and_marks<S: Store>(store: S) {
         .await
         .expect("undelivered");
     assert!(left.is_empty(), "all marked delivered: {left:?}");
+    let counts = RelayCounts {
+        sent: 3,
+        ..RelayCounts::default()
+    };
+    assert_eq!(sender.counts(), counts, "read from the engine's side");
+}
+
+/// A relay counts the events its queue had no room for and those the
+/// notifier refused; its recovery path then sends them all.
+pub async fn relay_counts_a_full_queue_and_failed_sends<S: Store>(store: S) {
+    let store = Arc::new(store);
+    let h = Harness::new(Arc::clone(&store));
+    h.fund(ALICE, 1_000).await;
+    let auction = h.create(h.national(100, 10)).await;
+    let sent = Arc::new(RecordingNotifier::default());
+    let config = RelayConfig {
+        queue: 1,
+        grace: std::time::Duration::ZERO,
+        clock: h.clock.clone(),
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(Arc::clone(&store), Arc::clone(&sent), config);
+    let engine = Engine::with_config(
+        Arc::clone(&store),
+        relay.sender(),
+        h.engine.config().clone(),
+    );
+    for amount in [100, 110, 120] {
+        let bid = bid_of(auction.id, ALICE, amount);
+        engine.place_bid(bid, None).await.expect("bid");
+    }
+    // The relay is not running: the first event waits in its queue.
+    let full = RelayCounts {
+        queue_full: 2,
+        ..RelayCounts::default()
+    };
+    assert_eq!(relay.counts(), full);
+
+    sent.set_failing(true);
+    assert!(relay.deliver_undelivered().await.is_err(), "refused");
+    let failed = RelayCounts { failed: 3, ..full };
+    assert_eq!(relay.counts(), failed);
+    sent.set_failing(false);
+    assert_eq!(relay.deliver_undelivered().await.expect("recovery"), 3);
+    let recovered = RelayCounts {
+        recovered: 3,
+        ..failed
+    };
+    assert_eq!(relay.counts(), recovered);
+    assert_eq!(sent.events(), h.outbox(auction.id).await);
 }
 
 /// Bids that arrive while their auction's transaction is in flight are

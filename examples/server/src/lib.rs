@@ -22,7 +22,9 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use neighborbid_axum::{Api, ApiConfig, ApiError, RateLimit, Shutdown, WsConfig};
 use neighborbid_core::rules::SameArea;
-use neighborbid_core::{Engine, EngineConfig, Hub, Notifier, Page, Relay, RelayConfig, Store};
+use neighborbid_core::{
+    Engine, EngineConfig, Hub, Notifier, Page, Relay, RelayConfig, RelaySender, Store,
+};
 use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};
 use neighborbid_sqlx::{PgStore, SqliteStore};
 use serde_json::json;
@@ -202,8 +204,8 @@ pub(crate) struct Site<S> {
     pub(crate) accounts: Accounts,
     pub(crate) images: images::ImageStore,
     metrics: Arc<Metrics>,
-    /// Whether the Redis subscriber is connected, when there is one.
-    redis: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The Redis link's state, when rooms are shared through Redis.
+    redis: Option<RedisLink>,
     secure_cookies: bool,
 }
 
@@ -211,7 +213,16 @@ pub(crate) struct Site<S> {
 struct Relaying {
     stop: Stop,
     tasks: Vec<JoinHandle<()>>,
+    link: RedisLink,
+}
+
+/// What the health check and the metrics read of the Redis link.
+#[derive(Clone)]
+struct RedisLink {
+    /// Whether the subscriber is connected.
     connected: tokio::sync::watch::Receiver<bool>,
+    /// The relay's counts.
+    relay: RelaySender,
 }
 
 impl Relaying {
@@ -242,21 +253,17 @@ fn relay_through_redis<S: Store + Clone>(
     );
     let notifier: Notify = Arc::new((hub.clone(), relay.sender()));
     let subscriber = Subscriber::new(&redis, hub.clone())?;
-    let connected = subscriber.connected();
+    let link = RedisLink {
+        connected: subscriber.connected(),
+        relay: relay.sender(),
+    };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let tasks = vec![
         tokio::spawn(relay.run(stopped(stop_rx.clone()))),
         tokio::spawn(subscriber.run(stopped(stop_rx))),
     ];
     tracing::info!(redis = %redacted(url), prefix = %redis.prefix, "rooms shared through Redis");
-    Ok((
-        notifier,
-        Relaying {
-            stop,
-            tasks,
-            connected,
-        },
-    ))
+    Ok((notifier, Relaying { stop, tasks, link }))
 }
 
 async fn serve<S: Store + Clone>(
@@ -307,7 +314,7 @@ async fn serve<S: Store + Clone>(
             max_bytes: config.max_image_bytes,
         },
         metrics: metrics.clone(),
-        redis: relaying.as_ref().map(|relaying| relaying.connected.clone()),
+        redis: relaying.as_ref().map(|relaying| relaying.link.clone()),
         secure_cookies: config.secure_cookies,
     });
     let app = Router::new()
@@ -499,8 +506,8 @@ async fn health<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {
             // Bids go on while Redis is down (events wait in the outbox),
             // so the node stays healthy; the field says whether its rooms
             // are shared right now.
-            if let Some(connected) = &site.redis {
-                let state = if *connected.borrow() {
+            if let Some(redis) = &site.redis {
+                let state = if *redis.connected.borrow() {
                     "connected"
                 } else {
                     "disconnected"
@@ -538,5 +545,9 @@ async fn render_metrics<S: Store>(State(site): State<Arc<Site<S>>>) -> Response 
         (CONTENT_TYPE, "text/plain; version=0.0.4"),
         (CACHE_CONTROL, "no-store"),
     ];
-    (headers, site.metrics.render()).into_response()
+    let mut body = site.metrics.render();
+    if let Some(redis) = &site.redis {
+        metrics::render_redis(&mut body, redis.relay.counts(), *redis.connected.borrow());
+    }
+    (headers, body).into_response()
 }

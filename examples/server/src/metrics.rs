@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use neighborbid_axum::Observer;
+use neighborbid_core::RelayCounts;
 
 /// Upper bounds of the bid latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -99,6 +100,42 @@ impl Metrics {
         );
         out
     }
+}
+
+/// Appends the Redis link's metrics to `out`: the outbox relay's counts
+/// (a rising `queue_full` or `failed` means events reach other processes
+/// late, by the recovery path) and whether the subscriber is connected.
+pub fn render_redis(out: &mut String, relay: RelayCounts, connected: bool) {
+    let _ = writeln!(
+        out,
+        "# HELP neighborbid_relay_events_total Committed events the outbox relay sent to Redis, by path."
+    );
+    let _ = writeln!(out, "# TYPE neighborbid_relay_events_total counter");
+    for (path, n) in [("after_commit", relay.sent), ("recovery", relay.recovered)] {
+        let _ = writeln!(out, "neighborbid_relay_events_total{{path=\"{path}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP neighborbid_relay_queue_full_total Committed events left to the recovery path because the relay's queue was full."
+    );
+    let _ = writeln!(out, "# TYPE neighborbid_relay_queue_full_total counter");
+    let _ = writeln!(
+        out,
+        "neighborbid_relay_queue_full_total {}",
+        relay.queue_full
+    );
+    let _ = writeln!(
+        out,
+        "# HELP neighborbid_relay_failed_total Events in sends to Redis that failed (each attempt counts; the events stay in the outbox)."
+    );
+    let _ = writeln!(out, "# TYPE neighborbid_relay_failed_total counter");
+    let _ = writeln!(out, "neighborbid_relay_failed_total {}", relay.failed);
+    let _ = writeln!(
+        out,
+        "# HELP neighborbid_redis_connected Whether the Redis subscriber is connected (1) or not (0)."
+    );
+    let _ = writeln!(out, "# TYPE neighborbid_redis_connected gauge");
+    let _ = writeln!(out, "neighborbid_redis_connected {}", u8::from(connected));
 }
 
 impl Observer for Metrics {

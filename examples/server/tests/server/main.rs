@@ -261,6 +261,7 @@ async fn a_newcomer_signs_up_tops_up_sells_bids_and_the_closer_settles() {
         .contains("neighborbid_bids_total{outcome=\"rejected\",code=\"seller_cannot_bid\"} 1"));
     assert!(metrics.contains("neighborbid_auctions_closed_total 1"));
     assert!(metrics.contains("neighborbid_websockets_open 1"));
+    assert!(!metrics.contains("neighborbid_relay"), "no relay without Redis");
     let delivered = metrics
         .lines()
         .find_map(|line| line.strip_prefix("neighborbid_events_delivered_total "))
@@ -480,6 +481,21 @@ async fn two_processes_on_postgres_and_redis_share_live_auctions() {
 
     let (_, health) = Browser::at(second.address).get("/healthz").await;
     assert_eq!(health["redis"], "connected");
+    // Each process relayed its own bid's event right after its commit.
+    for process in [&first, &second] {
+        let (_, metrics) = Browser::at(process.address).get("/metrics").await;
+        let metrics = metrics.as_str().expect("text");
+        let relayed = [
+            "neighborbid_relay_events_total{path=\"after_commit\"} 1",
+            "neighborbid_relay_events_total{path=\"recovery\"} 0",
+            "neighborbid_relay_queue_full_total 0",
+            "neighborbid_relay_failed_total 0",
+            "neighborbid_redis_connected 1",
+        ];
+        for line in relayed {
+            assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+        }
+    }
     first.terminate().await;
     second.terminate().await;
 }
