@@ -35,69 +35,51 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP neighborbid_bids_total Bids decided, by outcome."
-        );
-        let _ = writeln!(out, "# TYPE neighborbid_bids_total counter");
-        let _ = writeln!(
-            out,
-            "neighborbid_bids_total{{outcome=\"accepted\"}} {}",
-            load(&self.accepted)
-        );
+        let bids = "neighborbid_bids_total";
+        header(&mut out, bids, "counter", "Bids decided, by outcome.");
+        let accepted = load(&self.accepted);
+        let _ = writeln!(out, "{bids}{{outcome=\"accepted\"}} {accepted}");
         let rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
         for (code, n) in rejected.iter() {
-            let _ = writeln!(
-                out,
-                "neighborbid_bids_total{{outcome=\"rejected\",code=\"{code}\"}} {n}"
-            );
+            let _ = writeln!(out, "{bids}{{outcome=\"rejected\",code=\"{code}\"}} {n}");
         }
         drop(rejected);
-        let _ = writeln!(out, "# HELP neighborbid_bid_seconds Time to decide a bid.");
-        let _ = writeln!(out, "# TYPE neighborbid_bid_seconds histogram");
+        let latency = "neighborbid_bid_seconds";
+        header(&mut out, latency, "histogram", "Time to decide a bid.");
         let mut cumulative = 0;
         for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
             cumulative += load(bucket);
-            let _ = writeln!(
-                out,
-                "neighborbid_bid_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
+            let _ = writeln!(out, "{latency}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
         let count = load(&self.latency_count);
-        let _ = writeln!(out, "neighborbid_bid_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{latency}_bucket{{le=\"+Inf\"}} {count}");
         let seconds = load(&self.latency_micros) as f64 / 1e6;
-        let _ = writeln!(out, "neighborbid_bid_seconds_sum {seconds}");
-        let _ = writeln!(out, "neighborbid_bid_seconds_count {count}");
-        let _ = writeln!(
-            out,
-            "# HELP neighborbid_websockets_open WebSockets open now."
-        );
-        let _ = writeln!(out, "# TYPE neighborbid_websockets_open gauge");
-        let _ = writeln!(
-            out,
-            "neighborbid_websockets_open {}",
-            self.sockets.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP neighborbid_events_delivered_total Events sent to WebSocket clients."
-        );
-        let _ = writeln!(out, "# TYPE neighborbid_events_delivered_total counter");
-        let _ = writeln!(
-            out,
-            "neighborbid_events_delivered_total {}",
-            load(&self.events)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP neighborbid_auctions_closed_total Auctions the closer settled."
-        );
-        let _ = writeln!(out, "# TYPE neighborbid_auctions_closed_total counter");
-        let _ = writeln!(
-            out,
-            "neighborbid_auctions_closed_total {}",
-            load(&self.closed)
-        );
+        let _ = writeln!(out, "{latency}_sum {seconds}");
+        let _ = writeln!(out, "{latency}_count {count}");
+        let sockets = self.sockets.load(Ordering::Relaxed);
+        let singles: [Single; 3] = [
+            (
+                "neighborbid_websockets_open",
+                "gauge",
+                "WebSockets open now.",
+                &sockets,
+            ),
+            (
+                "neighborbid_events_delivered_total",
+                "counter",
+                "Events sent to WebSocket clients.",
+                &load(&self.events),
+            ),
+            (
+                "neighborbid_auctions_closed_total",
+                "counter",
+                "Auctions the closer settled.",
+                &load(&self.closed),
+            ),
+        ];
+        for metric in singles {
+            single(&mut out, metric);
+        }
         out
     }
 }
@@ -106,36 +88,50 @@ impl Metrics {
 /// (a rising `queue_full` or `failed` means events reach other processes
 /// late, by the recovery path) and whether the subscriber is connected.
 pub fn render_redis(out: &mut String, relay: RelayCounts, connected: bool) {
-    let _ = writeln!(
-        out,
-        "# HELP neighborbid_relay_events_total Committed events the outbox relay sent to Redis, by path."
-    );
-    let _ = writeln!(out, "# TYPE neighborbid_relay_events_total counter");
+    let events = "neighborbid_relay_events_total";
+    let help = "Committed events the outbox relay sent to Redis, by path.";
+    header(out, events, "counter", help);
     for (path, n) in [("after_commit", relay.sent), ("recovery", relay.recovered)] {
-        let _ = writeln!(out, "neighborbid_relay_events_total{{path=\"{path}\"}} {n}");
+        let _ = writeln!(out, "{events}{{path=\"{path}\"}} {n}");
     }
-    let _ = writeln!(
-        out,
-        "# HELP neighborbid_relay_queue_full_total Committed events left to the recovery path because the relay's queue was full."
-    );
-    let _ = writeln!(out, "# TYPE neighborbid_relay_queue_full_total counter");
-    let _ = writeln!(
-        out,
-        "neighborbid_relay_queue_full_total {}",
-        relay.queue_full
-    );
-    let _ = writeln!(
-        out,
-        "# HELP neighborbid_relay_failed_total Events in sends to Redis that failed (each attempt counts; the events stay in the outbox)."
-    );
-    let _ = writeln!(out, "# TYPE neighborbid_relay_failed_total counter");
-    let _ = writeln!(out, "neighborbid_relay_failed_total {}", relay.failed);
-    let _ = writeln!(
-        out,
-        "# HELP neighborbid_redis_connected Whether the Redis subscriber is connected (1) or not (0)."
-    );
-    let _ = writeln!(out, "# TYPE neighborbid_redis_connected gauge");
-    let _ = writeln!(out, "neighborbid_redis_connected {}", u8::from(connected));
+    let singles: [Single; 3] = [
+        (
+            "neighborbid_relay_queue_full_total",
+            "counter",
+            "Committed events left to the recovery path because the relay's queue was full.",
+            &relay.queue_full,
+        ),
+        (
+            "neighborbid_relay_failed_total",
+            "counter",
+            "Events in sends to Redis that failed (each attempt counts; they stay in the outbox).",
+            &relay.failed,
+        ),
+        (
+            "neighborbid_redis_connected",
+            "gauge",
+            "Whether the Redis subscriber is connected (1) or not (0).",
+            &u8::from(connected),
+        ),
+    ];
+    for metric in singles {
+        single(out, metric);
+    }
+}
+
+/// Writes a metric's `HELP` and `TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric with one value and no labels: name, type, help, value.
+type Single<'a> = (&'a str, &'a str, &'a str, &'a dyn std::fmt::Display);
+
+/// Writes a metric that has one value and no labels.
+fn single(out: &mut String, (name, kind, help, value): Single) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 impl Observer for Metrics {

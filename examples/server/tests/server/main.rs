@@ -261,7 +261,10 @@ async fn a_newcomer_signs_up_tops_up_sells_bids_and_the_closer_settles() {
         .contains("neighborbid_bids_total{outcome=\"rejected\",code=\"seller_cannot_bid\"} 1"));
     assert!(metrics.contains("neighborbid_auctions_closed_total 1"));
     assert!(metrics.contains("neighborbid_websockets_open 1"));
-    assert!(!metrics.contains("neighborbid_relay"), "no relay without Redis");
+    assert!(
+        !metrics.contains("neighborbid_relay"),
+        "no relay without Redis"
+    );
     let delivered = metrics
         .lines()
         .find_map(|line| line.strip_prefix("neighborbid_events_delivered_total "))
