@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 pub fn openapi() -> Value {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}});
     let idem = json!({"name": "Idempotency-Key", "in": "header", "required": false,
-        "description": "Makes the request safe to retry: the same key and body return the first response; the same key with another body is 409 idempotency_conflict.",
+        "description": "Makes the request safe to retry: the same key and body return the first response; the same key with another body is 409 idempotency_conflict. Keys are kept as long as the host chooses (Engine::forget_idempotency; the example server keeps them a day), then are new again.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255}});
     let offset =
         json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}});

@@ -318,6 +318,29 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         Ok(closed)
     }
 
+    /// Forgets idempotency records stored `age` or more ago (by the store's
+    /// clock), a thousand per transaction, and returns how many it forgot.
+    /// A request retried with a forgotten key is carried out again, as
+    /// new: keep keys longer than any client goes on retrying.
+    pub async fn forget_idempotency(&self, age: Duration) -> Result<u64, EngineError> {
+        const BATCH: u32 = 1_000;
+        let mut forgotten = 0;
+        loop {
+            let batch = self
+                .retrying(|| async {
+                    let mut tx = self.inner.store.begin().await?;
+                    let result = tx.forget_idempotency(age, BATCH).await;
+                    let result = result.map(|n| (n, Vec::new())).map_err(Into::into);
+                    end(tx, result).await
+                })
+                .await?;
+            forgotten += batch;
+            if batch < u64::from(BATCH) {
+                return Ok(forgotten);
+            }
+        }
+    }
+
     /// An auction with its latest bids (`bids` chooses which).
     pub async fn auction(&self, id: AuctionId, bids: Page) -> Result<AuctionView, EngineError> {
         let mut tx = self.inner.store.begin_read().await?;

@@ -13,6 +13,7 @@
 //! wallet that the transaction did not lock is an error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -81,7 +82,8 @@ struct State {
     events: BTreeMap<AuctionId, Vec<Event>>,
     undelivered: BTreeSet<EventId>,
     // Client-chosen keys: the randomly seeded hasher resists collisions.
-    idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyRecord>,
+    // Each record with the time of its commit.
+    idempotency: HashMap<(UserId, IdempotencyKey), (IdempotencyRecord, Instant)>,
     /// Emptied row sets of finished transactions, for the next ones.
     spare_rows: Vec<Rows>,
 }
@@ -143,6 +145,8 @@ struct Rows {
     events: Vec<Event>,
     delivered: Vec<EventId>,
     idempotency: Vec<(UserId, IdempotencyKey, IdempotencyRecord)>,
+    /// Idempotency records to delete, with the time they were stored.
+    forgotten: Vec<((UserId, IdempotencyKey), Instant)>,
 }
 
 impl Rows {
@@ -160,6 +164,7 @@ impl Rows {
         self.events.clear();
         self.delivered.clear();
         self.idempotency.clear();
+        self.forgotten.clear();
     }
 }
 
@@ -393,8 +398,19 @@ impl Transaction for MemoryTx {
                 .or_default()
                 .push(event);
         }
+        let now = Instant::now();
+        for (key, stored) in self.rows.forgotten.drain(..) {
+            // Not a record stored since under the same key.
+            if state
+                .idempotency
+                .get(&key)
+                .is_some_and(|(_, at)| *at == stored)
+            {
+                state.idempotency.remove(&key);
+            }
+        }
         for (user, key, record) in self.rows.idempotency.drain(..) {
-            state.idempotency.insert((user, key), record);
+            state.idempotency.insert((user, key), (record, now));
         }
         for id in &self.rows.delivered {
             state.undelivered.remove(id);
@@ -463,7 +479,9 @@ impl AuctionStore for MemoryTx {
         user: UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(self.state().idempotency.get(&(user, key.clone())).cloned())
+        let state = self.state();
+        let stored = state.idempotency.get(&(user, key.clone()));
+        Ok(stored.map(|(record, _)| record.clone()))
     }
 
     async fn save_idempotency(
@@ -476,6 +494,23 @@ impl AuctionStore for MemoryTx {
             .idempotency
             .push((user, key.clone(), record.clone()));
         Ok(())
+    }
+
+    async fn forget_idempotency(&mut self, age: Duration, limit: u32) -> Result<u64, StoreError> {
+        let old: Vec<_> = {
+            let state = self.state();
+            let now = Instant::now();
+            state
+                .idempotency
+                .iter()
+                .filter(|(_, (_, stored))| now.saturating_duration_since(*stored) >= age)
+                .map(|(key, (_, stored))| (key.clone(), *stored))
+                .take(limit as usize)
+                .collect()
+        };
+        let forgotten = old.len() as u64;
+        self.rows.forgotten.extend(old);
+        Ok(forgotten)
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {

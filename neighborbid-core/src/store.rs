@@ -487,6 +487,17 @@ pub trait AuctionStore: Send {
         record: &IdempotencyRecord,
     ) -> Result<(), StoreError>;
 
+    /// Deletes at most `limit` idempotency records stored `age` or more ago
+    /// and returns how many it deleted. Their age is measured by the
+    /// store's own clock, the one that stamped them when they were stored
+    /// (not the engine's [`Clock`](crate::Clock)). A request retried with
+    /// a forgotten key is carried out again, as new.
+    async fn forget_idempotency(
+        &mut self,
+        age: std::time::Duration,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
     /// An auction, without locking it.
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;
 

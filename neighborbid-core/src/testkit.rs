@@ -70,6 +70,7 @@ macro_rules! conformance_tests {
             settlement_pays_seller_once,
             cancel_rules,
             idempotent_replays,
+            old_idempotency_keys_are_forgotten,
             concurrent_idempotent_requests,
             a_retry_during_its_lost_commit_gets_its_answer,
             events_have_gapless_sequence,
@@ -1084,6 +1085,51 @@ pub async fn cancel_rules<S: Store>(store: S) {
     );
     h.engine.close_due_auctions(10).await.expect("close");
     assert_eq!(h.auction(ended.id).await.status, AuctionStatus::Unsold);
+}
+
+/// Idempotency records stored long enough ago are forgotten, in batches,
+/// atomically, and younger ones kept; a request retried with a forgotten
+/// key is carried out again, as new.
+pub async fn old_idempotency_keys_are_forgotten<S: Store>(store: S) {
+    use std::time::Duration;
+    let h = Harness::new(store);
+    let deposit = Deposit {
+        user: ALICE,
+        amount: money(100),
+    };
+    let mut entries = Vec::new();
+    for name in ["a", "b", "c"] {
+        let receipt = h.engine.deposit(deposit.clone(), key(name)).await;
+        entries.push(receipt.expect("deposit"));
+    }
+    let hour = Duration::from_secs(3_600);
+    let forgotten = h.engine.forget_idempotency(hour).await.expect("forget");
+    assert_eq!(forgotten, 0, "none is an hour old");
+    let replay = h.engine.deposit(deposit.clone(), key("a")).await;
+    assert_eq!(replay.expect("replay"), entries[0]);
+
+    // The stores stamp records in microseconds at most.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let young = Duration::from_millis(1);
+    let store = h.engine.store();
+    let forget = |limit| async move {
+        let mut tx = store.begin().await.expect("begin");
+        let forgotten = tx.forget_idempotency(young, limit).await.expect("forget");
+        (tx, forgotten)
+    };
+    let (tx, forgotten) = forget(10).await;
+    assert_eq!(forgotten, 3);
+    tx.rollback().await.expect("rollback");
+    let (tx, forgotten) = forget(2).await;
+    assert_eq!(forgotten, 2, "all three kept by the rollback, two taken");
+    tx.commit().await.expect("commit");
+    let rest = h.engine.forget_idempotency(young).await.expect("forget");
+    assert_eq!(rest, 1);
+
+    // A forgotten key's request runs again, as new.
+    let again = h.engine.deposit(deposit, key("a")).await.expect("again");
+    assert_ne!(again, entries[0]);
+    assert_eq!(h.wallet(ALICE).await.balance, money(400));
 }
 
 /// A replay with the same key returns the first receipt and changes

@@ -380,6 +380,13 @@ pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     })
 }
 
+/// An age in microseconds, for SQL. Ages beyond a thousand years count
+/// as a thousand: older timestamps than that would overflow Postgres's.
+pub(crate) fn micros(age: std::time::Duration) -> i64 {
+    const MILLENNIUM: i64 = 1_000 * 366 * 24 * 3_600 * 1_000_000;
+    i64::try_from(age.as_micros()).map_or(MILLENNIUM, |micros| micros.min(MILLENNIUM))
+}
+
 /// Checks that an `UPDATE` of a locked row found it.
 pub(crate) fn expect_one(
     rows: u64,

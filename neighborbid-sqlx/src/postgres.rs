@@ -27,8 +27,8 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, to_i64, Amount,
-    Conflict, ConflictCounters, ConflictCounts,
+    self, auction_columns, bid_columns, entry_columns, expect_one, micros, scope_columns, to_i64,
+    Amount, Conflict, ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
@@ -737,6 +737,20 @@ impl AuctionStore for PgTx {
             .await
             .map_err(self.error())?;
         Ok(())
+    }
+
+    async fn forget_idempotency(&mut self, age: Duration, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency WHERE (user_id, key) IN ( \
+                 SELECT user_id, key FROM idempotency \
+                 WHERE created_at <= now() - $1 * interval '1 microsecond' LIMIT $2)",
+        )
+        .bind(micros(age))
+        .bind(i64::from(limit))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(done.rows_affected())
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {

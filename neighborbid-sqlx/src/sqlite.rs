@@ -28,8 +28,8 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, scope_columns, to_i64, Conflict,
-    ConflictCounters, ConflictCounts,
+    self, auction_columns, bid_columns, entry_columns, expect_one, micros, scope_columns, to_i64,
+    Conflict, ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<String, i64>;
@@ -432,6 +432,22 @@ impl AuctionStore for SqliteTx {
             .await
             .map_err(self.error())?;
         Ok(())
+    }
+
+    async fn forget_idempotency(&mut self, age: Duration, limit: u32) -> Result<u64, StoreError> {
+        // `created_at` is in microseconds, as the table's default writes it.
+        let done = sqlx::query(
+            "DELETE FROM idempotency WHERE rowid IN ( \
+                 SELECT rowid FROM idempotency \
+                 WHERE created_at <= CAST(unixepoch('subsec') * 1000000 AS INTEGER) - ?1 \
+                 LIMIT ?2)",
+        )
+        .bind(micros(age))
+        .bind(i64::from(limit))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(done.rows_affected())
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {

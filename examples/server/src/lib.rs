@@ -103,6 +103,12 @@ pub struct Config {
     /// soon" notice, in seconds.
     #[arg(long, env = "NEIGHBORBID_ENDING_SOON_SECS", default_value_t = 600)]
     pub ending_soon_secs: u64,
+    /// How long a request's idempotency key (an `Idempotency-Key` header, a
+    /// WebSocket bid's `request_id`) is remembered, in seconds; a retry
+    /// after that is carried out as a new request. 0 remembers them
+    /// forever (the table then only grows).
+    #[arg(long, env = "NEIGHBORBID_IDEMPOTENCY_SECS", default_value_t = 86_400)]
+    pub idempotency_secs: u64,
     /// Where uploaded photos are stored.
     #[arg(
         long,
@@ -367,6 +373,15 @@ async fn serve<S: Store + Clone>(
             tracing::error!(%error, "server failed");
         }
     });
+    let mut tasks = Vec::new();
+    if config.idempotency_secs > 0 {
+        let keep = Duration::from_secs(config.idempotency_secs);
+        tasks.push(tokio::spawn(forget_old_keys(
+            engine.clone(),
+            keep,
+            stop_rx.clone(),
+        )));
+    }
     let closer = tokio::spawn(close_auctions(
         engine,
         accounts,
@@ -382,7 +397,7 @@ async fn serve<S: Store + Clone>(
         address,
         stop,
         sockets,
-        tasks: vec![http, closer],
+        tasks: [http, closer].into_iter().chain(tasks).collect(),
         relaying,
     })
 }
@@ -401,6 +416,29 @@ fn redacted(url: &str) -> String {
 struct Closing {
     every: Duration,
     ending_soon: Duration,
+}
+
+/// Forgets idempotency keys older than `keep`, at once and then every
+/// half of `keep` (at most a minute), until told to stop.
+async fn forget_old_keys<S: Store>(
+    engine: Engine<S, Notify>,
+    keep: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = (keep / 2).min(Duration::from_secs(60));
+    loop {
+        match engine.forget_idempotency(keep).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "forgot old idempotency keys"),
+            Err(error) => {
+                tracing::warn!(%error, "forgetting old idempotency keys failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// Settles ended auctions and sends watchlist notices until told to stop.

@@ -242,6 +242,14 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         self.trip(Fault::SaveIdempotency)
     }
 
+    async fn forget_idempotency(
+        &mut self,
+        age: std::time::Duration,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.inner.forget_idempotency(age, limit).await
+    }
+
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
         self.inner.get_auction(id).await
     }

@@ -34,6 +34,7 @@ fn config(path: &std::path::Path, demo: bool) -> Config {
         local_area: LocalArea::Neighbourhood,
         no_end_early: false,
         ending_soon_secs: 600,
+        idempotency_secs: 86_400,
         images_dir: path.with_extension("images"),
         max_image_bytes: 2 * 1024 * 1024,
         ws_write_delay_ms: 0,
@@ -354,6 +355,49 @@ async fn demo_seeds_an_empty_database_once() {
         "nothing added twice"
     );
     again.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_forgotten_after_the_configured_time() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = Config {
+        idempotency_secs: 2,
+        ..config(&dir.path().join("site.db"), false)
+    };
+    let server = start(config).await.expect("the server starts");
+    let mina = Browser::new(&server);
+    mina.sign_up("mina", "seoul/mapo/mangwon").await;
+    let top_up = || async {
+        let response = mina
+            .client
+            .post(format!("{}/api/me/wallet/deposits", mina.base))
+            .header("Idempotency-Key", "top-up-1")
+            .json(&json!({ "amount": "100" }))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let entry: Value = response.json().await.expect("JSON");
+        entry["balance_after"]
+            .as_str()
+            .expect("a balance")
+            .to_owned()
+    };
+    assert_eq!(top_up().await, "100");
+    assert_eq!(top_up().await, "100", "a retry within the time replays");
+    // Carried out again once the key is forgotten: two seconds, and the
+    // sweep's next pass.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while top_up().await == "100" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, wallet) = mina.get("/api/me/wallet").await;
+    assert_eq!(wallet["wallet"]["balance"], "200", "{wallet}");
+    server.stop().await;
 }
 
 #[tokio::test]
