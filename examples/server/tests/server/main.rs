@@ -361,7 +361,7 @@ async fn demo_seeds_an_empty_database_once() {
 async fn idempotency_keys_are_forgotten_after_the_configured_time() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = Config {
-        idempotency_secs: 2,
+        idempotency_secs: 3,
         ..config(&dir.path().join("site.db"), false)
     };
     let server = start(config).await.expect("the server starts");
@@ -385,7 +385,7 @@ async fn idempotency_keys_are_forgotten_after_the_configured_time() {
     };
     assert_eq!(top_up().await, "100");
     assert_eq!(top_up().await, "100", "a retry within the time replays");
-    // Carried out again once the key is forgotten: two seconds, and the
+    // Carried out again once the key is forgotten: three seconds, and the
     // sweep's next pass.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while top_up().await == "100" {
@@ -528,20 +528,38 @@ async fn two_processes_on_postgres_and_redis_share_live_auctions() {
 
     let (_, health) = Browser::at(second.address).get("/healthz").await;
     assert_eq!(health["redis"], "connected");
-    // Each process relayed its own bid's event right after its commit.
+    // Each process relayed its own bid's event right after its commit (the
+    // count follows the publish, so it may lag the event a moment). The
+    // recovery path may take one too if a stall held the marking past the
+    // grace period, so only its presence is checked.
     for process in [&first, &second] {
-        let (_, metrics) = Browser::at(process.address).get("/metrics").await;
-        let metrics = metrics.as_str().expect("text");
         let relayed = [
             "neighborbid_relay_events_total{path=\"after_commit\"} 1",
-            "neighborbid_relay_events_total{path=\"recovery\"} 0",
             "neighborbid_relay_queue_full_total 0",
             "neighborbid_relay_failed_total 0",
             "neighborbid_redis_connected 1",
         ];
-        for line in relayed {
-            assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
-        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let metrics = loop {
+            let (_, metrics) = Browser::at(process.address).get("/metrics").await;
+            let metrics = metrics.as_str().expect("text").to_owned();
+            if relayed
+                .iter()
+                .all(|line| metrics.lines().any(|l| l == *line))
+            {
+                break metrics;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{relayed:?} in {metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let recovery = "neighborbid_relay_events_total{path=\"recovery\"} ";
+        assert!(
+            metrics.lines().any(|l| l.starts_with(recovery)),
+            "{metrics}"
+        );
     }
     first.terminate().await;
     second.terminate().await;
