@@ -427,7 +427,13 @@ async fn forget_old_keys<S: Store>(
 ) {
     let every = (keep / 2).min(Duration::from_secs(60));
     loop {
-        match engine.forget_idempotency(keep).await {
+        // A long first pass (a backlog of keys) must not hold up shutdown;
+        // a batch cut short rolls back.
+        let forgotten = tokio::select! {
+            forgotten = engine.forget_idempotency(keep) => forgotten,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match forgotten {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "forgot old idempotency keys"),
             Err(error) => {
