@@ -398,7 +398,6 @@ impl Transaction for MemoryTx {
                 .or_default()
                 .push(event);
         }
-        let now = Instant::now();
         for (key, stored) in self.rows.forgotten.drain(..) {
             // Not a record stored since under the same key.
             if state
@@ -409,8 +408,12 @@ impl Transaction for MemoryTx {
                 state.idempotency.remove(&key);
             }
         }
-        for (user, key, record) in self.rows.idempotency.drain(..) {
-            state.idempotency.insert((user, key), (record, now));
+        if !self.rows.idempotency.is_empty() {
+            // Read once, and only by commits that store a record.
+            let now = Instant::now();
+            for (user, key, record) in self.rows.idempotency.drain(..) {
+                state.idempotency.insert((user, key), (record, now));
+            }
         }
         for id in &self.rows.delivered {
             state.undelivered.remove(id);
