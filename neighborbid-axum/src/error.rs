@@ -2,7 +2,7 @@
 //!
 //! | status | codes |
 //! |---|---|
-//! | 400 | `invalid_json`, `invalid_body`, `invalid_query`, `invalid_path`, `invalid_amount`, `invalid_auction`, `max_below_amount`, `invalid_idempotency_key`, `not_websocket` |
+//! | 400 | `invalid_json`, `invalid_body`, `invalid_query`, `invalid_path`, `invalid_amount`, `invalid_auction`, `max_below_amount`, `invalid_idempotency_key`, `invalid_price_range`, `not_websocket` |
 //! | 401 | `unauthorized` |
 //! | 403 | `forbidden`, `not_seller`, `seller_cannot_bid`, `region_not_eligible` |
 //! | 404 | `not_found`, `auction_not_found` |

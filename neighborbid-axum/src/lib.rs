@@ -220,6 +220,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
 
     /// The routes, relative to where the host nests them.
     pub fn router(self) -> Router {
+        let document = axum::Json(openapi(&self.engine.config().currency, &self.config));
         let state = Arc::new(http::Shared {
             engine: self.engine,
             hub: self.hub,
@@ -251,7 +252,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             .route("/me/bids", get(http::my_bids::<S, N, I>))
             .route("/me/bids/live", get(ws::bidder::<S, N, I>))
             .route("/me/auctions", get(http::my_auctions::<S, N, I>))
-            .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
+            .route("/openapi.json", get(|| async move { document }))
             .fallback(|| async { ApiError::not_found() })
             .method_not_allowed_fallback(|| async {
                 ApiError::new(

@@ -1,19 +1,31 @@
 //! The OpenAPI 3.0 document of the HTTP API (`GET /openapi.json`), kept
-//! next to the routes; a test checks it parses and that every operation
-//! it lists is served.
+//! next to the routes. Tests check that it parses, that every operation it
+//! lists is served, and that its patterns for amounts and keys accept
+//! exactly what the server accepts.
 
+use neighborbid_core::{Currency, Page};
 use serde_json::{json, Value};
 
-/// The OpenAPI document, with paths relative to where the router is nested
-/// (set `servers` to your mount point when you publish it).
-pub fn openapi() -> Value {
+use crate::ApiConfig;
+
+/// The OpenAPI document of an API with this `config` over an engine with
+/// this `currency` (the amounts' patterns follow its decimal places), with
+/// paths relative to where the router is nested (set `servers` to your
+/// mount point when you publish it).
+pub fn openapi(currency: &Currency, config: &ApiConfig) -> Value {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}});
     let idem = json!({"name": "Idempotency-Key", "in": "header", "required": false,
         "description": "Makes the request safe to retry: the same key and body return the first response; the same key with another body is 409 idempotency_conflict. Keys are kept as long as the host chooses (Engine::forget_idempotency; the example server keeps them a day), then are new again.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255}});
-    let offset =
-        json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}});
-    let limit = json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}});
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN}});
+    // The server clamps rather than refuses: the answer's `limit` is the one used.
+    let count = |default: u32, what: &str| {
+        json!({"type": "integer", "minimum": 0, "maximum": u32::MAX, "default": default,
+            "description": format!("{what}: taken as 1 to {} (the answer's `limit` says which)", Page::MAX_LIMIT)})
+    };
+    let offset = json!({"name": "offset", "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": u32::MAX}});
+    let limit = json!({"name": "limit", "in": "query", "schema": count(Page::default().limit, "Items per page")});
+    let price_filter = json!({"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"});
     let errors = json!({
         "400": {"$ref": "#/components/responses/Error"},
         "401": {"$ref": "#/components/responses/Error"},
@@ -21,6 +33,7 @@ pub fn openapi() -> Value {
         "404": {"$ref": "#/components/responses/Error"},
         "409": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"},
+        "415": {"$ref": "#/components/responses/Error"},
         "422": {"$ref": "#/components/responses/Error"},
         "429": {"$ref": "#/components/responses/Error"},
         "500": {"$ref": "#/components/responses/Error"},
@@ -46,13 +59,13 @@ pub fn openapi() -> Value {
                 "get": {"operationId": "listAuctions", "summary": "Browse auctions: every filter given must match; newest first unless sorted",
                     "parameters": [
                         {"name": "scope", "in": "query", "schema": {"type": "string", "enum": ["national", "local"]}},
-                        {"name": "region", "in": "query", "description": "Local auctions of this region or any region inside it (`seoul/mapo` holds `seoul/mapo/mangwon`)", "schema": {"type": "string"}},
+                        {"name": "region", "in": "query", "description": "Local auctions of this region or any region inside it (`seoul/mapo` holds `seoul/mapo/mangwon`); not with `scope=national`", "schema": {"type": "string"}},
                         {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/AuctionStatus"}},
                         {"name": "seller", "in": "query", "schema": {"type": "integer", "format": "int64"}},
                         {"name": "q", "in": "query", "description": "Text in the title or description, ignoring case", "schema": {"type": "string", "maxLength": 200}},
                         {"name": "category", "in": "query", "schema": {"type": "string"}},
-                        {"name": "min_price", "in": "query", "description": "Current price at least this", "schema": {"$ref": "#/components/schemas/Money"}},
-                        {"name": "max_price", "in": "query", "description": "Current price at most this", "schema": {"$ref": "#/components/schemas/Money"}},
+                        {"name": "min_price", "in": "query", "description": "Current price at least this (any number of decimal places)", "schema": price_filter.clone()},
+                        {"name": "max_price", "in": "query", "description": "Current price at most this, not below `min_price`", "schema": price_filter},
                         {"name": "phase", "in": "query", "description": "scheduled: not started; open: taking bids; ended: past its end or closed", "schema": {"type": "string", "enum": ["scheduled", "open", "ended"]}},
                         {"name": "sort", "in": "query", "schema": {"type": "string", "enum": ["newest", "price_asc", "price_desc", "ending_soonest"], "default": "newest"}},
                         offset, limit],
@@ -63,7 +76,7 @@ pub fn openapi() -> Value {
             },
             "/auctions/{id}": {
                 "get": {"operationId": "getAuction", "summary": "An auction with its latest bids; ETag/If-None-Match on its sequence number",
-                    "parameters": [id, {"name": "bids", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    "parameters": [id, {"name": "bids", "in": "query", "schema": count(config.recent_bids, "How many of the latest bids")},
                         {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
                     "responses": {
                         "200": {"description": "The auction", "headers": {"ETag": {"schema": {"type": "string"}}},
@@ -133,13 +146,45 @@ pub fn openapi() -> Value {
                 "description": "Whatever the host's identity provider accepts"}},
             "responses": {"Error": {"description": "A failure with a stable code",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
-            "schemas": schemas()
+            "schemas": schemas(currency)
         }
     })
 }
 
-fn schemas() -> Value {
+/// What an `Idempotency-Key` (and a WebSocket bid's `request_id`) may hold:
+/// visible ASCII.
+const KEY_PATTERN: &str = "^[!-~]+$";
+
+/// A plain decimal with at most `scale` decimal places, not counting
+/// trailing zeros (the server drops them: `1.50` is `1.5`).
+fn money_pattern(scale: u32) -> String {
+    format!("^[0-9]+{}$", fraction(scale))
+}
+
+/// Like [`money_pattern`], and not zero: either the whole part has a digit
+/// other than 0, or the fraction has, at one of its `scale` places.
+fn positive_money_pattern(scale: u32) -> String {
+    let whole = format!("0*[1-9][0-9]*{}", fraction(scale));
+    let fractions: Vec<String> = (0..scale)
+        .map(|zeros| format!("0{{{zeros}}}[1-9][0-9]{{0,{}}}", scale - 1 - zeros))
+        .collect();
+    match scale {
+        0 => format!("^{whole}$"),
+        _ => format!("^({whole}|0+\\.({})0*)$", fractions.join("|")),
+    }
+}
+
+/// An optional fraction of at most `scale` places, then any zeros.
+fn fraction(scale: u32) -> String {
+    match scale {
+        0 => "(\\.0+)?".to_owned(),
+        _ => format!("(\\.[0-9]{{1,{scale}}}0*)?"),
+    }
+}
+
+fn schemas(currency: &Currency) -> Value {
     let money = json!({"$ref": "#/components/schemas/Money"});
+    let positive = json!({"$ref": "#/components/schemas/PositiveMoney"});
     let time = json!({"type": "string", "format": "date-time"});
     let id = json!({"type": "integer", "format": "int64"});
     let page = |item: &str| {
@@ -150,7 +195,10 @@ fn schemas() -> Value {
             "total": {"type": "integer", "description": "How many items the whole list holds, where counted"}}})
     };
     json!({
-        "Money": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "example": "12.50"},
+        "Money": {"type": "string", "pattern": money_pattern(currency.scale()), "example": "12",
+            "description": format!("A decimal string with at most {} decimal places (trailing zeros aside), at most {}", currency.scale(), currency.max())},
+        "PositiveMoney": {"type": "string", "pattern": positive_money_pattern(currency.scale()), "example": "12",
+            "description": format!("An amount greater than zero, with at most {} decimal places (trailing zeros aside), at most {}", currency.scale(), currency.max())},
         "Error": {"type": "object", "required": ["code", "message"], "additionalProperties": true,
             "properties": {"code": {"type": "string", "example": "bid_too_low"}, "message": {"type": "string"},
                 "min_next_bid": money, "ended_at": time}},
@@ -165,13 +213,14 @@ fn schemas() -> Value {
         "Attributes": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 20,
             "description": "Item details the site defines (condition, shipping, ...)"},
         "Increment": {"oneOf": [
-            {"type": "object", "required": ["kind", "unit"], "properties": {"kind": {"type": "string", "enum": ["fixed"]}, "unit": money}},
+            {"type": "object", "required": ["kind", "unit"], "properties": {"kind": {"type": "string", "enum": ["fixed"]}, "unit": positive}},
             {"type": "object", "required": ["kind", "bands"], "properties": {"kind": {"type": "string", "enum": ["ladder"]},
-                "bands": {"type": "array", "items": {"type": "object", "required": ["from", "step"], "properties": {"from": money, "step": money}}}}},
-            {"type": "object", "required": ["kind", "percent"], "properties": {"kind": {"type": "string", "enum": ["percent"]}, "percent": {"type": "string"}}}]},
+                "bands": {"type": "array", "minItems": 1, "description": "Rising strictly by `from`, the first from 0",
+                    "items": {"type": "object", "required": ["from", "step"], "properties": {"from": money, "step": positive}}}}},
+            {"type": "object", "required": ["kind", "percent"], "properties": {"kind": {"type": "string", "enum": ["percent"]}, "percent": {"type": "string", "description": "A decimal above 0 and at most 100"}}}]},
         "AuctionPolicy": {"type": "object", "required": ["increment"], "properties": {
             "increment": {"$ref": "#/components/schemas/Increment"},
-            "reserve_price": {"allOf": [money], "nullable": true, "description": "Hidden: shown to the seller only"},
+            "reserve_price": {"allOf": [positive], "nullable": true, "description": "Hidden: shown to the seller only"},
             "close": {"oneOf": [
                 {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["hard"]}}},
                 {"type": "object", "required": ["kind", "window_secs", "extend_by_secs", "max_extensions"], "properties": {
@@ -184,9 +233,9 @@ fn schemas() -> Value {
             "description": {"type": "string", "maxLength": 10000},
             "category": {"type": "string", "nullable": true, "maxLength": 100},
             "attributes": {"$ref": "#/components/schemas/Attributes"},
-            "scope": {"$ref": "#/components/schemas/ScopeRequest"}, "start_price": money,
+            "scope": {"$ref": "#/components/schemas/ScopeRequest"}, "start_price": positive,
             "policy": {"$ref": "#/components/schemas/AuctionPolicy"},
-            "buy_now_price": {"allOf": [money], "nullable": true},
+            "buy_now_price": {"allOf": [positive], "nullable": true},
             "starts_at": {"type": "string", "format": "date-time", "nullable": true}, "ends_at": time}},
         "Auction": {"type": "object", "properties": {
             "id": id, "seller": id, "title": {"type": "string"}, "description": {"type": "string"},
@@ -209,11 +258,11 @@ fn schemas() -> Value {
         "AuctionDetail": {"type": "object", "properties": {"auction": {"$ref": "#/components/schemas/Auction"},
             "bids": {"type": "array", "items": {"$ref": "#/components/schemas/Bid"}}, "server_now": time}},
         "BidRequest": {"type": "object", "additionalProperties": false, "required": ["amount"],
-            "properties": {"amount": money, "max_amount": {"allOf": [money], "nullable": true}}},
+            "properties": {"amount": positive, "max_amount": {"allOf": [positive], "nullable": true}}},
         "BidResult": {"type": "object", "properties": {
             "bid": {"allOf": [{"$ref": "#/components/schemas/Bid"}], "nullable": true},
             "auction": {"$ref": "#/components/schemas/Auction"}}},
-        "AmountRequest": {"type": "object", "additionalProperties": false, "required": ["amount"], "properties": {"amount": money}},
+        "AmountRequest": {"type": "object", "additionalProperties": false, "required": ["amount"], "properties": {"amount": positive}},
         "LedgerEntry": {"type": "object", "properties": {"user": id,
             "kind": {"type": "string", "enum": ["deposit", "withdrawal", "bid_hold", "hold_release", "settlement_debit", "sale_credit", "buy_now_debit", "buy_now_credit"]},
             "amount": money, "auction_id": {"type": "integer", "format": "int64", "nullable": true},

@@ -1,17 +1,28 @@
-//! The served OpenAPI document parses, and every operation it lists is
-//! routed.
+//! The served OpenAPI document parses, every operation it lists is
+//! routed, and its patterns accept what the server accepts.
 
+use neighborbid_axum::ApiConfig;
+use neighborbid_core::{Currency, Money};
+use regex::Regex;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::TestServer;
 
 #[tokio::test]
 async fn the_document_parses_and_every_operation_is_served() {
-    let server = TestServer::start().await;
+    let server = TestServer::with_config(ApiConfig {
+        rate_limit: None,
+        recent_bids: 7,
+        ..ApiConfig::default()
+    })
+    .await;
     let auction = server.create(json!({})).await;
     let served = server.get("/openapi.json", None).await;
     assert_eq!(served.status, StatusCode::OK);
+    let recent_bids = &served.body["paths"]["/auctions/{id}"]["get"]["parameters"][1];
+    assert_eq!(recent_bids["name"], "bids");
+    assert_eq!(recent_bids["schema"]["default"], 7, "the host's setting");
     let document: openapiv3::OpenAPI =
         serde_json::from_value(served.body).expect("valid OpenAPI 3.0");
     let mut operations = 0;
@@ -30,4 +41,127 @@ async fn the_document_parses_and_every_operation_is_served() {
         }
     }
     assert_eq!(operations, 15);
+}
+
+/// Amounts as clients might write them, all at most the currency's maximum
+/// (the document gives the maximum in words, not in the pattern).
+const AMOUNTS: [&str; 31] = [
+    "1",
+    "12",
+    "0012",
+    "999999999999",
+    "12.0",
+    "12.000",
+    "0",
+    "00",
+    "0.0",
+    "0.00",
+    "0.000",
+    "0.5",
+    "0.05",
+    "0.50",
+    "0.500",
+    "0.005",
+    "0.0050",
+    "1.5",
+    "1.50",
+    "1.500",
+    "1.505",
+    "10.",
+    ".5",
+    "-1",
+    "1e3",
+    " 1",
+    "1,000",
+    "+1",
+    "abc",
+    "",
+    "\u{661}",
+];
+
+/// The pattern of the document's schema `name`.
+fn pattern(document: &Value, name: &str) -> Regex {
+    let text = document["components"]["schemas"][name]["pattern"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} has a pattern"));
+    Regex::new(text).expect("a pattern the regex crate reads")
+}
+
+#[tokio::test]
+async fn amount_patterns_follow_the_currency_and_match_the_server() {
+    let no_minor_units = Currency::new(0, Currency::default().max());
+    for currency in [Currency::default(), no_minor_units] {
+        let server = TestServer::with_currency(currency).await;
+        let document = server.get("/openapi.json", None).await.body;
+        let money = pattern(&document, "Money");
+        let positive = pattern(&document, "PositiveMoney");
+        for amount in AMOUNTS {
+            let deposit = server
+                .post("/me/wallet/deposits", "alice", json!({ "amount": amount }))
+                .await;
+            assert_eq!(
+                positive.is_match(amount),
+                deposit.status == StatusCode::CREATED,
+                "PositiveMoney and a deposit of {amount:?} at scale {}: {:?}",
+                currency.scale(),
+                deposit.body
+            );
+            assert_eq!(
+                money.is_match(amount),
+                currency.parse(amount).is_ok(),
+                "Money and {amount:?} at scale {}",
+                currency.scale()
+            );
+        }
+    }
+    // "0.5" is the sample the two currencies disagree on, so the patterns
+    // above really followed the currency.
+    assert!(Currency::default().parse("0.5").is_ok());
+    assert!(no_minor_units.parse("0.5").is_err());
+    // The server also reads "-0" as zero (for Money, where zero is allowed);
+    // the pattern leaves that spelling out on purpose.
+    assert_eq!(
+        Money::ZERO,
+        "-0".parse::<Money>().expect("-0 reads as zero")
+    );
+}
+
+#[tokio::test]
+async fn the_idempotency_key_pattern_matches_the_server() {
+    let server = TestServer::start().await;
+    let document = server.get("/openapi.json", None).await.body;
+    let header = &document["paths"]["/me/wallet/deposits"]["post"]["parameters"][0];
+    assert_eq!(header["name"], "Idempotency-Key");
+    let schema = &header["schema"];
+    let key = Regex::new(schema["pattern"].as_str().expect("a pattern")).expect("a pattern");
+    let longest = schema["maxLength"].as_u64().expect("a maximum") as usize;
+    let keys = [
+        "k".to_owned(),
+        "a-UUID_or.anything~!{}".to_owned(),
+        "with space".to_owned(),
+        "tab\there".to_owned(),
+        "x".repeat(longest),
+        "x".repeat(longest + 1),
+    ];
+    let mut taken = 0;
+    for text in &keys {
+        let answer = server
+            .call(
+                Method::POST,
+                "/me/wallet/deposits",
+                Some("alice"),
+                Some(text),
+                Some(json!({ "amount": "1" })),
+            )
+            .await;
+        let documented = key.is_match(text) && text.len() <= longest;
+        assert_eq!(
+            documented,
+            answer.status == StatusCode::CREATED,
+            "key {text:?}: {:?}",
+            answer.body
+        );
+        taken += usize::from(documented);
+    }
+    assert_eq!(taken, 3, "three of the keys are valid");
 }

@@ -8,8 +8,8 @@ use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
 use neighborbid_axum::{Actor, Api, ApiConfig, Shutdown, StaticTokens};
 use neighborbid_core::{
-    AuctionFilter, AuctionId, Engine, EngineConfig, Hub, ManualClock, MemoryStore, Page, Region,
-    UserId,
+    AuctionFilter, AuctionId, Currency, Engine, EngineConfig, Hub, ManualClock, MemoryStore, Page,
+    Region, UserId,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -59,6 +59,19 @@ impl TestServer {
     }
 
     pub(crate) async fn with_config(config: ApiConfig) -> TestServer {
+        TestServer::build(config, Currency::default()).await
+    }
+
+    /// A server without rate limiting whose engine uses `currency`.
+    pub(crate) async fn with_currency(currency: Currency) -> TestServer {
+        let config = ApiConfig {
+            rate_limit: None,
+            ..ApiConfig::default()
+        };
+        TestServer::build(config, currency).await
+    }
+
+    async fn build(config: ApiConfig, currency: Currency) -> TestServer {
         let hub = Hub::new(64);
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let engine = Engine::with_config(
@@ -66,6 +79,7 @@ impl TestServer {
             hub.clone(),
             EngineConfig {
                 clock: clock.clone(),
+                currency,
                 ..EngineConfig::default()
             },
         );
