@@ -30,11 +30,12 @@ async fn sign_up(page: &Session, site: &str, username: &str, region: &str) {
         .await;
 }
 
-async fn top_up(page: &Session, amount: &str) {
+/// Deposits `amount` and waits for the balance to show as `shown`.
+async fn top_up(page: &Session, amount: &str, shown: &str) {
     page.click("#my-link").await;
     page.fill("#topup-form [name=amount]", amount).await;
     page.click("#topup-form button[value=deposits]").await;
-    page.wait_for_text("#w-balance", PATIENCE, |balance| balance == amount)
+    page.wait_for_text("#w-balance", PATIENCE, |balance| balance == shown)
         .await;
 }
 
@@ -105,13 +106,15 @@ async fn two_bidders_see_each_other_live_in_the_page() {
         .await;
 
     for bidder in [&alice, &bob] {
-        top_up(bidder, "50000").await;
+        top_up(bidder, "50000", "50,000").await;
         open_auction(bidder, "Film camera").await;
     }
     // Mina looks at the list of national auctions meanwhile.
     seller.click("header [data-go=list]").await;
     seller
-        .wait_for_text("#national .card .price", PATIENCE, |price| price == "10000")
+        .wait_for_text("#national .card .price", PATIENCE, |price| {
+            price == "10,000"
+        })
         .await;
 
     // Alice bids the minimum the page filled in.
@@ -125,13 +128,20 @@ async fn two_bidders_see_each_other_live_in_the_page() {
     alice.click("#bid-form button:not([type])").await;
     alice
         .wait_for_text("#bid-notice", PATIENCE, |notice| {
-            notice == "You lead at 10000."
+            notice == "You lead at 10,000."
         })
         .await;
     // Bob's page shows her price without a reload, and offers the next
     // minimum.
-    bob.wait_for_text("#a-price", LIVE, |price| price == "10000")
+    bob.wait_for_text("#a-price", LIVE, |price| price == "10,000")
         .await;
+    let badges = bob
+        .run(
+            "return [...document.querySelectorAll('#a-badges .badge')].map((b) => b.textContent);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(badges, json!(["open", "1 bid"]));
     bob.screenshot(&artifacts.join("bob-sees-alice-bid.png"))
         .await;
     let next = bob
@@ -145,16 +155,16 @@ async fn two_bidders_see_each_other_live_in_the_page() {
     // Bob outbids; Alice is told at once.
     bob.click("#bid-form button:not([type])").await;
     bob.wait_for_text("#bid-notice", PATIENCE, |notice| {
-        notice == "You lead at 11000."
+        notice == "You lead at 11,000."
     })
     .await;
     alice
         .wait_for_text("#bid-notice", LIVE, |notice| {
-            notice == "You were outbid: the price is 11000."
+            notice == "You were outbid: the price is 11,000."
         })
         .await;
     alice
-        .wait_for_text("#a-price", LIVE, |price| price == "11000")
+        .wait_for_text("#a-price", LIVE, |price| price == "11,000")
         .await;
     alice.screenshot(&artifacts.join("alice-outbid.png")).await;
     // Her escrow came back to her balance.
@@ -162,10 +172,12 @@ async fn two_bidders_see_each_other_live_in_the_page() {
     alice
         .wait_for_text("#w-locked", PATIENCE, |locked| locked == "0")
         .await;
-    assert_eq!(alice.text("#w-balance").await, "50000");
+    assert_eq!(alice.text("#w-balance").await, "50,000");
     // Mina's list caught up by itself (it refreshes every 5 s).
     seller
-        .wait_for_text("#national .card .price", PATIENCE, |price| price == "11000")
+        .wait_for_text("#national .card .price", PATIENCE, |price| {
+            price == "11,000"
+        })
         .await;
 
     // Mina sells a rice cooker in her neighbourhood, Mangwon.
