@@ -1,7 +1,7 @@
 //! The OpenAPI 3.0 document of the HTTP API (`GET /openapi.json`), kept
 //! next to the routes. Tests check that it parses, that every operation it
 //! lists is served, and that its patterns for amounts and keys accept
-//! exactly what the server accepts.
+//! what the server accepts (an amount's maximum is given in words).
 
 use neighborbid_core::{Currency, Page};
 use serde_json::{json, Value};
@@ -17,14 +17,14 @@ pub fn openapi(currency: &Currency, config: &ApiConfig) -> Value {
     let idem = json!({"name": "Idempotency-Key", "in": "header", "required": false,
         "description": "Makes the request safe to retry: the same key and body return the first response; the same key with another body is 409 idempotency_conflict. Keys are kept as long as the host chooses (Engine::forget_idempotency; the example server keeps them a day), then are new again.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN}});
-    // The server clamps rather than refuses: the answer's `limit` is the one used.
+    // The server clamps a count rather than refuse it.
     let count = |default: u32, what: &str| {
         json!({"type": "integer", "minimum": 0, "maximum": u32::MAX, "default": default,
-            "description": format!("{what}: taken as 1 to {} (the answer's `limit` says which)", Page::MAX_LIMIT)})
+            "description": format!("{what}, taken as 1 to {}", Page::MAX_LIMIT)})
     };
     let offset = json!({"name": "offset", "in": "query",
         "schema": {"type": "integer", "minimum": 0, "maximum": u32::MAX}});
-    let limit = json!({"name": "limit", "in": "query", "schema": count(Page::default().limit, "Items per page")});
+    let limit = json!({"name": "limit", "in": "query", "schema": count(Page::default().limit, "Items per page (the answer's `limit` is the one used)")});
     let price_filter = json!({"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"});
     let errors = json!({
         "400": {"$ref": "#/components/responses/Error"},
