@@ -122,9 +122,10 @@ impl From<Rejection> for ApiError {
         use Rejection as R;
         let status = match &rejection {
             R::AuctionNotFound { .. } => StatusCode::NOT_FOUND,
-            R::InvalidAmount { .. } | R::InvalidAuction { .. } | R::MaxBelowAmount => {
-                StatusCode::BAD_REQUEST
-            }
+            R::InvalidAmount { .. }
+            | R::InvalidAuction { .. }
+            | R::InvalidQuery { .. }
+            | R::MaxBelowAmount => StatusCode::BAD_REQUEST,
             R::NotSeller | R::SellerCannotBid | R::RegionNotEligible { .. } => {
                 StatusCode::FORBIDDEN
             }

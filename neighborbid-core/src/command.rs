@@ -16,9 +16,12 @@ use crate::Timestamp;
 pub struct CreateAuction {
     /// Who sells.
     pub seller: UserId,
-    /// 1 to [`CreateAuction::MAX_TITLE`] characters.
+    /// 1 to [`CreateAuction::MAX_TITLE`] characters, none of them control
+    /// characters (see [`rules::plain_text`](crate::rules::plain_text); the
+    /// same holds for the category, attributes and a local region).
     pub title: String,
-    /// Up to [`CreateAuction::MAX_DESCRIPTION`] characters.
+    /// Up to [`CreateAuction::MAX_DESCRIPTION`] characters; of the control
+    /// characters only line breaks and tabs.
     pub description: String,
     /// Up to [`CreateAuction::MAX_LABEL`] characters; which categories
     /// exist is the host application's business.

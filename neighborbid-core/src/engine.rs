@@ -359,6 +359,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, EngineError> {
+        filter.check()?;
         let filter = self.at_now(filter);
         let mut tx = self.inner.store.begin_read().await?;
         Ok(tx.list_auctions(&filter, page).await?)
@@ -366,6 +367,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
 
     /// How many auctions match `filter` (as [`Engine::list_auctions`]).
     pub async fn count_auctions(&self, filter: &AuctionFilter) -> Result<u64, EngineError> {
+        filter.check()?;
         let filter = self.at_now(filter);
         let mut tx = self.inner.store.begin_read().await?;
         Ok(tx.count_auctions(&filter).await?)

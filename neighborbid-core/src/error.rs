@@ -78,6 +78,12 @@ pub enum Rejection {
         /// What is wrong.
         reason: String,
     },
+    /// A listing's filter is malformed.
+    #[error("invalid filter: {reason}")]
+    InvalidQuery {
+        /// What is wrong.
+        reason: String,
+    },
     /// Only the seller may do this.
     #[error("only the seller may do this")]
     NotSeller,
@@ -122,6 +128,7 @@ impl Rejection {
             Rejection::BalanceLimit => "balance_limit",
             Rejection::InvalidAmount { .. } => "invalid_amount",
             Rejection::InvalidAuction { .. } => "invalid_auction",
+            Rejection::InvalidQuery { .. } => "invalid_query",
             Rejection::NotSeller => "not_seller",
             Rejection::HasBids => "has_bids",
             Rejection::BuyNowUnavailable => "buy_now_unavailable",

@@ -177,6 +177,15 @@ pub fn wallets_to_lock(holds: &[Hold], parties: &[UserId]) -> Vec<UserId> {
     users
 }
 
+/// Whether `text` holds no control character but those `allowed`: the
+/// rules let no other into an auction's text, since every store must keep
+/// what the rules let in and Postgres cannot keep NUL (no field needs the
+/// rest). Hosts can hold their own text to the same rule.
+pub fn plain_text(text: &str, allowed: &[char]) -> bool {
+    text.chars()
+        .all(|c| !c.is_control() || allowed.contains(&c))
+}
+
 /// Validates a new auction. The store assigns its id.
 pub fn create_auction(
     rules: Rules<'_>,
@@ -192,6 +201,25 @@ pub fn create_auction(
     }
     if cmd.description.chars().count() > CreateAuction::MAX_DESCRIPTION {
         return Err(invalid("description must be at most 10000 characters"));
+    }
+    let one_line = |text: &str| plain_text(text, &[]);
+    let labels = cmd.category.iter().chain(
+        cmd.attributes
+            .iter()
+            .flat_map(|(name, value)| [name, value]),
+    );
+    let region = match &cmd.scope {
+        Scope::Local { region } => region.as_str(),
+        Scope::National => "",
+    };
+    let plain = one_line(title)
+        && plain_text(&cmd.description, &['\n', '\r', '\t'])
+        && one_line(region)
+        && labels.into_iter().all(|label| one_line(label));
+    if !plain {
+        return Err(invalid(
+            "text may not hold control characters (the description may hold line breaks and tabs)",
+        ));
     }
     let label =
         |text: &str| !text.trim().is_empty() && text.chars().count() <= CreateAuction::MAX_LABEL;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auction::{Auction, AuctionStatus, Bid, Region};
 use crate::command::{IdempotencyKey, IdempotencyRecord, Receipt};
-use crate::error::StoreError;
+use crate::error::{Rejection, StoreError};
 use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, UserId};
 use crate::money::Money;
@@ -206,6 +206,30 @@ impl AuctionFilter {
             && self
                 .phase
                 .is_none_or(|phase| phase == Phase::of(auction, self.now))
+    }
+
+    /// Refuses text that no auction can hold (control characters, which
+    /// [`rules::create_auction`] keeps out): every store then answers the
+    /// same, where Postgres would fail on a NUL.
+    pub fn check(&self) -> Result<(), Rejection> {
+        let region = match &self.scope {
+            Some(ScopeFilter::Local {
+                region: Some(region),
+            }) => Some(region.as_str()),
+            _ => None,
+        };
+        let texts = [self.text.as_deref(), self.category.as_deref(), region];
+        if texts
+            .into_iter()
+            .flatten()
+            .all(|text| rules::plain_text(text, &[]))
+        {
+            Ok(())
+        } else {
+            Err(Rejection::InvalidQuery {
+                reason: "a filter may not hold control characters".to_owned(),
+            })
+        }
     }
 }
 

@@ -579,7 +579,56 @@ pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
             "invalid_auction",
         ),
     ];
-    for (cmd, code) in cases {
+    // Control characters, which Postgres cannot store (NUL) or no field
+    // needs: refused alike by every store.
+    let attribute = |value: &str| [("condition".to_owned(), value.to_owned())].into();
+    let controls: Vec<(CreateAuction, &str)> = vec![
+        (
+            CreateAuction {
+                title: "a\0b".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                title: "line\nbreak".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                description: "fine\nbut\0not".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                category: Some("bell\u{7}".into()),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                attributes: attribute("\0"),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                scope: Scope::Local {
+                    region: Region::new("seoul\0"),
+                },
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+    ];
+    for (cmd, code) in cases.into_iter().chain(controls) {
         let result = h.engine.create_auction(cmd.clone(), None).await;
         assert_eq!(rejection(result).code(), code, "{cmd:?}");
     }
@@ -588,6 +637,45 @@ pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
         .list_auctions(&AuctionFilter::default(), Page::default())
         .await;
     assert!(all.expect("list").is_empty());
+
+    // A description keeps its line breaks and tabs.
+    let description = "Two lines:\n\tindented\r\n";
+    let kept = h
+        .create(CreateAuction {
+            description: description.into(),
+            ..base.clone()
+        })
+        .await;
+    let view = h
+        .engine
+        .auction(kept.id, Page::first(1))
+        .await
+        .expect("view");
+    assert_eq!(view.auction.description, description);
+
+    // A filter no auction can match is refused too, not sent to the store.
+    let filters = [
+        AuctionFilter {
+            text: Some("a\0".into()),
+            ..AuctionFilter::default()
+        },
+        AuctionFilter {
+            category: Some("\0".into()),
+            ..AuctionFilter::default()
+        },
+        AuctionFilter {
+            scope: Some(ScopeFilter::Local {
+                region: Some(Region::new("seoul\0")),
+            }),
+            ..AuctionFilter::default()
+        },
+    ];
+    for filter in filters {
+        let listed = h.engine.list_auctions(&filter, Page::default()).await;
+        assert_eq!(rejection(listed).code(), "invalid_query", "{filter:?}");
+        let counted = h.engine.count_auctions(&filter).await;
+        assert_eq!(rejection(counted).code(), "invalid_query", "{filter:?}");
+    }
 }
 
 /// The first bid must reach the start price; each later one must beat the

@@ -14,7 +14,8 @@ use axum::Json;
 use neighborbid_axum::wire::AuctionBody;
 use neighborbid_axum::ApiError;
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStatus, Engine, Notifier, Page, Phase, Store, UserId,
+    rules::plain_text, Auction, AuctionFilter, AuctionId, AuctionStatus, Engine, Notifier, Page,
+    Phase, Store, UserId,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -98,14 +99,15 @@ pub(crate) fn inserted_or_there(
     }
 }
 
-/// Text of 1 to `max` characters (after trimming), or 400 `code`.
+/// Text of 1 to `max` characters (after trimming), with no control
+/// characters but line breaks and tabs, or 400 `code`.
 fn text(body: &str, max: usize, code: &str, what: &str) -> Result<String, ApiError> {
     let body = body.trim();
-    if body.is_empty() || body.chars().count() > max {
+    if body.is_empty() || body.chars().count() > max || !plain_text(body, &['\n', '\r', '\t']) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             code,
-            format!("{what} is 1 to {max} characters"),
+            format!("{what} is 1 to {max} characters, without control characters"),
         ));
     }
     Ok(body.to_owned())

@@ -122,6 +122,8 @@ async fn thirty_odd_bad_requests_get_their_4xx_and_change_nothing() {
         case(get.clone(), "/auctions?limit=-1", None, Body::None, 400, "invalid_query"),
         case(get.clone(), "/auctions?scope=national&region=mangwon", None, Body::None, 400, "invalid_query"),
         case(get.clone(), "/auctions?user=2", None, Body::None, 400, "invalid_query"),
+        case(get.clone(), "/auctions?q=a%00b", None, Body::None, 400, "invalid_query"),
+        case(post.clone(), "/auctions", Some("seller"), Body::Json(auction(json!({"title": "a\u{0}b"}))), 400, "invalid_auction"),
         case(get.clone(), format!("/auctions/{national}/live"), None, Body::None, 400, "not_websocket"),
         case(get.clone(), "/me/wallet/../../etc/passwd", alice, Body::None, 404, "not_found"),
         case(Method::DELETE, format!("/auctions/{national}"), alice, Body::None, 405, "method_not_allowed"),
