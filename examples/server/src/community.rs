@@ -1,6 +1,6 @@
 //! The site's community features, in its own tables beside the accounts:
 //! questions and answers on auctions, watchlists with their notices
-//! ("ending soon", "ended"), and seller profiles.
+//! ("ending soon", "ended"), seller profiles, and users' public names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -441,17 +441,30 @@ fn outcome(auction: &Auction) -> String {
     }
 }
 
+/// `GET /site/users/{id}`: a user's name and neighbourhood, which the page
+/// shows bidders by (the original's rooms named every bidder).
+pub(crate) async fn user<S: Store>(
+    State(site): State<Arc<Site<S>>>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    Ok(Json(account(&site, id).await?).into_response())
+}
+
+/// The account `id`, or 404.
+async fn account<S: Store>(site: &Site<S>, id: i64) -> Result<Account, ApiError> {
+    site.accounts
+        .find(id)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
 /// `GET /site/sellers/{id}`: a seller, their open auctions (ending
 /// soonest first) and how many items they sold.
 pub(crate) async fn seller<S: Store>(
     State(site): State<Arc<Site<S>>>,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let account = site
-        .accounts
-        .find(id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let account = account(&site, id).await?;
     let mine = |status| AuctionFilter {
         seller: Some(UserId(id)),
         status: Some(status),

@@ -344,6 +344,7 @@ async fn serve<S: Store + Clone>(
         )
         .route("/site/notices", get(community::notices::<S>))
         .route("/site/sellers/{id}", get(community::seller::<S>))
+        .route("/site/users/{id}", get(community::user::<S>))
         .route(
             "/site/auctions/{id}/images",
             get(images::images::<S>)

@@ -646,6 +646,19 @@ async fn community_features(dir: &tempfile::TempDir, database: &str) {
     assert_eq!(profile["sold_count"], 2);
     let (status, _) = alice.get("/site/sellers/999").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Anyone's public name, which the page shows bidders by.
+    let (status, user) = alice.get(&format!("/site/users/{mina_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&user["id"], &user["username"]),
+        (&json!(mina_id), &json!("mina"))
+    );
+    assert!(user.get("password").is_none() && user.get("password_hash").is_none());
+    let (status, missing) = alice.get("/site/users/999").await;
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     server.stop().await;
 
     // A site may turn ending early off.
