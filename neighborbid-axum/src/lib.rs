@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
@@ -220,7 +220,10 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
 
     /// The routes, relative to where the host nests them.
     pub fn router(self) -> Router {
-        let document = axum::Json(openapi(&self.engine.config().currency, &self.config));
+        // Rendered once: each request then shares the bytes.
+        let document = axum::body::Bytes::from(
+            openapi(&self.engine.config().currency, &self.config).to_string(),
+        );
         let state = Arc::new(http::Shared {
             engine: self.engine,
             hub: self.hub,
@@ -252,7 +255,10 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             .route("/me/bids", get(http::my_bids::<S, N, I>))
             .route("/me/bids/live", get(ws::bidder::<S, N, I>))
             .route("/me/auctions", get(http::my_auctions::<S, N, I>))
-            .route("/openapi.json", get(|| async move { document }))
+            .route(
+                "/openapi.json",
+                get(|| async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
+            )
             .fallback(|| async { ApiError::not_found() })
             .method_not_allowed_fallback(|| async {
                 ApiError::new(

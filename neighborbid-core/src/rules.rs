@@ -203,7 +203,7 @@ pub fn create_auction(
         return Err(invalid("description must be at most 10000 characters"));
     }
     let one_line = |text: &str| plain_text(text, &[]);
-    let labels = cmd.category.iter().chain(
+    let mut labels = cmd.category.iter().chain(
         cmd.attributes
             .iter()
             .flat_map(|(name, value)| [name, value]),
@@ -215,7 +215,7 @@ pub fn create_auction(
     let plain = one_line(title)
         && plain_text(&cmd.description, &['\n', '\r', '\t'])
         && one_line(region)
-        && labels.into_iter().all(|label| one_line(label));
+        && labels.all(|label| one_line(label));
     if !plain {
         return Err(invalid(
             "text may not hold control characters (the description may hold line breaks and tabs)",

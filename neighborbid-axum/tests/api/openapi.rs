@@ -20,6 +20,7 @@ async fn the_document_parses_and_every_operation_is_served() {
     let auction = server.create(json!({})).await;
     let served = server.get("/openapi.json", None).await;
     assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.headers["content-type"], "application/json");
     let recent_bids = &served.body["paths"]["/auctions/{id}"]["get"]["parameters"][1];
     assert_eq!(recent_bids["name"], "bids");
     assert_eq!(recent_bids["schema"]["default"], 7, "the host's setting");
