@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +16,7 @@ use neighborbid_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::extract::{Body, Path, Query};
 use crate::identity::{Actor, Identity};
 use crate::limit::Limiter;
 use crate::wire::{
@@ -101,21 +102,6 @@ impl<St: Send + Sync> FromRequestParts<St> for IdemKey {
         )))
     }
 }
-
-/// A JSON body whose failures are [`ApiError`]s.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub(crate) struct Body<T>(T);
-
-/// A query string whose failures are [`ApiError`]s.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub(crate) struct Query<T>(T);
-
-/// A path parameter whose failures are [`ApiError`]s.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub(crate) struct Path<T>(pub(crate) T);
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -42,6 +42,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 mod catalogue;
 pub mod error;
+pub mod extract;
 mod http;
 mod identity;
 mod limit;

@@ -27,7 +27,8 @@ use neighborbid_core::{
 };
 
 use crate::error::ApiError;
-use crate::http::{bid, AppState, Caller, Me, Path};
+use crate::extract::Path;
+use crate::http::{bid, AppState, Caller, Me};
 use crate::identity::{Actor, Identity};
 use crate::wire::{AuctionBody, BidBody, BidRequest, ClientMessage, ServerMessage};
 

@@ -41,6 +41,14 @@ pub struct Account {
     pub region: String,
 }
 
+/// 3 to 32 lowercase letters, digits, `_` and `-`.
+fn valid_username(name: &str) -> bool {
+    (3..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// Sign-up and log-in requests.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,11 +171,7 @@ impl Accounts {
     /// Creates an account and returns it with a new session token.
     pub async fn sign_up(&self, credentials: &Credentials) -> Result<(Account, String), ApiError> {
         let username = credentials.username.as_str();
-        let valid_name = (3..=32).contains(&username.len())
-            && username
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !valid_name {
+        if !valid_username(username) {
             return Err(bad(
                 "invalid_username",
                 "a username is 3 to 32 lowercase letters, digits, _ or -",
@@ -222,13 +226,6 @@ impl Accounts {
     /// Checks a password and returns the account with a new session token.
     /// Unknown user and wrong password get the same answer.
     pub async fn log_in(&self, credentials: &Credentials) -> Result<(Account, String), ApiError> {
-        let row = sqlx::query(
-            "SELECT id, username, password_hash, region FROM accounts WHERE username = $1",
-        )
-        .bind(&credentials.username)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database)?;
         let refused = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -236,6 +233,18 @@ impl Accounts {
                 "wrong username or password",
             )
         };
+        // No account has such a name, and Postgres cannot even compare one
+        // holding NUL.
+        if !valid_username(&credentials.username) {
+            return Err(refused());
+        }
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, region FROM accounts WHERE username = $1",
+        )
+        .bind(&credentials.username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database)?;
         let row = row.ok_or_else(refused)?;
         let stored: String = row.try_get("password_hash").map_err(database)?;
         let hash = PasswordHash::new(&stored).map_err(internal)?;

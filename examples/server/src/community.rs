@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use neighborbid_axum::extract::Path;
 use neighborbid_axum::wire::AuctionBody;
 use neighborbid_axum::ApiError;
 use neighborbid_core::{

@@ -6,11 +6,12 @@ use std::path::{Path as FilePath, PathBuf};
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use neighborbid_axum::extract::Path;
 use neighborbid_axum::ApiError;
 use neighborbid_core::{Store, UserId};
 use serde::Serialize;

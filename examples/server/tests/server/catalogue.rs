@@ -659,6 +659,19 @@ async fn community_features(dir: &tempfile::TempDir, database: &str) {
         (status, missing["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
+    // A bad id gets the API's JSON answer, not axum's plain text.
+    for path in [
+        "/site/users/99999999999999999999",
+        "/site/sellers/abc",
+        "/site/auctions/abc/questions",
+    ] {
+        let (status, bad) = alice.get(path).await;
+        assert_eq!(
+            (status, bad["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_path")),
+            "{path}"
+        );
+    }
     server.stop().await;
 
     // A site may turn ending early off.

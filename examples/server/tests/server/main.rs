@@ -432,6 +432,27 @@ async fn on_postgres_accounts_and_bids_work_the_same() {
     let (status, _) = bidder.post("/auth/logout", json!({})).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(bidder.get("/auth/me").await.0, StatusCode::UNAUTHORIZED);
+    // Text Postgres cannot hold (NUL) is refused before it reaches it.
+    let (status, answer) = bidder
+        .post(
+            "/auth/login",
+            json!({"username": "bid\u{0}der", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let (status, answer) = seller
+        .post(
+            &format!("/site/auctions/{id}/questions"),
+            json!({"body": "nul\u{0}here"}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_question"))
+    );
     server.stop().await;
 }
 
