@@ -5,13 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use neighborbid_axum::extract::Path;
+use neighborbid_axum::extract::{Body, Path};
 use neighborbid_axum::wire::AuctionBody;
 use neighborbid_axum::ApiError;
 use neighborbid_core::{
@@ -179,10 +178,9 @@ pub(crate) async fn ask<S: Store>(
     State(site): State<Arc<Site<S>>>,
     Path(id): Path<i64>,
     parts: Parts,
-    body: Result<Json<TextBody>, JsonRejection>,
+    Body(body): Body<TextBody>,
 ) -> Result<Response, ApiError> {
     let account = signed_in(&site, &parts).await?;
-    let Json(body) = body?;
     let body = text(&body.body, MAX_QUESTION, "invalid_question", "a question")?;
     auction(&site, id).await?;
     let row = sqlx::query(
@@ -208,10 +206,9 @@ pub(crate) async fn answer<S: Store>(
     State(site): State<Arc<Site<S>>>,
     Path(id): Path<i64>,
     parts: Parts,
-    body: Result<Json<TextBody>, JsonRejection>,
+    Body(body): Body<TextBody>,
 ) -> Result<Response, ApiError> {
     let account = signed_in(&site, &parts).await?;
-    let Json(body) = body?;
     let body = text(&body.body, MAX_ANSWER, "invalid_answer", "an answer")?;
     let pool = site.accounts.pool();
     let question = find_question(pool, id)

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
@@ -20,6 +19,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
+use neighborbid_axum::extract::Body;
 use neighborbid_axum::{Api, ApiConfig, ApiError, RateLimit, Shutdown, WsConfig};
 use neighborbid_core::rules::SameArea;
 use neighborbid_core::{
@@ -498,9 +498,8 @@ impl<S> Site<S> {
 
 async fn sign_up<S: Store>(
     State(site): State<Arc<Site<S>>>,
-    body: Result<Json<Credentials>, JsonRejection>,
+    Body(credentials): Body<Credentials>,
 ) -> Result<Response, ApiError> {
-    let Json(credentials) = body?;
     let (account, token) = site.accounts.sign_up(&credentials).await?;
     tracing::info!(user = account.id, username = %account.username, "signed up");
     Ok(site.signed_in(account, token, StatusCode::CREATED))
@@ -508,9 +507,8 @@ async fn sign_up<S: Store>(
 
 async fn log_in<S: Store>(
     State(site): State<Arc<Site<S>>>,
-    body: Result<Json<Credentials>, JsonRejection>,
+    Body(credentials): Body<Credentials>,
 ) -> Result<Response, ApiError> {
-    let Json(credentials) = body?;
     let (account, token) = site.accounts.log_in(&credentials).await?;
     Ok(site.signed_in(account, token, StatusCode::OK))
 }
