@@ -155,6 +155,19 @@ pub fn openapi(currency: &Currency, config: &ApiConfig) -> Value {
 /// visible ASCII.
 const KEY_PATTERN: &str = "^[!-~]+$";
 
+/// Text without control characters (`rules::plain_text`).
+const ONE_LINE: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
+/// A title: [`ONE_LINE`] once trimmed, as the rules trim it (any Unicode
+/// white space at either end, line breaks included).
+const TITLE: &str =
+    "^[\\t-\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*\
+    [^\\u0000-\\u001F\\u007F-\\u009F]*\
+    [\\t-\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$";
+
+/// Text whose only control characters are tabs and line breaks.
+const LINES: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+
 /// A plain decimal with at most `scale` decimal places, not counting
 /// trailing zeros (the server drops them: `1.50` is `1.5`).
 fn money_pattern(scale: u32) -> String {
@@ -210,7 +223,7 @@ fn schemas(currency: &Currency) -> Value {
             {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["national"]}}},
             {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["local"]},
                 "region": {"type": "string", "description": "Default: the seller's"}}}]},
-        "Attributes": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 20,
+        "Attributes": {"type": "object", "additionalProperties": {"type": "string", "pattern": ONE_LINE}, "maxProperties": 20,
             "description": "Item details the site defines (condition, shipping, ...)"},
         "Increment": {"oneOf": [
             {"type": "object", "required": ["kind", "unit"], "properties": {"kind": {"type": "string", "enum": ["fixed"]}, "unit": positive}},
@@ -229,9 +242,9 @@ fn schemas(currency: &Currency) -> Value {
             "buy_now": {"type": "string", "enum": ["always", "until_first_bid", "until_reserve_met"]}}},
         "CreateAuction": {"type": "object", "additionalProperties": false,
             "required": ["title", "scope", "start_price", "policy", "ends_at"], "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 200},
-            "description": {"type": "string", "maxLength": 10000},
-            "category": {"type": "string", "nullable": true, "maxLength": 100},
+            "title": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": TITLE, "description": "Not blank; trimmed"},
+            "description": {"type": "string", "maxLength": 10000, "pattern": LINES},
+            "category": {"type": "string", "nullable": true, "maxLength": 100, "pattern": ONE_LINE},
             "attributes": {"$ref": "#/components/schemas/Attributes"},
             "scope": {"$ref": "#/components/schemas/ScopeRequest"}, "start_price": positive,
             "policy": {"$ref": "#/components/schemas/AuctionPolicy"},
