@@ -155,17 +155,37 @@ pub fn openapi(currency: &Currency, config: &ApiConfig) -> Value {
 /// visible ASCII.
 const KEY_PATTERN: &str = "^[!-~]+$";
 
+/// The control characters (`char::is_control`), as a class's ranges.
+macro_rules! controls {
+    () => {
+        "\\u0000-\\u001F\\u007F-\\u009F"
+    };
+}
+
+/// The Unicode white space that `str::trim` takes off, as a class.
+macro_rules! white_space {
+    () => {
+        "[\\t-\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    };
+}
+
 /// Text without control characters (`rules::plain_text`).
-const ONE_LINE: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+const ONE_LINE: &str = concat!("^[^", controls!(), "]*$");
 
-/// A title: [`ONE_LINE`] once trimmed, as the rules trim it (any Unicode
-/// white space at either end, line breaks included).
-const TITLE: &str =
-    "^[\\t-\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*\
-    [^\\u0000-\\u001F\\u007F-\\u009F]*\
-    [\\t-\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$";
+/// A title: [`ONE_LINE`] once trimmed, as the rules trim it (white space
+/// at either end may be a control character, a line break say).
+const TITLE: &str = concat!(
+    "^",
+    white_space!(),
+    "*[^",
+    controls!(),
+    "]*",
+    white_space!(),
+    "*$"
+);
 
-/// Text whose only control characters are tabs and line breaks.
+/// Text whose only control characters are tabs and line breaks
+/// (`rules::LAYOUT`).
 const LINES: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
 
 /// A plain decimal with at most `scale` decimal places, not counting

@@ -177,6 +177,10 @@ pub fn wallets_to_lock(holds: &[Hold], parties: &[UserId]) -> Vec<UserId> {
     users
 }
 
+/// The control characters that free text (a description) may hold: line
+/// breaks and tabs.
+pub const LAYOUT: &[char] = &['\n', '\r', '\t'];
+
 /// Whether `text` holds no control character but those `allowed`: the
 /// rules let no other into an auction's text, since every store must keep
 /// what the rules let in and Postgres cannot keep NUL (no field needs the
@@ -213,7 +217,7 @@ pub fn create_auction(
         Scope::National => "",
     };
     let plain = one_line(title)
-        && plain_text(&cmd.description, &['\n', '\r', '\t'])
+        && plain_text(&cmd.description, LAYOUT)
         && one_line(region)
         && labels.all(|label| one_line(label));
     if !plain {

@@ -14,8 +14,8 @@ use neighborbid_axum::extract::{Body, Path};
 use neighborbid_axum::wire::AuctionBody;
 use neighborbid_axum::ApiError;
 use neighborbid_core::{
-    rules::plain_text, Auction, AuctionFilter, AuctionId, AuctionStatus, Engine, Notifier, Page,
-    Phase, Store, UserId,
+    rules::{plain_text, LAYOUT},
+    Auction, AuctionFilter, AuctionId, AuctionStatus, Engine, Notifier, Page, Phase, Store, UserId,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -103,7 +103,7 @@ pub(crate) fn inserted_or_there(
 /// characters but line breaks and tabs, or 400 `code`.
 fn text(body: &str, max: usize, code: &str, what: &str) -> Result<String, ApiError> {
     let body = body.trim();
-    if body.is_empty() || body.chars().count() > max || !plain_text(body, &['\n', '\r', '\t']) {
+    if body.is_empty() || body.chars().count() > max || !plain_text(body, LAYOUT) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             code,

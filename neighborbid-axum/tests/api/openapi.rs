@@ -80,11 +80,11 @@ const AMOUNTS: [&str; 31] = [
     "\u{661}",
 ];
 
-/// The pattern of the document's schema `name`.
-fn pattern(document: &Value, name: &str) -> Regex {
-    let text = document["components"]["schemas"][name]["pattern"]
+/// The pattern of a schema in the document.
+fn pattern(schema: &Value) -> Regex {
+    let text = schema["pattern"]
         .as_str()
-        .unwrap_or_else(|| panic!("{name} has a pattern"));
+        .unwrap_or_else(|| panic!("{schema} has a pattern"));
     Regex::new(text).expect("a pattern the regex crate reads")
 }
 
@@ -94,8 +94,11 @@ async fn amount_patterns_follow_the_currency_and_match_the_server() {
     for currency in [Currency::default(), no_minor_units] {
         let server = TestServer::with_currency(currency).await;
         let document = server.get("/openapi.json", None).await.body;
-        let money = pattern(&document, "Money");
-        let positive = pattern(&document, "PositiveMoney");
+        let schemas = &document["components"]["schemas"];
+        let (money, positive) = (
+            pattern(&schemas["Money"]),
+            pattern(&schemas["PositiveMoney"]),
+        );
         for amount in AMOUNTS {
             let deposit = server
                 .post("/me/wallet/deposits", "alice", json!({ "amount": amount }))
@@ -134,7 +137,7 @@ async fn the_idempotency_key_pattern_matches_the_server() {
     let header = &document["paths"]["/me/wallet/deposits"]["post"]["parameters"][0];
     assert_eq!(header["name"], "Idempotency-Key");
     let schema = &header["schema"];
-    let key = Regex::new(schema["pattern"].as_str().expect("a pattern")).expect("a pattern");
+    let key = pattern(schema);
     let longest = schema["maxLength"].as_u64().expect("a maximum") as usize;
     let keys = [
         "k".to_owned(),
@@ -171,14 +174,8 @@ async fn the_idempotency_key_pattern_matches_the_server() {
 async fn text_patterns_match_the_server() {
     let server = TestServer::start().await;
     let document = server.get("/openapi.json", None).await.body;
-    let field = |name: &str| {
-        let text = document["components"]["schemas"]["CreateAuction"]["properties"][name]
-            ["pattern"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name} has a pattern"));
-        Regex::new(text).expect("a pattern the regex crate reads")
-    };
-    let (title, description) = (field("title"), field("description"));
+    let fields = &document["components"]["schemas"]["CreateAuction"]["properties"];
+    let (title, description) = (pattern(&fields["title"]), pattern(&fields["description"]));
     // Not blank: the document says "Not blank" in words, so no sample is.
     let samples = [
         "Lamp",
