@@ -341,6 +341,37 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         }
     }
 
+    /// Forgets the outbox events of auctions that closed `age` or more ago
+    /// (by the engine's clock), a hundred auctions per transaction, and
+    /// returns how many events it forgot. Nothing else of those auctions
+    /// goes: their bids, holds and every wallet's history stay. Their events
+    /// go whether or not a [`Relay`](crate::Relay) delivered them, so keep
+    /// them longer than any notifier outage lasts; and
+    /// [`Engine::events_after`] has nothing left to give for them.
+    pub async fn forget_events(&self, age: Duration) -> Result<u64, EngineError> {
+        const AUCTIONS: u32 = 100;
+        let age = chrono::TimeDelta::from_std(age).unwrap_or(chrono::TimeDelta::MAX);
+        let Some(closed_before) = self.now().checked_sub_signed(age) else {
+            return Ok(0);
+        };
+        let (mut forgotten, mut after) = (0, AuctionId(0));
+        loop {
+            let done = self
+                .retrying(|| async {
+                    let mut tx = self.inner.store.begin().await?;
+                    let result = tx.forget_events(closed_before, after, AUCTIONS).await;
+                    let result = result.map(|done| (done, Vec::new())).map_err(Into::into);
+                    end(tx, result).await
+                })
+                .await?;
+            forgotten += done.events;
+            match done.last_auction {
+                Some(last) => after = last,
+                None => return Ok(forgotten),
+            }
+        }
+    }
+
     /// An auction with its latest bids (`bids` chooses which).
     pub async fn auction(&self, id: AuctionId, bids: Page) -> Result<AuctionView, EngineError> {
         let mut tx = self.inner.store.begin_read().await?;

@@ -135,7 +135,7 @@ pub use notify::{BroadcastNotifier, NoopNotifier, Notifier, NotifyError};
 pub use policy::{AuctionPolicy, Band, BuyNowPolicy, ClosePolicy, Increment};
 pub use relay::{Relay, RelayConfig, RelayCounts, RelayError, RelaySender};
 pub use store::{
-    AuctionFilter, AuctionSort, AuctionStore, BatchReads, BatchRecord, BatchWrites, Page, Phase,
-    ScopeFilter, Store, Transaction, WalletLedger,
+    AuctionFilter, AuctionSort, AuctionStore, BatchReads, BatchRecord, BatchWrites,
+    ForgottenEvents, Page, Phase, ScopeFilter, Store, Transaction, WalletLedger,
 };
 pub use wallet::{EntryKind, Hold, LedgerEntry, LedgerError, Wallet};

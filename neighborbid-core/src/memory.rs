@@ -13,6 +13,7 @@
 //! wallet that the transaction did not lock is an error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,7 +26,8 @@ use crate::ids::{AuctionId, BidId, UserId};
 use crate::money::Money;
 use crate::rules::Decision;
 use crate::store::{
-    AuctionFilter, AuctionStore, BatchRecord, Page, Store, Transaction, WalletLedger,
+    AuctionFilter, AuctionStore, BatchRecord, ForgottenEvents, Page, Store, Transaction,
+    WalletLedger,
 };
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
@@ -147,6 +149,8 @@ struct Rows {
     idempotency: Vec<(UserId, IdempotencyKey, IdempotencyRecord)>,
     /// Idempotency records to delete, with the time they were stored.
     forgotten: Vec<((UserId, IdempotencyKey), Instant)>,
+    /// Outbox events to delete.
+    forgotten_events: Vec<EventId>,
 }
 
 impl Rows {
@@ -165,6 +169,7 @@ impl Rows {
         self.delivered.clear();
         self.idempotency.clear();
         self.forgotten.clear();
+        self.forgotten_events.clear();
     }
 }
 
@@ -418,6 +423,18 @@ impl Transaction for MemoryTx {
         for id in &self.rows.delivered {
             state.undelivered.remove(id);
         }
+        if !self.rows.forgotten_events.is_empty() {
+            let gone: BTreeSet<EventId> = self.rows.forgotten_events.drain(..).collect();
+            let auctions: BTreeSet<AuctionId> = gone.iter().map(|id| id.auction_id).collect();
+            for auction in auctions {
+                if let Some(events) = state.events.get_mut(&auction) {
+                    events.retain(|event| !gone.contains(&event.id()));
+                }
+            }
+            for id in &gone {
+                state.undelivered.remove(id);
+            }
+        }
         Ok(())
     }
 }
@@ -514,6 +531,34 @@ impl AuctionStore for MemoryTx {
         let forgotten = old.len() as u64;
         self.rows.forgotten.extend(old);
         Ok(forgotten)
+    }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        let mut done = ForgottenEvents::default();
+        let gone: Vec<EventId> = {
+            let state = self.state();
+            let closed = state
+                .auctions
+                .range((Bound::Excluded(after), Bound::Unbounded))
+                .filter(|(_, row)| row.value.closed_at.is_some_and(|at| at <= closed_before))
+                .take(limit as usize);
+            let mut gone = Vec::new();
+            for (id, _) in closed {
+                done.last_auction = Some(*id);
+                let events = state.events.get(id).map(Vec::as_slice).unwrap_or_default();
+                let old = events.iter().filter(|event| event.at <= closed_before);
+                gone.extend(old.map(Event::id));
+            }
+            gone
+        };
+        done.events = gone.len() as u64;
+        self.rows.forgotten_events.extend(gone);
+        Ok(done)
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {

@@ -64,6 +64,16 @@ impl Default for Page {
     }
 }
 
+/// What one [`AuctionStore::forget_events`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForgottenEvents {
+    /// Outbox events deleted.
+    pub events: u64,
+    /// The last auction looked at: pass it as the next call's `after`.
+    /// `None` when no auction was left to look at.
+    pub last_auction: Option<AuctionId>,
+}
+
 /// Which kind of auction a listing wants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -521,6 +531,19 @@ pub trait AuctionStore: Send {
         age: std::time::Duration,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Deletes the outbox events of the first `limit` auctions with ids
+    /// above `after` that closed at or before `closed_before`, keeping any
+    /// event of theirs from after that time. Their bids, holds and ledger
+    /// entries stay: the outbox only carries changes to the notifier and to
+    /// clients filling a gap, and a long-closed auction needs neither. The
+    /// database refuses to delete an open auction's events.
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError>;
 
     /// An auction, without locking it.
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;

@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
             cancel_rules,
             idempotent_replays,
             old_idempotency_keys_are_forgotten,
+            closed_auctions_events_are_forgotten,
             concurrent_idempotent_requests,
             a_retry_during_its_lost_commit_gets_its_answer,
             events_have_gapless_sequence,
@@ -1218,6 +1219,97 @@ pub async fn old_idempotency_keys_are_forgotten<S: Store>(store: S) {
     let again = h.engine.deposit(deposit, key("a")).await.expect("again");
     assert_ne!(again, entries[0]);
     assert_eq!(h.wallet(ALICE).await.balance, money(400));
+}
+
+/// The outbox events of auctions closed long enough ago are forgotten,
+/// atomically, auction by auction; open auctions and recently closed ones
+/// keep theirs, and the auctions, bids and money stay as they were.
+pub async fn closed_auctions_events_are_forgotten<S: Store>(store: S) {
+    use std::time::Duration;
+    let h = Harness::new(store);
+    h.fund(ALICE, 1_000).await;
+    let mut old = Vec::new();
+    for units in [100, 200] {
+        let auction = h.create(h.national(units, 10)).await;
+        h.bid(auction.id, ALICE, units).await.expect("bid");
+        old.push(auction.id);
+    }
+    let cancelled = h.create(h.national(50, 10)).await;
+    let cancel = CancelAuction {
+        auction_id: cancelled.id,
+        seller: SELLER,
+    };
+    h.engine.cancel_auction(cancel, None).await.expect("cancel");
+    old.push(cancelled.id);
+    h.clock.advance(TimeDelta::hours(2));
+    assert_eq!(
+        h.engine.close_due_auctions(10).await.expect("close").len(),
+        2
+    );
+    let closed_at = h.now();
+    // Bid on at `closed_at` as well: one stays open, one closes a day later.
+    let open = CreateAuction {
+        ends_at: h.now() + TimeDelta::days(30),
+        ..h.national(100, 10)
+    };
+    let open = h.create(open).await;
+    let recent = h.create(h.national(100, 10)).await;
+    for id in [open.id, recent.id] {
+        h.bid(id, ALICE, 100).await.expect("bid");
+    }
+    let open_events = h.outbox(open.id).await;
+    let mut old_events = Vec::new();
+    for id in &old {
+        old_events.push(h.outbox(*id).await);
+    }
+    assert!(old_events.iter().all(|events| !events.is_empty()));
+    let day = Duration::from_secs(86_400);
+    assert_eq!(h.engine.forget_events(day).await.expect("forget"), 0);
+
+    h.clock.advance(TimeDelta::days(1));
+    assert_eq!(
+        h.engine.close_due_auctions(10).await.expect("close").len(),
+        1
+    );
+    let recent_events = h.outbox(recent.id).await;
+    let books = (h.wallet(ALICE).await, h.wallet(SELLER).await);
+
+    // One auction a transaction: rolled back, nothing goes.
+    let store = h.engine.store();
+    let mut tx = store.begin().await.expect("begin");
+    let first = tx.forget_events(closed_at, AuctionId(0), 1).await;
+    let first = first.expect("forget");
+    assert_eq!(first.last_auction, Some(old[0]));
+    assert_eq!(first.events, old_events[0].len() as u64);
+    tx.rollback().await.expect("rollback");
+    assert_eq!(h.outbox(old[0]).await, old_events[0]);
+
+    let forgotten = h.engine.forget_events(day).await.expect("forget");
+    let expected: usize = old_events.iter().map(Vec::len).sum();
+    assert_eq!(forgotten, expected as u64);
+    for id in &old {
+        assert_eq!(h.outbox(*id).await, Vec::new(), "auction {id}");
+    }
+    assert_eq!(h.outbox(open.id).await, open_events, "an open auction's");
+    assert_eq!(h.outbox(recent.id).await, recent_events, "closed a day ago");
+    let sold = h
+        .engine
+        .auction(old[1], Page::first(10))
+        .await
+        .expect("auction");
+    assert_eq!(sold.auction.status, AuctionStatus::Sold);
+    assert_eq!(sold.bids.len(), 1, "bids stay");
+    assert_eq!((h.wallet(ALICE).await, h.wallet(SELLER).await), books);
+    let undelivered = {
+        let mut tx = store.begin().await.expect("begin");
+        tx.undelivered_events(h.now(), 1_000)
+            .await
+            .expect("undelivered")
+    };
+    assert!(undelivered
+        .iter()
+        .all(|event| !old.contains(&event.auction_id)));
+    assert_eq!(h.engine.forget_events(day).await.expect("again"), 0);
 }
 
 /// A replay with the same key returns the first receipt and changes

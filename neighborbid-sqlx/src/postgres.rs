@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use neighborbid_core::rules::{self, Decision};
 use neighborbid_core::{
     Auction, AuctionFilter, AuctionId, AuctionStore, BatchReads, BatchRecord, BatchWrites, Bid,
-    Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store,
-    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Event, EventId, ForgottenEvents, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money,
+    Page, Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
@@ -751,6 +751,32 @@ impl AuctionStore for PgTx {
         .await
         .map_err(self.error())?;
         Ok(done.rows_affected())
+    }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        let (events, last): (i64, Option<i64>) = sqlx::query_as(
+            "WITH picked AS ( \
+                 SELECT id FROM auctions WHERE id > $2 AND closed_at <= $1 ORDER BY id LIMIT $3), \
+             gone AS ( \
+                 DELETE FROM outbox USING picked \
+                 WHERE outbox.auction_id = picked.id AND outbox.at <= $1 RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM gone), (SELECT MAX(id) FROM picked)",
+        )
+        .bind(closed_before)
+        .bind(after.0)
+        .bind(i64::from(limit))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(ForgottenEvents {
+            events: u64::try_from(events).unwrap_or_default(),
+            last_auction: last.map(AuctionId),
+        })
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {

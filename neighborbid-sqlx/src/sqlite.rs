@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, BidId, Event, EventId, Hold,
-    IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError, StoreErrorKind,
-    Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, BidId, Event, EventId, ForgottenEvents,
+    Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError,
+    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -448,6 +448,39 @@ impl AuctionStore for SqliteTx {
         .await
         .map_err(self.error())?;
         Ok(done.rows_affected())
+    }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        // SQLite takes no DELETE in a WITH: the auctions are picked twice,
+        // the same way, in one transaction.
+        const PICKED: &str =
+            "SELECT id FROM auctions WHERE id > ?2 AND closed_at <= ?1 ORDER BY id LIMIT ?3";
+        let closed_before = closed_before.timestamp_micros();
+        let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM ({PICKED})"))
+            .bind(closed_before)
+            .bind(after.0)
+            .bind(i64::from(limit))
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM outbox WHERE at <= ?1 AND auction_id IN ({PICKED})"
+        ))
+        .bind(closed_before)
+        .bind(after.0)
+        .bind(i64::from(limit))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(ForgottenEvents {
+            events: done.rows_affected(),
+            last_auction: last.map(AuctionId),
+        })
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {

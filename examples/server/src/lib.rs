@@ -6,6 +6,7 @@
 //! `main.rs` parses flags and calls [`start`]; tests call it too.
 
 use std::error::Error;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use neighborbid_axum::extract::Body;
 use neighborbid_axum::{Api, ApiConfig, ApiError, RateLimit, Shutdown, WsConfig};
 use neighborbid_core::rules::SameArea;
 use neighborbid_core::{
-    Engine, EngineConfig, Hub, Notifier, Page, Relay, RelayConfig, RelaySender, Store,
+    Engine, EngineConfig, EngineError, Hub, Notifier, Page, Relay, RelayConfig, RelaySender, Store,
 };
 use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};
 use neighborbid_sqlx::{PgStore, SqliteStore};
@@ -109,6 +110,11 @@ pub struct Config {
     /// forever (the table then only grows).
     #[arg(long, env = "NEIGHBORBID_IDEMPOTENCY_SECS", default_value_t = 86_400)]
     pub idempotency_secs: u64,
+    /// How long a closed auction's events stay in the outbox after it
+    /// closed, in seconds; then they are deleted (its bids, wallets and
+    /// history stay). 0, the default, keeps them forever.
+    #[arg(long, env = "NEIGHBORBID_KEEP_CLOSED_EVENTS_SECS", default_value_t = 0)]
+    pub keep_closed_events_secs: u64,
     /// Where uploaded photos are stored.
     #[arg(
         long,
@@ -376,10 +382,28 @@ async fn serve<S: Store + Clone>(
     });
     let mut tasks = Vec::new();
     if config.idempotency_secs > 0 {
-        let keep = Duration::from_secs(config.idempotency_secs);
-        tasks.push(tokio::spawn(forget_old_keys(
-            engine.clone(),
-            keep,
+        let (engine, keep) = (engine.clone(), Duration::from_secs(config.idempotency_secs));
+        tasks.push(tokio::spawn(sweep(
+            "old idempotency keys",
+            (keep / 2).min(Duration::from_secs(60)),
+            move || {
+                let engine = engine.clone();
+                async move { engine.forget_idempotency(keep).await }
+            },
+            stop_rx.clone(),
+        )));
+    }
+    if config.keep_closed_events_secs > 0 {
+        let keep = Duration::from_secs(config.keep_closed_events_secs);
+        let engine = engine.clone();
+        // A pass reads every auction's row: hourly at most.
+        tasks.push(tokio::spawn(sweep(
+            "closed auctions' events",
+            (keep / 2).min(Duration::from_secs(3_600)),
+            move || {
+                let engine = engine.clone();
+                async move { engine.forget_events(keep).await }
+            },
             stop_rx.clone(),
         )));
     }
@@ -419,27 +443,28 @@ struct Closing {
     ending_soon: Duration,
 }
 
-/// Forgets idempotency keys older than `keep`, at once and then every
-/// half of `keep` (at most a minute), until told to stop.
-async fn forget_old_keys<S: Store>(
-    engine: Engine<S, Notify>,
-    keep: Duration,
+/// Runs `pass` (which forgets something and says how many) at once and
+/// then every `every`, until told to stop.
+async fn sweep<F, Fut>(
+    what: &'static str,
+    every: Duration,
+    mut pass: F,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let every = (keep / 2).min(Duration::from_secs(60));
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, EngineError>>,
+{
     loop {
-        // A long first pass (a backlog of keys) must not hold up shutdown;
-        // a batch cut short rolls back.
+        // A long first pass (a backlog) must not hold up shutdown; a batch
+        // cut short rolls back.
         let forgotten = tokio::select! {
-            forgotten = engine.forget_idempotency(keep) => forgotten,
+            forgotten = pass() => forgotten,
             _ = stop.wait_for(|stop| *stop) => return,
         };
         match forgotten {
             Ok(0) => {}
-            Ok(count) => tracing::info!(count, "forgot old idempotency keys"),
-            Err(error) => {
-                tracing::warn!(%error, "forgetting old idempotency keys failed; retrying")
-            }
+            Ok(count) => tracing::info!(count, "forgot {what}"),
+            Err(error) => tracing::warn!(%error, "forgetting {what} failed; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, Hold, IdempotencyKey,
-    IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
-    Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, ForgottenEvents, Hold,
+    IdempotencyKey, IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind,
+    Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 
 /// A write after which [`FaultyStore`] fails.
@@ -248,6 +248,15 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         limit: u32,
     ) -> Result<u64, StoreError> {
         self.inner.forget_idempotency(age, limit).await
+    }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        self.inner.forget_events(closed_before, after, limit).await
     }
 
     async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {

@@ -22,7 +22,7 @@ pub(crate) const REFUSED: &[(&str, &str)] = &[
     ("UPDATE bids SET amount = '1'", "changing a bid"),
     ("DELETE FROM bids", "deleting a bid"),
     ("UPDATE outbox SET payload = '{}'", "changing an event"),
-    ("DELETE FROM outbox", "deleting an event"),
+    ("DELETE FROM outbox", "deleting an open auction's event"),
     (
         "INSERT INTO idempotency (user_id, key, record) \
          SELECT user_id, key, record FROM idempotency",

@@ -35,6 +35,7 @@ fn config(path: &std::path::Path, demo: bool) -> Config {
         no_end_early: false,
         ending_soon_secs: 600,
         idempotency_secs: 86_400,
+        keep_closed_events_secs: 0,
         images_dir: path.with_extension("images"),
         max_image_bytes: 2 * 1024 * 1024,
         ws_write_delay_ms: 0,
@@ -397,6 +398,69 @@ async fn idempotency_keys_are_forgotten_after_the_configured_time() {
     }
     let (_, wallet) = mina.get("/api/me/wallet").await;
     assert_eq!(wallet["wallet"]["balance"], "200", "{wallet}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn closed_auctions_events_are_forgotten_after_the_configured_time() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("site.db");
+    let config = Config {
+        keep_closed_events_secs: 1,
+        ..config(&path, false)
+    };
+    let server = start(config).await.expect("the server starts");
+    let (seller, bidder) = (Browser::new(&server), Browser::new(&server));
+    seller.sign_up("seller", "seoul/mapo/mangwon").await;
+    bidder.sign_up("bidder", "seoul/mapo/mangwon").await;
+    bidder.top_up("500").await;
+    let ended = seller.sell("Desk", "100", "10", HOUR).await;
+    let open = seller.sell("Lamp", "100", "10", HOUR).await;
+    for id in [ended, open] {
+        let (status, bid) = bidder
+            .post(
+                &format!("/api/auctions/{id}/bids"),
+                json!({"amount": "100"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{bid}");
+    }
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("the site's database");
+    let events = |id: i64| {
+        let db = db.clone();
+        async move {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE auction_id = ?")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .expect("count");
+            count
+        }
+    };
+    assert_eq!(events(ended).await, 1, "the bid's event");
+    let (status, body) = seller
+        .post(&format!("/api/auctions/{ended}/end"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while events(ended).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended auction's events were never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(events(open).await, 1, "an open auction keeps its events");
+    let (_, auction) = seller.get(&format!("/api/auctions/{ended}")).await;
+    assert_eq!(auction["auction"]["status"], "sold", "{auction}");
+    assert_eq!(
+        auction["bids"].as_array().map(Vec::len),
+        Some(1),
+        "{auction}"
+    );
+    db.close().await;
     server.stop().await;
 }
 
