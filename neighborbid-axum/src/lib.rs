@@ -108,15 +108,17 @@ pub struct WsConfig {
     /// idle watcher costs; the library defaults (128 KiB each) would make
     /// 2,000 watchers cost hundreds of megabytes.
     pub buffer_bytes: usize,
-    /// How long a room's event may wait so that the events after it go out
-    /// in the same write (default 0: each at once). With thousands of
-    /// watchers and many events a second, much of a delivery's cost is the
-    /// task's wake-up and the system call, which the events of one write
-    /// share (20 ms cut the server's CPU per delivery by about a quarter
-    /// in the fan-out benchmark). Answers, pings and snapshots never wait:
-    /// a held event goes out just before them. An event waits at most
-    /// once: a watcher with more ready than one write takes (32 events)
-    /// gets the rest at once.
+    /// The least time between two writes of a room's events to one socket
+    /// (default 0: each event at once). An event that comes sooner after
+    /// the last write waits out the rest, and the events after it join its
+    /// write; one that comes later goes at once, so a quiet room's watchers
+    /// never wait. With thousands of watchers and many events a second,
+    /// much of a delivery's cost is the task's wake-up and the system
+    /// call, which the events of one write share (20 ms cut the server's
+    /// CPU per delivery by about a quarter in the fan-out benchmark).
+    /// Answers, pings and snapshots never wait: a held event goes out just
+    /// before them. An event waits at most once: a watcher with more ready
+    /// than one write takes (32 events) gets the rest at once.
     pub write_delay: Duration,
 }
 

@@ -141,6 +141,7 @@ fn open<S: Store, N: Notifier, I: Identity>(
                 room,
                 seq: 0,
                 held: None,
+                last_write: None,
                 behind: false,
             };
             let shared = connection.state.clone();
@@ -167,6 +168,8 @@ struct Connection<S, N, I> {
     /// An event waiting for its write, and until when
     /// ([`WsConfig::write_delay`](crate::WsConfig::write_delay)).
     held: Option<(Event, tokio::time::Instant)>,
+    /// When the room's events were last written.
+    last_write: Option<tokio::time::Instant>,
     /// The last delivery filled a whole write ([`DELIVERY_BATCH`]): the
     /// events left ready behind it have waited already, so the next one
     /// is not held.
@@ -241,16 +244,20 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         }
     }
 
-    /// Holds an event for [`WsConfig::write_delay`](crate::WsConfig::write_delay),
-    /// or delivers it now.
+    /// Delivers an event now, or holds it until
+    /// [`WsConfig::write_delay`](crate::WsConfig::write_delay) has passed
+    /// since the last write of events.
     async fn hold_or_deliver(&mut self, delivery: Delivery) -> Flow {
         let delay = self.state.config.ws.write_delay;
-        match delivery {
-            Delivery::Event(event) if !delay.is_zero() && !self.behind => {
-                self.held = Some((event, tokio::time::Instant::now() + delay));
+        let due = self.last_write.map(|at| at + delay);
+        match (delivery, due) {
+            (Delivery::Event(event), Some(due))
+                if !self.behind && tokio::time::Instant::now() < due =>
+            {
+                self.held = Some((event, due));
                 Ok(())
             }
-            delivery => self.deliver(delivery).await,
+            (delivery, _) => self.deliver(delivery).await,
         }
     }
 
@@ -286,6 +293,7 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
                 };
             }
             self.socket.flush().await.map_err(drop)?;
+            self.last_write = Some(tokio::time::Instant::now());
             Ok(Some(fed))
         })
         .await?;

@@ -1291,7 +1291,7 @@ pub async fn closed_auctions_events_are_forgotten<S: Store>(store: S) {
         assert_eq!(h.outbox(*id).await, Vec::new(), "auction {id}");
     }
     assert_eq!(h.outbox(open.id).await, open_events, "an open auction's");
-    assert_eq!(h.outbox(recent.id).await, recent_events, "closed a day ago");
+    assert_eq!(h.outbox(recent.id).await, recent_events, "closed since");
     let sold = h
         .engine
         .auction(old[1], Page::first(10))

@@ -125,10 +125,11 @@ pub struct Config {
     /// Largest photo upload, in bytes.
     #[arg(long, env = "NEIGHBORBID_MAX_IMAGE_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_image_bytes: usize,
-    /// How long, in milliseconds, a live room's event may wait on a
-    /// socket so that the events after it share its write (0: each at
-    /// once). Costs watchers up to that much latency; saves the server
-    /// part of each delivery's cost when events come fast.
+    /// The least time, in milliseconds, between two writes of a live
+    /// room's events to one socket (0: each event at once); events that
+    /// come sooner wait and share a write. Costs watchers of a busy room up
+    /// to that much latency (a quiet room's events still go at once);
+    /// saves the server part of each delivery's cost when events come fast.
     #[arg(long, env = "NEIGHBORBID_WS_WRITE_DELAY_MS", default_value_t = 0)]
     pub ws_write_delay_ms: u64,
 }

@@ -138,20 +138,33 @@ fn write_delay(delay: Duration) -> ApiConfig {
 }
 
 #[tokio::test]
-async fn held_events_wait_for_the_write_delay_then_go_out_in_order() {
-    let server = TestServer::with_config(write_delay(Duration::from_millis(600))).await;
+async fn an_event_soon_after_a_write_waits_out_the_delay_then_goes_with_the_next() {
+    let delay = Duration::from_millis(600);
+    let server = TestServer::with_config(write_delay(delay)).await;
     let auction = server.create(json!({})).await;
     let mut ws = server.ws(auction, None).await;
     assert_eq!(ws.next_of("snapshot").await["seq"], 0);
+    // Nothing written lately: the first event goes at once.
     server.hub.publish(&public_event(auction, 1));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ws.take(|_| true).await["seq"], 1);
     server.hub.publish(&public_event(auction, 2));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.hub.publish(&public_event(auction, 3));
     assert!(
         ws.quiet_for(Duration::from_millis(300)).await,
-        "the first event waits for the write delay"
+        "an event right after a write waits"
     );
-    assert_eq!(ws.take(|_| true).await["seq"], 1);
     assert_eq!(ws.take(|_| true).await["seq"], 2);
+    assert_eq!(ws.take(|_| true).await["seq"], 3);
+    // Once the delay has passed since that write, the next goes at once.
+    tokio::time::sleep(delay).await;
+    server.hub.publish(&public_event(auction, 4));
+    let quiet_room = tokio::time::Instant::now();
+    assert_eq!(ws.take(|_| true).await["seq"], 4);
+    assert!(
+        quiet_room.elapsed() < delay / 2,
+        "a quiet room's event waited"
+    );
 }
 
 #[tokio::test]
@@ -161,14 +174,16 @@ async fn events_beyond_one_write_do_not_wait_for_another_delay() {
     let auction = server.create(json!({})).await;
     let mut ws = server.ws(auction, None).await;
     assert_eq!(ws.next_of("snapshot").await["seq"], 0);
-    // More than one write takes (32 events): all of them have waited
-    // their delay once the hold ends.
-    for seq in 1..=40 {
+    server.hub.publish(&public_event(auction, 1));
+    assert_eq!(ws.take(|_| true).await["seq"], 1);
+    // More than one write takes (32 events), right after a write: all of
+    // them have waited their delay once the hold ends.
+    for seq in 2..=41 {
         server.hub.publish(&public_event(auction, seq));
     }
-    assert_eq!(ws.take(|_| true).await["seq"], 1);
+    assert_eq!(ws.take(|_| true).await["seq"], 2);
     let first_write_arrived = tokio::time::Instant::now();
-    for seq in 2..=40 {
+    for seq in 3..=41 {
         assert_eq!(ws.take(|_| true).await["seq"], seq);
     }
     assert!(
@@ -189,21 +204,23 @@ async fn an_answer_is_not_held_and_follows_the_events_held_before_it() {
     assert_eq!(alice.next_of("snapshot").await["seq"], 0);
     let path = format!("/auctions/{auction}/bids");
     server.post(&path, "bob", json!({"amount": "100"})).await;
+    assert_eq!(alice.take(|_| true).await["seq"], 1, "nothing to wait for");
+    server.post(&path, "bob", json!({"amount": "110"})).await;
     assert!(
         alice.quiet_for(Duration::from_millis(500)).await,
-        "bob's bid's event is held"
+        "bob's second bid's event is held"
     );
     alice
-        .send(json!({"type": "bid", "amount": "110", "request_id": "a1"}))
+        .send(json!({"type": "bid", "amount": "120", "request_id": "a1"}))
         .await;
     let first = alice.take(|_| true).await;
     assert_eq!(
         (&first["type"], &first["seq"]),
-        (&json!("event"), &json!(1))
+        (&json!("event"), &json!(2))
     );
     let second = alice.take(|_| true).await;
     assert_eq!(
         (&second["type"], &second["seq"], &second["request_id"]),
-        (&json!("bid_result"), &json!(2), &json!("a1"))
+        (&json!("bid_result"), &json!(3), &json!("a1"))
     );
 }
