@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use neighborbid_core::{
     Attributes, Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, Bid,
-    BidId, EntryKind, Hold, LedgerEntry, Money, Region, Scope, StoreError, StoreErrorKind,
+    BidId, EntryKind, Hold, LedgerEntry, Money, Page, Region, Scope, StoreError, StoreErrorKind,
     Timestamp, UserId, Wallet,
 };
 use rust_decimal::Decimal;
@@ -163,8 +163,42 @@ pub(crate) trait Browse: Database {
     fn push_time(query: &mut QueryBuilder<'_, Self>, at: Timestamp);
 }
 
+/// The `SELECT` of one page of the auctions `filter` matches, in its order.
+pub(crate) fn list_auctions<'q, DB: Browse>(
+    filter: &AuctionFilter,
+    page: Page,
+) -> QueryBuilder<'q, DB>
+where
+    for<'a> String: Encode<'a, DB> + Type<DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(concat!("SELECT ", auction_columns!(), " FROM auctions"));
+    push_filter(&mut query, filter);
+    push_order(&mut query, filter.sort);
+    let (limit, offset) = limit(page);
+    query.push(" LIMIT ").push_bind(limit);
+    query.push(" OFFSET ").push_bind(offset);
+    query
+}
+
+/// The `SELECT COUNT(*)` of the auctions `filter` matches.
+pub(crate) fn count_auctions<'q, DB: Browse>(filter: &AuctionFilter) -> QueryBuilder<'q, DB>
+where
+    for<'a> String: Encode<'a, DB> + Type<DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new("SELECT COUNT(*) FROM auctions");
+    push_filter(&mut query, filter);
+    query
+}
+
+/// A page's limit and offset, as SQL takes them.
+pub(crate) fn limit(page: Page) -> (i64, i64) {
+    (i64::from(page.limit), i64::from(page.offset))
+}
+
 /// Pushes ` WHERE ...` for `filter`, agreeing with [`AuctionFilter::matches`].
-pub(crate) fn push_filter<DB: Browse>(query: &mut QueryBuilder<'_, DB>, filter: &AuctionFilter)
+fn push_filter<DB: Browse>(query: &mut QueryBuilder<'_, DB>, filter: &AuctionFilter)
 where
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -236,7 +270,7 @@ where
 }
 
 /// Pushes ` ORDER BY ...`, agreeing with [`AuctionSort::compare`].
-pub(crate) fn push_order<DB: Browse>(query: &mut QueryBuilder<'_, DB>, sort: AuctionSort) {
+fn push_order<DB: Browse>(query: &mut QueryBuilder<'_, DB>, sort: AuctionSort) {
     let first = match sort {
         AuctionSort::Newest => String::new(),
         AuctionSort::PriceAsc => DB::price_order("ASC") + ", ",

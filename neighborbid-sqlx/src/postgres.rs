@@ -27,8 +27,8 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, micros, scope_columns, to_i64,
-    Amount, Conflict, ConflictCounters, ConflictCounts,
+    self, auction_columns, bid_columns, entry_columns, expect_one, limit, micros, scope_columns,
+    to_i64, Amount, Conflict, ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
@@ -296,10 +296,6 @@ fn bind_auction<'q>(
         .bind(to_i64(auction.seq, "seq")?)
         .bind(auction.created_at)
         .bind(auction.closed_at))
-}
-
-fn limit(page: Page) -> (i64, i64) {
-    (i64::from(page.limit), i64::from(page.offset))
 }
 
 #[async_trait]
@@ -793,13 +789,7 @@ impl AuctionStore for PgTx {
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, StoreError> {
-        let mut query = QueryBuilder::new(concat!("SELECT ", auction_columns!(), " FROM auctions"));
-        codec::push_filter(&mut query, filter);
-        codec::push_order(&mut query, filter.sort);
-        let (limit, offset) = limit(page);
-        query.push(" LIMIT ").push_bind(limit);
-        query.push(" OFFSET ").push_bind(offset);
-        let rows = query
+        let rows = codec::list_auctions(filter, page)
             .build_query_as::<AuctionRow>()
             .fetch_all(&mut *self.tx)
             .await
@@ -808,9 +798,7 @@ impl AuctionStore for PgTx {
     }
 
     async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
-        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM auctions");
-        codec::push_filter(&mut query, filter);
-        let count: i64 = query
+        let count: i64 = codec::count_auctions(filter)
             .build_query_scalar()
             .fetch_one(&mut *self.tx)
             .await

@@ -28,8 +28,8 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, micros, scope_columns, to_i64,
-    Conflict, ConflictCounters, ConflictCounts,
+    self, auction_columns, bid_columns, entry_columns, expect_one, limit, micros, scope_columns,
+    to_i64, Conflict, ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<String, i64>;
@@ -286,10 +286,6 @@ fn bind_auction<'q>(
         .bind(auction.closed_at.map(|at| at.timestamp_micros())))
 }
 
-fn limit(page: Page) -> (i64, i64) {
-    (i64::from(page.limit), i64::from(page.offset))
-}
-
 /// A list of user ids as the JSON array `json_each` reads.
 fn id_array(users: &[UserId]) -> String {
     let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
@@ -502,13 +498,7 @@ impl AuctionStore for SqliteTx {
         filter: &AuctionFilter,
         page: Page,
     ) -> Result<Vec<Auction>, StoreError> {
-        let mut query = QueryBuilder::new(concat!("SELECT ", auction_columns!(), " FROM auctions"));
-        codec::push_filter(&mut query, filter);
-        codec::push_order(&mut query, filter.sort);
-        let (limit, offset) = limit(page);
-        query.push(" LIMIT ").push_bind(limit);
-        query.push(" OFFSET ").push_bind(offset);
-        let rows = query
+        let rows = codec::list_auctions(filter, page)
             .build_query_as::<AuctionRow>()
             .fetch_all(&mut *self.tx)
             .await
@@ -517,9 +507,7 @@ impl AuctionStore for SqliteTx {
     }
 
     async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
-        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM auctions");
-        codec::push_filter(&mut query, filter);
-        let count: i64 = query
+        let count: i64 = codec::count_auctions(filter)
             .build_query_scalar()
             .fetch_one(&mut *self.tx)
             .await
