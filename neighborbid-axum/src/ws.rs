@@ -436,11 +436,14 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
     /// events in order before, say, the answer to a bid.
     async fn write(&mut self, message: Message) -> Flow {
         let limit = self.state.config.ws.send_timeout;
-        if let Some((event, _)) = self.held.take() {
-            let held = self.event_message(event).ok_or(())?;
-            in_time(limit, self.socket.feed(held)).await?;
-        }
-        in_time(limit, self.socket.send(message)).await
+        let Some((event, _)) = self.held.take() else {
+            return in_time(limit, self.socket.send(message)).await;
+        };
+        let held = self.event_message(event).ok_or(())?;
+        in_time(limit, self.socket.feed(held)).await?;
+        in_time(limit, self.socket.send(message)).await?;
+        self.last_write = Some(tokio::time::Instant::now());
+        Ok(())
     }
 
     /// Sends a close frame and waits briefly for the client's reply; the

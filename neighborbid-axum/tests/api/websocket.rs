@@ -193,6 +193,44 @@ async fn events_beyond_one_write_do_not_wait_for_another_delay() {
 }
 
 #[tokio::test]
+async fn a_held_event_sent_early_with_an_answer_spaces_the_next_write() {
+    let delay = Duration::from_secs(3);
+    let server = TestServer::with_config(write_delay(delay)).await;
+    server.deposit("alice", "1000").await;
+    server.deposit("bob", "1000").await;
+    let auction = server.create(json!({})).await;
+    let mut alice = server.ws(auction, Some("alice")).await;
+    assert_eq!(alice.next_of("snapshot").await["seq"], 0);
+    let path = format!("/auctions/{auction}/bids");
+    server.post(&path, "bob", json!({"amount": "100"})).await;
+    assert_eq!(alice.take(|_| true).await["seq"], 1);
+    let first_write = tokio::time::Instant::now();
+    server.post(&path, "bob", json!({"amount": "110"})).await;
+    assert!(alice.quiet_for(Duration::from_secs(2)).await, "held");
+    alice
+        .send(json!({"type": "bid", "amount": "120", "request_id": "a1"}))
+        .await;
+    assert_eq!(alice.take(|_| true).await["seq"], 2);
+    let answer = alice.take(|_| true).await;
+    assert_eq!(
+        (&answer["type"], &answer["seq"]),
+        (&json!("bid_result"), &json!(3))
+    );
+    // Alice's bid's own event waits out the delay from the early write,
+    // not from the first one.
+    tokio::time::sleep_until(first_write + delay + Duration::from_millis(500)).await;
+    assert!(
+        alice.quiet_for(Duration::from_millis(300)).await,
+        "the event after the early write waits its turn"
+    );
+    let event = alice.take(|_| true).await;
+    assert_eq!(
+        (&event["type"], &event["seq"]),
+        (&json!("event"), &json!(3))
+    );
+}
+
+#[tokio::test]
 async fn an_answer_is_not_held_and_follows_the_events_held_before_it() {
     // Longer than a test waits for a message: an answer held with the
     // events would fail the test.
