@@ -129,8 +129,9 @@ pub struct Config {
     /// room's events to one socket (0: each event at once); events that
     /// come sooner wait and share a write. Costs watchers of a busy room up
     /// to that much latency (a quiet room's events still go at once);
-    /// saves the server part of each delivery's cost when events come fast.
-    #[arg(long, env = "NEIGHBORBID_WS_WRITE_DELAY_MS", default_value_t = 0)]
+    /// saves the server part of each delivery's cost when events come fast,
+    /// so that one server carries thousands of watchers of a hot auction.
+    #[arg(long, env = "NEIGHBORBID_WS_WRITE_DELAY_MS", default_value_t = 30)]
     pub ws_write_delay_ms: u64,
 }
 

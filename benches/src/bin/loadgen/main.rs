@@ -100,7 +100,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "http")]
     bid_over: http::BidOver,
     /// A flag for the example server started here, as its command line
-    /// takes it (`--server-arg=--ws-write-delay-ms=20`); repeatable.
+    /// takes it (`--server-arg=--ws-write-delay-ms=0`); repeatable.
     #[arg(
         long = "server-arg",
         allow_hyphen_values = true,
