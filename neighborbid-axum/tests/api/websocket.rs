@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, WsClient};
 
 /// The API without rate limits, with these WebSocket settings.
 fn with_ws(ws: WsConfig) -> ApiConfig {
@@ -192,9 +192,10 @@ async fn events_beyond_one_write_do_not_wait_for_another_delay() {
     );
 }
 
-#[tokio::test]
-async fn a_held_event_sent_early_with_an_answer_spaces_the_next_write() {
-    let delay = Duration::from_secs(3);
+/// A server with `delay`, and alice on an auction's socket after bob's
+/// first bid on it reached her (at once: nothing had been written yet);
+/// with the auction's bids path.
+async fn alice_sees_bobs_first_bid(delay: Duration) -> (TestServer, WsClient, String) {
     let server = TestServer::with_config(write_delay(delay)).await;
     server.deposit("alice", "1000").await;
     server.deposit("bob", "1000").await;
@@ -203,7 +204,14 @@ async fn a_held_event_sent_early_with_an_answer_spaces_the_next_write() {
     assert_eq!(alice.next_of("snapshot").await["seq"], 0);
     let path = format!("/auctions/{auction}/bids");
     server.post(&path, "bob", json!({"amount": "100"})).await;
-    assert_eq!(alice.take(|_| true).await["seq"], 1);
+    assert_eq!(alice.take(|_| true).await["seq"], 1, "nothing to wait for");
+    (server, alice, path)
+}
+
+#[tokio::test]
+async fn a_held_event_sent_early_with_an_answer_spaces_the_next_write() {
+    let delay = Duration::from_secs(3);
+    let (server, mut alice, path) = alice_sees_bobs_first_bid(delay).await;
     let first_write = tokio::time::Instant::now();
     server.post(&path, "bob", json!({"amount": "110"})).await;
     assert!(alice.quiet_for(Duration::from_secs(2)).await, "held");
@@ -234,15 +242,7 @@ async fn a_held_event_sent_early_with_an_answer_spaces_the_next_write() {
 async fn an_answer_is_not_held_and_follows_the_events_held_before_it() {
     // Longer than a test waits for a message: an answer held with the
     // events would fail the test.
-    let server = TestServer::with_config(write_delay(Duration::from_secs(60))).await;
-    server.deposit("alice", "1000").await;
-    server.deposit("bob", "1000").await;
-    let auction = server.create(json!({})).await;
-    let mut alice = server.ws(auction, Some("alice")).await;
-    assert_eq!(alice.next_of("snapshot").await["seq"], 0);
-    let path = format!("/auctions/{auction}/bids");
-    server.post(&path, "bob", json!({"amount": "100"})).await;
-    assert_eq!(alice.take(|_| true).await["seq"], 1, "nothing to wait for");
+    let (server, mut alice, path) = alice_sees_bobs_first_bid(Duration::from_secs(60)).await;
     server.post(&path, "bob", json!({"amount": "110"})).await;
     assert!(
         alice.quiet_for(Duration::from_millis(500)).await,
