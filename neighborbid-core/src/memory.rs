@@ -358,6 +358,31 @@ impl Transaction for MemoryTx {
                 )));
             }
         }
+        // A concurrent pass forgot some of the same rows first: retrying
+        // recounts, so each pass reports only what it removed (as a
+        // database's DELETE does).
+        let forgotten_key = self.rows.forgotten.iter().find(|(key, stored)| {
+            state
+                .idempotency
+                .get(key)
+                .is_none_or(|(_, at)| at != stored)
+        });
+        if let Some(((user, key), _)) = forgotten_key {
+            return Err(StoreError::conflict(format!(
+                "idempotency key {key} of user {user} was forgotten or stored again concurrently"
+            )));
+        }
+        let gone: BTreeSet<EventId> = self.rows.forgotten_events.drain(..).collect();
+        let emptied: BTreeSet<AuctionId> = gone.iter().map(|id| id.auction_id).collect();
+        let mut present = 0;
+        for &auction in &emptied {
+            let events = state.events.get(&auction).map(Vec::as_slice);
+            let events = events.unwrap_or_default().iter();
+            present += events.filter(|event| gone.contains(&event.id())).count();
+        }
+        if present != gone.len() {
+            return Err(StoreError::conflict("events were forgotten concurrently"));
+        }
         // Validated: from here on nothing can fail.
         state.commits += 1;
         let version = state.commits;
@@ -403,15 +428,8 @@ impl Transaction for MemoryTx {
                 .or_default()
                 .push(event);
         }
-        for (key, stored) in self.rows.forgotten.drain(..) {
-            // Not a record stored since under the same key.
-            if state
-                .idempotency
-                .get(&key)
-                .is_some_and(|(_, at)| *at == stored)
-            {
-                state.idempotency.remove(&key);
-            }
+        for (key, _) in self.rows.forgotten.drain(..) {
+            state.idempotency.remove(&key);
         }
         if !self.rows.idempotency.is_empty() {
             // Read once, and only by commits that store a record.
@@ -423,17 +441,13 @@ impl Transaction for MemoryTx {
         for id in &self.rows.delivered {
             state.undelivered.remove(id);
         }
-        if !self.rows.forgotten_events.is_empty() {
-            let gone: BTreeSet<EventId> = self.rows.forgotten_events.drain(..).collect();
-            let auctions: BTreeSet<AuctionId> = gone.iter().map(|id| id.auction_id).collect();
-            for auction in auctions {
-                if let Some(events) = state.events.get_mut(&auction) {
-                    events.retain(|event| !gone.contains(&event.id()));
-                }
+        for auction in emptied {
+            if let Some(events) = state.events.get_mut(&auction) {
+                events.retain(|event| !gone.contains(&event.id()));
             }
-            for id in &gone {
-                state.undelivered.remove(id);
-            }
+        }
+        for id in &gone {
+            state.undelivered.remove(id);
         }
         Ok(())
     }

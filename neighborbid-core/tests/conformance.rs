@@ -53,3 +53,62 @@ async fn caller_work_is_spent_after_every_answer() {
         report.elapsed
     );
 }
+
+/// Two passes forgetting the same rows at once: the one that commits
+/// second finds them gone and conflicts (the engine retries it), so each
+/// pass counts only what it removed, as a database's `DELETE` does.
+#[tokio::test]
+async fn racing_forget_passes_count_each_row_once() {
+    use neighborbid_core::testkit::{Harness, ALICE};
+    use neighborbid_core::{AuctionId, AuctionStore, Deposit, IdempotencyKey, MemoryTx, Money};
+    use neighborbid_core::{Store, StoreErrorKind, Timestamp, Transaction};
+
+    #[derive(Clone, Copy, Debug)]
+    enum Rows {
+        Events,
+        Keys,
+    }
+    async fn forget(tx: &mut MemoryTx, rows: Rows, now: Timestamp) -> u64 {
+        match rows {
+            Rows::Events => {
+                tx.forget_events(now, AuctionId(0), 10)
+                    .await
+                    .unwrap()
+                    .events
+            }
+            Rows::Keys => tx
+                .forget_idempotency(Duration::from_millis(1), 10)
+                .await
+                .unwrap(),
+        }
+    }
+
+    let h = Harness::new(MemoryStore::new());
+    let deposit = Deposit {
+        user: ALICE,
+        amount: Money::units(500),
+    };
+    let key = IdempotencyKey::new("a").expect("a key");
+    h.engine.deposit(deposit, Some(key)).await.expect("deposit");
+    let auction = h.create(h.national(100, 10)).await;
+    h.bid(auction.id, ALICE, 100).await.expect("bid");
+    h.clock.advance(chrono::TimeDelta::hours(2));
+    h.engine.close_due_auctions(10).await.expect("close");
+    let events = h.outbox(auction.id).await.len() as u64;
+    assert!(events > 0);
+    // The store stamps records in microseconds at most.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let (store, now) = (h.engine.store(), h.now());
+    for (rows, count) in [(Rows::Events, events), (Rows::Keys, 1)] {
+        let (mut first, mut second) = (store.begin().await.unwrap(), store.begin().await.unwrap());
+        assert_eq!(forget(&mut first, rows, now).await, count, "{rows:?}");
+        assert_eq!(forget(&mut second, rows, now).await, count, "{rows:?}");
+        first.commit().await.expect("the first pass");
+        let error = second.commit().await.expect_err("its rows are gone");
+        assert_eq!(error.kind(), StoreErrorKind::Conflict, "{rows:?}: {error}");
+        // What the engine's retry of the second pass finds.
+        let mut again = store.begin().await.unwrap();
+        assert_eq!(forget(&mut again, rows, now).await, 0, "{rows:?}");
+    }
+}
