@@ -78,6 +78,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
 
+    /// 405 for a path that exists, asked with a method it does not take.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not take that method",
+        )
+    }
+
     /// 500, with the cause kept out of the response.
     pub fn internal() -> ApiError {
         ApiError::new(

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
@@ -263,13 +263,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
                 get(|| async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
             )
             .fallback(|| async { ApiError::not_found() })
-            .method_not_allowed_fallback(|| async {
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "this path does not take that method",
-                )
-            })
+            .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
             .layer(DefaultBodyLimit::max(self.config.body_limit))
             .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("a request handler panicked");

@@ -360,6 +360,9 @@ async fn serve<S: Store + Clone>(
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/images/{name}", get(images::serve::<S>))
+        // The site's own paths answer as the API does: JSON with a code.
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(site)
         .nest("/api", api.router());
 

@@ -672,6 +672,22 @@ async fn community_features(dir: &tempfile::TempDir, database: &str) {
             "{path}"
         );
     }
+    // So does a path that names nothing, or a method a path does not take.
+    let none = (StatusCode::NOT_FOUND, "not_found");
+    let wrong = (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    for (method, path, (status, code)) in [
+        (Method::GET, "/nope", none),
+        (Method::GET, "/site/nope", none),
+        (Method::POST, "/auth/nope", none),
+        (Method::GET, "/api/nope", none),
+        (Method::GET, "/auth/signup", wrong),
+        (Method::DELETE, "/site/notices", wrong),
+        (Method::POST, "/", wrong),
+    ] {
+        let (got, body) = alice.send(method.clone(), path, None).await;
+        let got = (got, body["code"].as_str());
+        assert_eq!(got, (status, Some(code)), "{method} {path}");
+    }
     server.stop().await;
 
     // A site may turn ending early off.
