@@ -4,6 +4,7 @@
 
 mod access;
 mod catalogue;
+mod fuzz;
 #[path = "../common/process.rs"]
 mod process;
 
