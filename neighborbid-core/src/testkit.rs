@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             proxy_bids_through_the_store,
             browsing_filters_sorts_and_counts,
             seller_ends_early,
+            mixed_commands_race,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -336,6 +337,16 @@ pub async fn assert_books<S: Store, N: Notifier>(
             .expect("total overflow");
     }
     assert_eq!(total, net_deposits, "money was created or destroyed");
+}
+
+/// Whether a command was carried out (`false`: refused by a rule); any
+/// other error fails the test.
+fn outcome<T>(result: Result<T, EngineError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(EngineError::Rejected(_)) => false,
+        Err(other) => panic!("unexpected {other:?}"),
+    }
 }
 
 fn rejection<T: std::fmt::Debug>(result: Result<T, EngineError>) -> Rejection {
@@ -2026,11 +2037,7 @@ pub async fn concurrent_bidding_conserves_money<S: Store>(store: S) {
                         amount: view.auction.min_next_bid(),
                         max_amount: None,
                     };
-                    match engine.place_bid(bid, None).await {
-                        Ok(_) => accepted += 1,
-                        Err(EngineError::Rejected(_)) => {}
-                        Err(other) => panic!("unexpected {other:?}"),
-                    }
+                    accepted += usize::from(outcome(engine.place_bid(bid, None).await));
                 }
                 accepted
             })
@@ -2800,4 +2807,153 @@ pub async fn seller_ends_early<S: Store>(store: S) {
     let closed = h.engine.close_due_auctions(10).await.expect("close");
     assert_eq!(closed.len(), 1);
     h.assert_books(&[SELLER, ALICE, BOB], money(1_000)).await;
+}
+
+/// Every kind of command at once on the same auctions and wallets: bids
+/// (some with a maximum), buy-nows, the seller cancelling and ending early,
+/// deposits and withdrawals, and the closer while time passes. Whatever
+/// wins each race, every auction ends closed once, its events gapless, no
+/// hold is left, the seller holds exactly the prices paid, and the books
+/// balance.
+pub async fn mixed_commands_race<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let bidders: Vec<UserId> = (10..16).map(UserId).collect();
+    for &bidder in &bidders {
+        h.fund(bidder, 1_000).await;
+    }
+    // Two with a buy-now price, one the seller cancels, one the seller
+    // ends early, one that ends while the others run.
+    let mut auctions = Vec::new();
+    for n in 0..5 {
+        let mut create = h.national(10, 5);
+        if n < 2 {
+            create.buy_now_price = Some(money(300));
+        }
+        if n == 4 {
+            create.ends_at = h.now() + TimeDelta::minutes(30);
+        }
+        auctions.push(h.create(create).await.id);
+    }
+    let mut bidding = Vec::new();
+    for (task, &bidder) in bidders.iter().enumerate() {
+        let (engine, auctions) = (h.engine.clone(), auctions.clone());
+        bidding.push(tokio::spawn(async move {
+            for round in 0..30 {
+                let auction = auctions[(task + round) % auctions.len()];
+                // Let the seller's cancellation race the first bids.
+                if auction == auctions[2] && round < 8 {
+                    continue;
+                }
+                if round == 15 && task < 2 {
+                    let buy = BuyNow {
+                        auction_id: auctions[task],
+                        buyer: bidder,
+                        buyer_region: None,
+                    };
+                    outcome(engine.buy_now(buy, None).await);
+                    continue;
+                }
+                let view = engine.auction(auction, Page::first(1)).await;
+                let amount = view.expect("auction").auction.min_next_bid();
+                let extra = money(5 * (round as u64 % 3));
+                let amount = amount.checked_add(extra).expect("amount");
+                let bid = PlaceBid {
+                    auction_id: auction,
+                    bidder,
+                    bidder_region: None,
+                    amount,
+                    max_amount: (round % 4 == 0)
+                        .then(|| amount.checked_add(money(50)).expect("max")),
+                };
+                outcome(engine.place_bid(bid, None).await);
+            }
+        }));
+    }
+    let (engine, clock, seller_auctions) = (h.engine.clone(), h.clock.clone(), auctions.clone());
+    let others = tokio::spawn(async move {
+        let mut net = 6_000i64;
+        for round in 0..20 {
+            let user = UserId(10 + round % 6);
+            let deposit = Deposit {
+                user,
+                amount: money(50),
+            };
+            net += 50 * i64::from(outcome(engine.deposit(deposit, None).await));
+            let withdraw = Withdraw {
+                user,
+                amount: money(120),
+            };
+            net -= 120 * i64::from(outcome(engine.withdraw(withdraw, None).await));
+            match round {
+                5 => {
+                    let cancel = CancelAuction {
+                        auction_id: seller_auctions[2],
+                        seller: SELLER,
+                    };
+                    outcome(engine.cancel_auction(cancel, None).await);
+                }
+                10 => {
+                    let end = EndEarly {
+                        auction_id: seller_auctions[3],
+                        seller: SELLER,
+                    };
+                    outcome(engine.end_early(end, None).await);
+                }
+                12 => {
+                    clock.advance(TimeDelta::minutes(45));
+                    engine.close_due_auctions(10).await.expect("close");
+                }
+                _ => tokio::task::yield_now().await,
+            }
+        }
+        net
+    });
+    for task in bidding {
+        task.await.expect("a bidder");
+    }
+    let net = others.await.expect("the others");
+    h.clock.advance(TimeDelta::hours(2));
+    h.engine.close_due_auctions(10).await.expect("close");
+
+    let (mut paid, mut bids) = (Money::ZERO, 0);
+    for &id in &auctions {
+        let view = h.engine.auction(id, Page::new(0, 500)).await.expect("view");
+        bids += view.bids.len();
+        let auction = view.auction;
+        match auction.status {
+            AuctionStatus::Open => panic!("auction {id} is still open"),
+            AuctionStatus::Sold | AuctionStatus::BoughtNow => {
+                assert!(auction.leader.is_some(), "{auction:?}");
+                paid = paid.checked_add(auction.current_price).expect("paid");
+            }
+            AuctionStatus::Unsold | AuctionStatus::Cancelled => {
+                assert!(view.bids.is_empty(), "{auction:?}");
+            }
+        }
+        let events = h.outbox(id).await;
+        let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
+        assert_eq!(seqs, (1..=auction.seq).collect::<Vec<_>>(), "auction {id}");
+        let closing = |event: &&Event| {
+            event.public.iter().any(|fact| {
+                matches!(
+                    fact,
+                    PublicEvent::Sold { .. }
+                        | PublicEvent::Unsold
+                        | PublicEvent::BoughtNow { .. }
+                        | PublicEvent::Cancelled
+                )
+            })
+        };
+        assert_eq!(events.iter().filter(closing).count(), 1, "auction {id}");
+    }
+    assert!(bids > 0, "no bid was accepted");
+    for &bidder in &bidders {
+        let wallet = h.wallet_view(bidder).await;
+        assert!(wallet.holds.is_empty(), "{bidder} holds {:?}", wallet.holds);
+    }
+    assert_eq!(h.wallet(SELLER).await.balance, paid, "the seller's takings");
+    let mut everyone = bidders;
+    everyone.push(SELLER);
+    let net = Money::units(u64::try_from(net).expect("more deposited than withdrawn"));
+    h.assert_books(&everyone, net).await;
 }
