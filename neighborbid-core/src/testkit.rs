@@ -2821,6 +2821,7 @@ pub async fn mixed_commands_race<S: Store>(store: S) {
     for &bidder in &bidders {
         h.fund(bidder, 1_000).await;
     }
+    let funded = 1_000 * bidders.len() as i64;
     // Two with a buy-now price, one the seller cancels, one the seller
     // ends early, one that ends while the others run.
     let mut auctions = Vec::new();
@@ -2871,7 +2872,7 @@ pub async fn mixed_commands_race<S: Store>(store: S) {
     }
     let (engine, clock, seller_auctions) = (h.engine.clone(), h.clock.clone(), auctions.clone());
     let others = tokio::spawn(async move {
-        let mut net = 6_000i64;
+        let mut net = funded;
         for round in 0..20 {
             let user = UserId(10 + round % 6);
             let deposit = Deposit {
