@@ -266,3 +266,69 @@ pub struct Bid {
     /// to a lower challenger.
     pub auto: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::tests::{led_by_alice, ALICE, BOB, SELLER};
+
+    #[test]
+    fn regions_are_paths_from_the_widest_area() {
+        let home = Region::new("seoul/mapo/mangwon");
+        let at = |depth| home.ancestor(depth).to_string();
+        assert_eq!(
+            [at(0), at(1), at(2), at(3), at(9)],
+            [
+                "",
+                "seoul",
+                "seoul/mapo",
+                "seoul/mapo/mangwon",
+                "seoul/mapo/mangwon"
+            ]
+        );
+        let mapo = Region::new("seoul/mapo");
+        assert!(mapo.contains(&home));
+        assert!(mapo.contains(&mapo));
+        assert!(!mapo.contains(&Region::new("seoul/mapogu")));
+        assert!(!home.contains(&mapo));
+    }
+
+    #[test]
+    fn statuses_are_stored_under_their_serde_names() {
+        let all = [
+            AuctionStatus::Open,
+            AuctionStatus::Sold,
+            AuctionStatus::Unsold,
+            AuctionStatus::BoughtNow,
+            AuctionStatus::Cancelled,
+        ];
+        for status in all {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{status}\""));
+            assert_eq!(status.as_str().parse::<AuctionStatus>().ok(), Some(status));
+        }
+        assert!("closed".parse::<AuctionStatus>().is_err());
+    }
+
+    #[test]
+    fn only_the_seller_sees_the_reserve_and_only_the_leader_their_maximum() {
+        let (mut led, _) = led_by_alice();
+        led.policy.reserve_price = Some(Money::units(120));
+        led.max_bid = Some(Money::units(300));
+        let seen = |viewer| {
+            let seen = led.redacted_for(viewer);
+            let rest_unchanged = Auction {
+                policy: led.policy.clone(),
+                max_bid: led.max_bid,
+                ..seen.clone()
+            } == led;
+            assert!(rest_unchanged, "only the secrets change for {viewer:?}");
+            (seen.policy.reserve_price, seen.max_bid)
+        };
+        let (reserve, max) = (Some(Money::units(120)), Some(Money::units(300)));
+        assert_eq!(seen(Some(SELLER)), (reserve, None));
+        assert_eq!(seen(Some(ALICE)), (None, max));
+        assert_eq!(seen(Some(BOB)), (None, None));
+        assert_eq!(seen(None), (None, None));
+    }
+}

@@ -276,4 +276,17 @@ mod tests {
             assert_eq!(IdempotencyKey::new(bad), Err(InvalidIdempotencyKey));
         }
     }
+
+    #[test]
+    fn keys_travel_as_their_text_and_are_checked_on_the_way_in() {
+        let key = IdempotencyKey::new("0b7c-4f1e").expect("key");
+        assert_eq!(key.to_string(), "0b7c-4f1e");
+        assert_eq!(serde_json::to_string(&key).unwrap(), r#""0b7c-4f1e""#);
+        assert_eq!(
+            serde_json::from_str::<IdempotencyKey>(r#""0b7c-4f1e""#).unwrap(),
+            key
+        );
+        assert!(serde_json::from_str::<IdempotencyKey>(r#""a b""#).is_err());
+        assert_eq!(String::from(key), "0b7c-4f1e");
+    }
 }

@@ -743,3 +743,28 @@ impl From<RuleError> for EngineError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_jitter() {
+        let ms = Duration::from_millis;
+        let policy = RetryPolicy {
+            max_attempts: 20,
+            base_delay: ms(2),
+            max_delay: ms(200),
+        };
+        for (retry, cap) in [(1, 2), (2, 4), (3, 8), (7, 128), (8, 200), (40, 200)] {
+            let cap = ms(cap);
+            let delays: Vec<_> = (0..200).map(|_| policy.delay(retry)).collect();
+            let in_range = |delay: &Duration| (cap / 2..=cap).contains(delay);
+            assert!(delays.iter().all(in_range), "retry {retry}: {delays:?}");
+            // Jittered, not fixed: some fall in each half of the range.
+            let middle = cap * 3 / 4;
+            assert!(delays.iter().any(|&delay| delay < middle), "retry {retry}");
+            assert!(delays.iter().any(|&delay| delay > middle), "retry {retry}");
+        }
+    }
+}

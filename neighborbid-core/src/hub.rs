@@ -399,17 +399,20 @@ mod tests {
         let mut anonymous = hub.watch(AuctionId(1), None);
         let mut user = hub.watch(AuctionId(1), Some(UserId(7)));
         let mut elsewhere = hub.watch(AuctionId(2), None);
-        for seq in [1, 4, 3, 2, 2, 4, 1] {
+        for seq in [1, 5, 4, 3, 2, 2, 5, 1] {
             hub.publish(&event(seq));
         }
         for (watch, notices) in [(&mut anonymous, 0), (&mut user, 1)] {
-            for seq in 1..=4 {
+            for seq in 1..=5 {
                 let Delivery::Event(event) = watch.next().await else {
                     panic!("event {seq} expected")
                 };
                 assert_eq!((event.seq, event.private.len()), (seq, notices));
             }
         }
+        // The duplicates and stragglers were dropped, not queued.
+        hub.publish(&event(6));
+        assert_eq!(seqs(&mut anonymous, 1).await, [Some(6)]);
         hub.publish(&Event {
             auction_id: AuctionId(2),
             ..event(1)
@@ -443,11 +446,15 @@ mod tests {
         watch.resume_after(2);
         assert_eq!(seqs(&mut watch, 1).await, [Some(3)]);
 
-        // A missing event that never comes: after MAX_PENDING more, the
-        // room gives up on it and watchers resync.
-        for seq in 5..(6 + MAX_PENDING as u64) {
+        // A missing event that never comes: the room holds MAX_PENDING
+        // events behind it, and with one more gives up on it and watchers
+        // resync.
+        let last_held = 4 + MAX_PENDING as u64;
+        for seq in 5..=last_held {
             hub.publish(&event(seq));
         }
+        assert_eq!(watch.try_next(), None, "still waiting for 4");
+        hub.publish(&event(last_held + 1));
         assert_eq!(seqs(&mut watch, 2).await, [None, Some(5)]);
 
         let mut fresh = hub.watch(AuctionId(1), None);

@@ -274,6 +274,10 @@ mod tests {
         );
         assert_eq!(format!("1{}", "0".repeat(100)).parse::<Money>(), too_large);
         assert_eq!("1000000000000000".parse::<Money>(), Ok(Money::MAX));
+        // The length limit counts the whole text, leading zeros too.
+        let longest = format!("{}1", "0".repeat(Money::MAX_TEXT - 1));
+        assert_eq!(longest.parse::<Money>(), Ok(Money::units(1)));
+        assert_eq!(format!("0{longest}").parse::<Money>(), too_large);
         assert_eq!(Money::new(Decimal::NEGATIVE_ONE), Err(MoneyError::Negative));
         assert_eq!(Money::new(Decimal::MAX), too_large);
     }
@@ -302,6 +306,8 @@ mod tests {
                 max: Money::units(1_000_000_000)
             })
         );
+        assert_eq!(won.max(), Money::units(1_000_000_000));
+        assert_eq!(won.parse("1000000000"), Ok(won.max()), "the maximum itself");
         assert_eq!(won.check_positive(Money::ZERO), Err(MoneyError::Zero));
         let cents = Currency::default();
         assert_eq!(cents.parse("0.05"), Ok(money("0.05")));

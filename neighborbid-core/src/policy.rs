@@ -358,5 +358,10 @@ mod tests {
             "the scale comes from the currency"
         );
         assert!(with(Increment::ebay_ladder()).validate(&currency).is_ok());
+        let doubling = with(Increment::Percent {
+            percent: Decimal::ONE_HUNDRED,
+            scale: 2,
+        });
+        assert!(doubling.validate(&currency).is_ok(), "100% is the most");
     }
 }

@@ -792,4 +792,4 @@ fn ledger(required: Money) -> impl Fn(LedgerError) -> RuleError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

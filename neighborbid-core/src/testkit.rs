@@ -85,6 +85,7 @@ macro_rules! conformance_tests {
             double_spend_across_auctions,
             concurrent_bidding_conserves_money,
             failures_leave_no_trace,
+            conflicts_are_retried_up_to_the_limit,
             closers_race,
             policies_round_trip,
             proxy_bids_through_the_store,
@@ -2210,8 +2211,57 @@ pub async fn failures_leave_no_trace<S: Store>(store: S) {
     h.assert_books(&parties, money(1_050)).await;
 }
 
+/// A command whose commit conflicts is retried in a fresh transaction, up
+/// to [`RetryPolicy::max_attempts`] attempts in all, coalesced bids too:
+/// one that conflicts on every attempt fails with the conflict and leaves
+/// no trace, one that conflicts on all but the last succeeds once.
+pub async fn conflicts_are_retried_up_to_the_limit<S: Store>(store: S) {
+    let store = FaultyStore::new(store);
+    let faulty = store.switch();
+    let h = Harness::configured(store, |config| {
+        config.retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: std::time::Duration::ZERO,
+            max_delay: std::time::Duration::ZERO,
+        };
+    });
+    let parties = [ALICE, BOB, SELLER];
+    h.fund(ALICE, 500).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+    let deposit = Deposit {
+        user: BOB,
+        amount: money(50),
+    };
+    let conflicted = |result: Result<(), EngineError>, what: &str| match result {
+        Err(EngineError::Store(error)) if error.kind() == StoreErrorKind::Conflict => {}
+        other => panic!("{what}: expected the conflict, got {other:?}"),
+    };
+
+    let before = books(&h, auction, &parties).await;
+    faulty.conflict_commits(3);
+    let result = h.engine.deposit(deposit.clone(), None).await;
+    conflicted(result.map(drop), "a deposit");
+    assert_eq!(faulty.conflicts_left(), 0, "a deposit tried three times");
+    faulty.conflict_commits(3);
+    conflicted(h.bid(auction, ALICE, 100).await.map(drop), "a bid");
+    assert_eq!(faulty.conflicts_left(), 0, "a bid tried three times");
+    assert_eq!(books(&h, auction, &parties).await, before);
+
+    faulty.conflict_commits(2);
+    h.engine
+        .deposit(deposit, None)
+        .await
+        .expect("the third try");
+    faulty.conflict_commits(2);
+    h.bid(auction, ALICE, 100).await.expect("the third try");
+    assert_eq!(h.wallet(BOB).await.balance, money(50));
+    assert_eq!(h.wallet(ALICE).await.locked, money(100));
+    assert_eq!(h.outbox(auction).await.len(), 1, "one bid, one event");
+    h.assert_books(&parties, money(550)).await;
+}
+
 /// Two closers running at once on the same due auctions settle each one
-/// exactly once.
+/// exactly once, and a closer asked for at most `n` settles `n`.
 pub async fn closers_race<S: Store>(store: S) {
     let h = Harness::new(store);
     let bidders = [ALICE, BOB, CAROL];
@@ -2231,6 +2281,9 @@ pub async fn closers_race<S: Store>(store: S) {
         auctions.push(auction);
     }
     h.clock.advance(TimeDelta::hours(2));
+    let first = h.engine.close_due_auctions(2).await.expect("close two");
+    let mut closed: Vec<_> = first.iter().map(|auction| auction.id).collect();
+    assert_eq!(closed.len(), 2, "at most as many as asked");
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let closers: Vec<_> = (0..2)
         .map(|_| {
@@ -2241,7 +2294,6 @@ pub async fn closers_race<S: Store>(store: S) {
             })
         })
         .collect();
-    let mut closed = Vec::new();
     for closer in closers {
         let auctions = closer.await.expect("closer task").expect("close");
         closed.extend(auctions.into_iter().map(|auction| auction.id));

@@ -332,6 +332,17 @@ mod tests {
     }
 
     #[test]
+    fn kinds_are_stored_under_their_serde_names() {
+        let names: std::collections::BTreeSet<_> =
+            EntryKind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(names.len(), EntryKind::ALL.len(), "{names:?}");
+        for kind in EntryKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+    }
+
+    #[test]
     fn refuses_to_go_negative() {
         let mut wallet = Wallet::empty(UserId(7));
         assert_eq!(

@@ -112,3 +112,55 @@ async fn racing_forget_passes_count_each_row_once() {
         assert_eq!(forget(&mut again, rows, now).await, 0, "{rows:?}");
     }
 }
+
+/// The engine forgets old idempotency records a thousand per transaction
+/// and goes on until a batch comes back short: one call forgets them all.
+#[tokio::test]
+async fn forgetting_keys_goes_on_past_one_batch() {
+    use neighborbid_core::testkit::{Harness, ALICE};
+    use neighborbid_core::{Deposit, IdempotencyKey, Money};
+
+    let h = Harness::new(MemoryStore::new());
+    for i in 0..2_500 {
+        let deposit = Deposit {
+            user: ALICE,
+            amount: Money::units(1),
+        };
+        let key = IdempotencyKey::new(format!("deposit-{i}")).expect("a key");
+        h.engine.deposit(deposit, Some(key)).await.expect("deposit");
+    }
+    // The store stamps records in microseconds at most.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let age = Duration::from_millis(1);
+    assert_eq!(
+        h.engine.forget_idempotency(age).await.expect("forget"),
+        2_500
+    );
+    assert_eq!(h.engine.forget_idempotency(age).await.expect("forget"), 0);
+}
+
+/// A conflicting command waits out the retry policy's delay before each
+/// retry (on tokio's paused clock, which skips over the waits).
+#[tokio::test(start_paused = true)]
+async fn retries_back_off() {
+    use neighborbid_core::testkit::{FaultyStore, Harness, ALICE};
+    use neighborbid_core::RetryPolicy;
+
+    let store = FaultyStore::new(MemoryStore::new());
+    let faulty = store.switch();
+    let h = Harness::configured(store, |config| {
+        config.retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(1),
+        };
+    });
+    faulty.conflict_commits(2);
+    let start = tokio::time::Instant::now();
+    h.fund(ALICE, 5).await;
+    // The first retry waits 5 to 10 ms, the second 10 to 20 ms.
+    let waited = start.elapsed();
+    let expected = Duration::from_millis(15)..=Duration::from_millis(30);
+    assert!(expected.contains(&waited), "waited {waited:?}");
+    assert_eq!(faulty.conflicts_left(), 0);
+}

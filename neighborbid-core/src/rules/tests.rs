@@ -6,15 +6,15 @@ use super::*;
 use crate::event::PrivateEvent;
 use crate::policy::AuctionPolicy;
 
-const SELLER: UserId = UserId(1);
-const ALICE: UserId = UserId(2);
-const BOB: UserId = UserId(3);
+pub(crate) const SELLER: UserId = UserId(1);
+pub(crate) const ALICE: UserId = UserId(2);
+pub(crate) const BOB: UserId = UserId(3);
 
 fn m(units: u64) -> Money {
     Money::units(units)
 }
 
-fn t0() -> Timestamp {
+pub(crate) fn t0() -> Timestamp {
     Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0)
         .single()
         .expect("date")
@@ -27,7 +27,7 @@ fn rules_with(currency: &Currency) -> Rules<'_> {
     }
 }
 
-fn auction() -> Auction {
+pub(crate) fn auction() -> Auction {
     Auction {
         id: AuctionId(7),
         seller: SELLER,
@@ -63,7 +63,7 @@ fn wallet(user: UserId, balance: u64, locked: u64) -> Wallet {
 }
 
 /// The auction after ALICE's accepted bid of 150, with her hold.
-fn led_by_alice() -> (Auction, Vec<Hold>) {
+pub(crate) fn led_by_alice() -> (Auction, Vec<Hold>) {
     let auction = Auction {
         current_price: m(150),
         leader: Some(ALICE),
@@ -1008,4 +1008,55 @@ mod policies {
         let reached = sim.bid(BOB, "500", None, t0()).expect("reaches it");
         assert!(reached.event.public.contains(&PublicEvent::BuyNowWithdrawn));
     }
+}
+
+#[test]
+fn is_live_and_is_due_agree_with_the_rules() {
+    let a = auction();
+    let micro = TimeDelta::microseconds(1);
+    let times = [
+        a.starts_at - micro,
+        a.starts_at,
+        a.ends_at - micro,
+        a.ends_at,
+        a.ends_at + micro,
+    ];
+    let statuses = [
+        AuctionStatus::Open,
+        AuctionStatus::Sold,
+        AuctionStatus::Unsold,
+        AuctionStatus::BoughtNow,
+        AuctionStatus::Cancelled,
+    ];
+    for status in statuses {
+        let a = Auction {
+            status,
+            ..a.clone()
+        };
+        for now in times {
+            let takes_bids = check_live(&a, now).is_ok();
+            assert_eq!(a.is_live(now), takes_bids, "{status:?} at {now}");
+            let due = status == AuctionStatus::Open && now >= a.ends_at;
+            assert_eq!(a.is_due(now), due, "{status:?} at {now}");
+        }
+    }
+    assert!(auction().is_live(t0()), "the fixture is live at its start");
+}
+
+#[test]
+fn same_area_admits_the_first_parts_of_the_path() {
+    let auction_region = Region::new("seoul/mapo/mangwon");
+    let admits = |depth, user: Option<&str>| {
+        let user = user.map(Region::new);
+        SameArea { depth }.admits(&auction_region, user.as_ref())
+    };
+    assert!(admits(2, Some("seoul/mapo/hapjeong")));
+    assert!(admits(2, Some("seoul/mapo")));
+    assert!(!admits(2, Some("seoul/gangnam/yeoksam")));
+    assert!(!admits(2, Some("seoul/mapogu")));
+    assert!(!admits(2, None), "an unknown region is not admitted");
+    assert!(admits(3, Some("seoul/mapo/mangwon")));
+    assert!(!admits(3, Some("seoul/mapo/hapjeong")));
+    assert!(admits(0, Some("seoul/gangnam")), "depth 0 counts as 1");
+    assert!(!admits(0, Some("busan/haeundae")));
 }

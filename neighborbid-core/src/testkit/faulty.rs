@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -89,6 +90,7 @@ impl<S> FaultyStore<S> {
 pub struct FaultSwitch {
     armed: Arc<Mutex<Option<Fault>>>,
     late: Arc<Mutex<Vec<LateCommit>>>,
+    conflicts: Arc<AtomicUsize>,
 }
 
 type LateCommit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
@@ -97,6 +99,7 @@ impl fmt::Debug for FaultSwitch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FaultSwitch")
             .field("armed", &*self.lock())
+            .field("conflicts", &self.conflicts_left())
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +108,27 @@ impl FaultSwitch {
     /// Arms a fault for the next transaction that reaches it.
     pub fn arm(&self, fault: Fault) {
         *self.lock() = Some(fault);
+    }
+
+    /// Makes the next `commits` commits fail with a retryable
+    /// [`StoreErrorKind::Conflict`] after rolling back, as a transaction
+    /// that lost a race or was chosen as a deadlock's victim does; the
+    /// engine retries it. Independent of [`FaultSwitch::arm`].
+    pub fn conflict_commits(&self, commits: usize) {
+        self.conflicts.store(commits, Ordering::SeqCst);
+    }
+
+    /// How many of the conflicts asked of
+    /// [`conflict_commits`](FaultSwitch::conflict_commits) are still to come.
+    pub fn conflicts_left(&self) -> usize {
+        self.conflicts.load(Ordering::SeqCst)
+    }
+
+    fn take_conflict(&self) -> bool {
+        let left = |n: usize| n.checked_sub(1);
+        self.conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, left)
+            .is_ok()
     }
 
     /// Whether the armed fault went off (or none was armed).
@@ -175,6 +199,13 @@ impl<S: Store> Store for FaultyStore<S> {
 #[async_trait]
 impl<T: Transaction + 'static> Transaction for FaultyTx<T> {
     async fn commit(self) -> Result<(), StoreError> {
+        if self.switch.take_conflict() {
+            self.inner.rollback().await?;
+            return Err(StoreError::new(
+                StoreErrorKind::Conflict,
+                "injected conflict: the transaction was rolled back",
+            ));
+        }
         self.trip(Fault::Commit)?;
         if self.trip(Fault::CommitLate).is_err() {
             let inner = self.inner;
