@@ -253,18 +253,134 @@ mod tests {
     use super::*;
     use neighborbid_core::{Money, StoreError};
 
+    /// The codes the module's table lists under `status`.
+    fn documented(status: StatusCode) -> Vec<String> {
+        let row = format!("//! | {} | ", status.as_u16());
+        let line = include_str!("error.rs")
+            .lines()
+            .find(|line| line.starts_with(&row))
+            .unwrap_or_else(|| panic!("no row for {status} in the table"));
+        line.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
-    fn rejections_keep_their_code_and_the_fields_a_client_needs() {
-        let error = ApiError::from(EngineError::from(Rejection::BidTooLow {
-            min_next_bid: Money::units(130),
-        }));
-        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(error.code(), "bid_too_low");
-        assert_eq!(error.body().details["min_next_bid"], "130");
+    fn rejections_keep_their_code_status_and_the_fields_a_client_needs() {
+        use neighborbid_core::{AuctionId, MoneyError, Region};
+        use Rejection as R;
+        let at = chrono::DateTime::UNIX_EPOCH;
+        let m = Money::units;
+        let cases: Vec<(Rejection, u16, &[&str])> = vec![
+            (
+                R::AuctionNotFound {
+                    auction_id: AuctionId(7),
+                },
+                404,
+                &["auction_id"],
+            ),
+            (R::AuctionNotStarted { starts_at: at }, 422, &["starts_at"]),
+            (R::AuctionEnded { ended_at: at }, 422, &["ended_at"]),
+            (R::AuctionCancelled, 422, &[]),
+            (
+                R::BidTooLow {
+                    min_next_bid: m(130),
+                },
+                422,
+                &["min_next_bid"],
+            ),
+            (R::SellerCannotBid, 403, &[]),
+            (
+                R::RegionNotEligible {
+                    region: Region::new("seoul/mapo"),
+                },
+                403,
+                &["region"],
+            ),
+            (
+                R::InsufficientFunds {
+                    available: m(5),
+                    required: m(9),
+                },
+                422,
+                &["available", "required"],
+            ),
+            (R::BalanceLimit, 422, &[]),
+            (
+                R::InvalidAmount {
+                    field: "amount",
+                    reason: MoneyError::Zero,
+                },
+                400,
+                &["field", "reason"],
+            ),
+            (
+                R::InvalidAuction {
+                    reason: "no title".into(),
+                },
+                400,
+                &[],
+            ),
+            (
+                R::InvalidQuery {
+                    reason: "bad sort".into(),
+                },
+                400,
+                &[],
+            ),
+            (R::NotSeller, 403, &[]),
+            (R::HasBids, 422, &[]),
+            (R::BuyNowUnavailable, 422, &[]),
+            (R::MaxBelowAmount, 400, &[]),
+            (R::MaxNotRaised { max: m(200) }, 422, &["max"]),
+            (
+                R::OutbidByProxy {
+                    price: m(150),
+                    min_next_bid: m(160),
+                },
+                422,
+                &["price", "min_next_bid"],
+            ),
+        ];
+        for (rejection, status, fields) in cases {
+            let code = rejection.code();
+            let error = ApiError::from(EngineError::from(rejection));
+            assert_eq!((error.status().as_u16(), error.code()), (status, code));
+            assert!(
+                documented(error.status()).contains(&code.to_owned()),
+                "{code}"
+            );
+            let details: Vec<_> = error.body().details.keys().map(String::as_str).collect();
+            let mut expected = fields.to_vec();
+            expected.sort_unstable();
+            assert_eq!(details, expected, "{code}");
+        }
+        let low = ApiError::from(Rejection::BidTooLow {
+            min_next_bid: m(130),
+        });
+        assert_eq!(low.body().details["min_next_bid"], "130");
+    }
+
+    #[test]
+    fn only_errors_worth_retrying_say_when() {
+        let retry_after = |error: ApiError| {
+            let response = error.into_response();
+            let value = response.headers().get(header::RETRY_AFTER);
+            value.map(|value| value.to_str().unwrap().to_owned())
+        };
+        let unavailable = StoreError::new(StoreErrorKind::Unavailable, "connection refused");
+        let unavailable = ApiError::from(EngineError::Store(unavailable));
         assert_eq!(
-            ApiError::from(Rejection::SellerCannotBid).status(),
-            StatusCode::FORBIDDEN
+            (unavailable.status().as_u16(), unavailable.code()),
+            (503, "unavailable")
         );
+        assert_eq!(retry_after(unavailable), Some("1".into()));
+        let limited = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+        assert_eq!(retry_after(limited), Some("1".into()));
+        assert_eq!(retry_after(ApiError::from(Rejection::HasBids)), None);
+        assert_eq!(retry_after(ApiError::internal()), None);
     }
 
     #[test]

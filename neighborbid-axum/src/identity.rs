@@ -97,3 +97,39 @@ impl Identity for StaticTokens {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, authorization: Option<&str>) -> Parts {
+        let mut request = axum::http::Request::builder().uri(uri);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        request.body(()).expect("a request").into_parts().0
+    }
+
+    #[tokio::test]
+    async fn static_tokens_identify_until_revoked() {
+        let tokens = StaticTokens::new();
+        let alice = Actor {
+            user: UserId(2),
+            region: None,
+        };
+        tokens.insert("t-alice", alice.clone());
+        // Through an `Arc`, as a router holds it.
+        let shared: Arc<dyn Identity> = Arc::new(tokens.clone());
+        let with_header = request("/me", Some("Bearer t-alice"));
+        let with_query = request("/live?x=1&access_token=t-alice", None);
+        for parts in [&with_header, &with_query] {
+            let actor = shared.identify(parts).await;
+            assert_eq!(actor.expect("known"), Some(alice.clone()));
+        }
+        let anonymous = shared.identify(&request("/me", None)).await;
+        assert_eq!(anonymous.expect("no credentials"), None);
+        tokens.remove("t-alice");
+        let revoked = shared.identify(&with_header).await.expect_err("revoked");
+        assert_eq!(revoked.code(), "unauthorized");
+    }
+}

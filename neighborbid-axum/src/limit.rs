@@ -50,11 +50,15 @@ impl Limiter {
 
     /// Takes one request from `user`'s budget, or says to slow down.
     pub(crate) fn check(&self, user: UserId) -> Result<(), ApiError> {
+        self.check_at(user, Instant::now())
+    }
+
+    /// [`check`](Self::check) at `now` (the tests drive the clock).
+    fn check_at(&self, user: UserId, now: Instant) -> Result<(), ApiError> {
         let Some(limit) = self.limit else {
             return Ok(());
         };
         let (rate, burst) = (f64::from(limit.per_second), f64::from(limit.burst.max(1)));
-        let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() >= MAX_BUCKETS {
             // A bucket refilled to the brim carries no information.
@@ -80,6 +84,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_burst_passes_then_the_user_is_told_to_slow_down_alone() {
@@ -97,5 +102,60 @@ mod tests {
         );
         limiter.check(UserId(2)).expect("others are not affected");
         assert!(Limiter::new(None).check(UserId(1)).is_ok());
+    }
+
+    /// How many of `user`'s requests at `at` pass before one is refused
+    /// (up to 100).
+    fn passing(limiter: &Limiter, user: u64, at: Instant) -> usize {
+        let user = UserId(user as i64);
+        (0..100)
+            .take_while(|_| limiter.check_at(user, at).is_ok())
+            .count()
+    }
+
+    #[test]
+    fn the_budget_refills_at_the_rate_up_to_the_burst() {
+        let limiter = Limiter::new(Some(RateLimit {
+            per_second: 2,
+            burst: 4,
+        }));
+        let t0 = Instant::now();
+        let after = |millis| t0 + Duration::from_millis(millis);
+        assert_eq!(passing(&limiter, 1, t0), 4);
+        assert_eq!(passing(&limiter, 1, after(250)), 0, "half a request");
+        assert_eq!(passing(&limiter, 1, after(500)), 1, "a whole one");
+        assert_eq!(
+            passing(&limiter, 1, after(100_000)),
+            4,
+            "never above the burst"
+        );
+    }
+
+    #[test]
+    fn only_full_buckets_are_forgotten_when_there_are_too_many() {
+        let limiter = Limiter::new(Some(RateLimit {
+            per_second: 3,
+            burst: 4,
+        }));
+        let t0 = Instant::now();
+        let buckets = || limiter.buckets.lock().unwrap().len();
+        // User 0 spends everything, user 1 all but one; the rest one each.
+        assert_eq!(passing(&limiter, 0, t0), 4);
+        for _ in 0..3 {
+            limiter.check_at(UserId(1), t0).expect("within the burst");
+        }
+        for user in 2..MAX_BUCKETS as u64 {
+            limiter
+                .check_at(UserId(user as i64), t0)
+                .expect("a first request");
+        }
+        assert_eq!(buckets(), MAX_BUCKETS);
+        // A second later the one-request users are full again (3 + 3
+        // tokens, at most 4), and so is user 1, exactly (1 + 3); user 0 is
+        // not (3).
+        let later = t0 + Duration::from_secs(1);
+        limiter.check_at(UserId(-1), later).expect("a newcomer");
+        assert_eq!(buckets(), 2, "user 0 and the newcomer");
+        assert_eq!(passing(&limiter, 0, later), 3, "user 0 kept its debt");
     }
 }

@@ -317,3 +317,25 @@ pub enum ClientMessage {
     /// that cannot send WebSocket pings).
     Ping,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neighborbid_core::Page;
+
+    #[test]
+    fn a_counted_page_knows_whether_another_follows() {
+        let page = Page {
+            offset: 2,
+            limit: 2,
+        };
+        let counted = |total| PageBody::counted(vec![1, 2], page, total);
+        assert_eq!((counted(4).next_offset, counted(4).total), (None, Some(4)));
+        assert_eq!(
+            (counted(5).next_offset, counted(5).total),
+            (Some(4), Some(5))
+        );
+        // Uncounted, a full page may have a next one.
+        assert_eq!(PageBody::new(vec![1, 2], page).next_offset, Some(4));
+    }
+}
