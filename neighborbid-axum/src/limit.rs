@@ -106,8 +106,7 @@ mod tests {
 
     /// How many of `user`'s requests at `at` pass before one is refused
     /// (up to 100).
-    fn passing(limiter: &Limiter, user: u64, at: Instant) -> usize {
-        let user = UserId(user as i64);
+    fn passing(limiter: &Limiter, user: UserId, at: Instant) -> usize {
         (0..100)
             .take_while(|_| limiter.check_at(user, at).is_ok())
             .count()
@@ -121,11 +120,15 @@ mod tests {
         }));
         let t0 = Instant::now();
         let after = |millis| t0 + Duration::from_millis(millis);
-        assert_eq!(passing(&limiter, 1, t0), 4);
-        assert_eq!(passing(&limiter, 1, after(250)), 0, "half a request");
-        assert_eq!(passing(&limiter, 1, after(500)), 1, "a whole one");
+        assert_eq!(passing(&limiter, UserId(1), t0), 4);
         assert_eq!(
-            passing(&limiter, 1, after(100_000)),
+            passing(&limiter, UserId(1), after(250)),
+            0,
+            "half a request"
+        );
+        assert_eq!(passing(&limiter, UserId(1), after(500)), 1, "a whole one");
+        assert_eq!(
+            passing(&limiter, UserId(1), after(100_000)),
             4,
             "never above the burst"
         );
@@ -140,14 +143,12 @@ mod tests {
         let t0 = Instant::now();
         let buckets = || limiter.buckets.lock().unwrap().len();
         // User 0 spends everything, user 1 all but one; the rest one each.
-        assert_eq!(passing(&limiter, 0, t0), 4);
+        assert_eq!(passing(&limiter, UserId(0), t0), 4);
         for _ in 0..3 {
             limiter.check_at(UserId(1), t0).expect("within the burst");
         }
-        for user in 2..MAX_BUCKETS as u64 {
-            limiter
-                .check_at(UserId(user as i64), t0)
-                .expect("a first request");
+        for user in 2..MAX_BUCKETS as i64 {
+            limiter.check_at(UserId(user), t0).expect("a first request");
         }
         assert_eq!(buckets(), MAX_BUCKETS);
         // A second later the one-request users are full again (3 + 3
@@ -156,6 +157,10 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         limiter.check_at(UserId(-1), later).expect("a newcomer");
         assert_eq!(buckets(), 2, "user 0 and the newcomer");
-        assert_eq!(passing(&limiter, 0, later), 3, "user 0 kept its debt");
+        assert_eq!(
+            passing(&limiter, UserId(0), later),
+            3,
+            "user 0 kept its debt"
+        );
     }
 }

@@ -2261,7 +2261,7 @@ pub async fn conflicts_are_retried_up_to_the_limit<S: Store>(store: S) {
 }
 
 /// Two closers running at once on the same due auctions settle each one
-/// exactly once, and a closer asked for at most `n` settles `n`.
+/// exactly once, and a closer asked for at most `n` settles no more.
 pub async fn closers_race<S: Store>(store: S) {
     let h = Harness::new(store);
     let bidders = [ALICE, BOB, CAROL];

@@ -14,7 +14,7 @@ fn m(units: u64) -> Money {
     Money::units(units)
 }
 
-pub(crate) fn t0() -> Timestamp {
+fn t0() -> Timestamp {
     Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0)
         .single()
         .expect("date")
@@ -27,7 +27,7 @@ fn rules_with(currency: &Currency) -> Rules<'_> {
     }
 }
 
-pub(crate) fn auction() -> Auction {
+fn auction() -> Auction {
     Auction {
         id: AuctionId(7),
         seller: SELLER,
