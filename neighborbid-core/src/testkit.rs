@@ -18,7 +18,8 @@
 //! The calling crate needs `tokio` with the `macros` and `rt-multi-thread`
 //! features among its dev-dependencies.
 //!
-//! Beyond the suite: [`FaultyStore`] injects a failure into any store, and
+//! Beyond the suite: [`FaultyStore`] injects a failure or retryable
+//! conflicts into any store, and
 //! [`hot_auction`] and [`many_auctions`] are load tests whose size the
 //! caller picks.
 

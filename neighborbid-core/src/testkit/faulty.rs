@@ -64,6 +64,8 @@ impl Fault {
 /// transaction that reaches the armed write, right after the write went
 /// through, as a dropped connection would. The error is not retryable, so
 /// the engine gives up and the transaction must roll back without a trace.
+/// [`FaultSwitch::conflict_commits`] makes commits conflict instead, which
+/// the engine retries.
 #[derive(Debug)]
 pub struct FaultyStore<S> {
     inner: S,
