@@ -64,13 +64,12 @@ impl Rendered {
             return Some(text.clone());
         }
         let text = Utf8Bytes::from(render()?);
-        // Kept in ascending order; one older than all kept is not kept.
+        // Kept in ascending order, the oldest dropped beyond KEPT (so one
+        // older than all kept is not kept).
         let at = kept.partition_point(|(seq, _)| *seq < event.seq);
-        if at > 0 || kept.len() < Self::KEPT {
-            kept.insert(at, (event.seq, text.clone()));
-            if kept.len() > Self::KEPT {
-                kept.pop_front();
-            }
+        kept.insert(at, (event.seq, text.clone()));
+        if kept.len() > Self::KEPT {
+            kept.pop_front();
         }
         Some(text)
     }

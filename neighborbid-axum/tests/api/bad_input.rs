@@ -225,6 +225,10 @@ async fn hostile_websocket_messages_get_errors_or_close_codes_and_change_nothing
     }
     ws.send_raw(Message::Text("{not json".into())).await;
     assert_eq!(ws.next_of("error").await["code"], "invalid_message");
+    let limit = neighborbid_axum::WsConfig::default().max_message_bytes;
+    ws.send_raw(Message::Text("x".repeat(limit).into())).await;
+    let largest = ws.next_of("error").await;
+    assert_eq!(largest["code"], "invalid_message", "read at the limit");
     ws.send(json!({"type": "ping"})).await;
     assert_eq!(ws.next_of("pong").await["seq"], 0, "still connected");
 
@@ -237,7 +241,7 @@ async fn hostile_websocket_messages_get_errors_or_close_codes_and_change_nothing
     ws.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
     assert_eq!(ws.close_code().await, Some(CloseCode::Unsupported));
     let mut big = server.ws(auction, Some("alice")).await;
-    big.send_raw(Message::Text("x".repeat(5 * 1024).into()))
+    big.send_raw(Message::Text("x".repeat(limit + 1).into()))
         .await;
     assert_eq!(big.close_code().await, Some(CloseCode::Size));
     let mut huge = server.ws(auction, Some("alice")).await;
