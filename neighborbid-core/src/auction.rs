@@ -97,6 +97,15 @@ pub enum AuctionStatus {
 }
 
 impl AuctionStatus {
+    /// All statuses.
+    pub const ALL: [AuctionStatus; 5] = [
+        AuctionStatus::Open,
+        AuctionStatus::Sold,
+        AuctionStatus::Unsold,
+        AuctionStatus::BoughtNow,
+        AuctionStatus::Cancelled,
+    ];
+
     /// The stable lowercase name (`"bought_now"`), as stores write it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -124,16 +133,10 @@ impl FromStr for AuctionStatus {
     type Err = UnknownStatus;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        [
-            AuctionStatus::Open,
-            AuctionStatus::Sold,
-            AuctionStatus::Unsold,
-            AuctionStatus::BoughtNow,
-            AuctionStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == name)
-        .ok_or_else(|| UnknownStatus(name.to_owned()))
+        AuctionStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .ok_or_else(|| UnknownStatus(name.to_owned()))
     }
 }
 
@@ -295,14 +298,7 @@ mod tests {
 
     #[test]
     fn statuses_are_stored_under_their_serde_names() {
-        let all = [
-            AuctionStatus::Open,
-            AuctionStatus::Sold,
-            AuctionStatus::Unsold,
-            AuctionStatus::BoughtNow,
-            AuctionStatus::Cancelled,
-        ];
-        for status in all {
+        for status in AuctionStatus::ALL {
             let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{status}\""));
             assert_eq!(status.as_str().parse::<AuctionStatus>().ok(), Some(status));

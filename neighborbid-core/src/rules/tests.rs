@@ -1021,14 +1021,7 @@ fn is_live_and_is_due_agree_with_the_rules() {
         a.ends_at,
         a.ends_at + micro,
     ];
-    let statuses = [
-        AuctionStatus::Open,
-        AuctionStatus::Sold,
-        AuctionStatus::Unsold,
-        AuctionStatus::BoughtNow,
-        AuctionStatus::Cancelled,
-    ];
-    for status in statuses {
+    for status in AuctionStatus::ALL {
         let a = Auction {
             status,
             ..a.clone()
