@@ -21,6 +21,8 @@
 //! `invalid_amount` a well-formed amount the currency refuses (zero, too
 //! many decimal places). The message says which field and why.
 
+use std::any::Any;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -28,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use neighborbid_core::{EngineError, Rejection, StoreErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tower_http::catch_panic::CatchPanicLayer;
 
 /// A failed request: an HTTP status and the JSON body sent with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +113,20 @@ impl ApiError {
     pub fn body(&self) -> &ErrorBody {
         &self.body
     }
+}
+
+/// What a panicking handler's request gets from [`catch_panics`].
+pub type PanicAnswer = fn(Box<dyn Any + Send + 'static>) -> Response;
+
+/// A layer that answers a request whose handler panicked with 500
+/// `internal`, as any other failure, instead of dropping the connection
+/// without a word. The API's router has it; a host puts it on its own
+/// routes too (the example server does).
+pub fn catch_panics() -> CatchPanicLayer<PanicAnswer> {
+    CatchPanicLayer::custom(|_| {
+        tracing::error!("a request handler panicked");
+        ApiError::internal().into_response()
+    })
 }
 
 impl IntoResponse for ApiError {

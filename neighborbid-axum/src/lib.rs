@@ -34,11 +34,9 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use neighborbid_core::{Engine, Hub, Notifier, Store};
-use tower_http::catch_panic::CatchPanicLayer;
 
 mod catalogue;
 pub mod error;
@@ -51,7 +49,7 @@ pub mod wire;
 mod ws;
 
 pub use catalogue::{Catalogue, OpenCatalogue};
-pub use error::{ApiError, ErrorBody};
+pub use error::{catch_panics, ApiError, ErrorBody};
 pub use http::WalletBody;
 pub use identity::{bearer_token, Actor, Identity, StaticTokens};
 pub use limit::RateLimit;
@@ -265,10 +263,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             .fallback(|| async { ApiError::not_found() })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
             .layer(DefaultBodyLimit::max(self.config.body_limit))
-            .layer(CatchPanicLayer::custom(|_| {
-                tracing::error!("a request handler panicked");
-                ApiError::internal().into_response()
-            }))
+            .layer(catch_panics())
             .with_state(state)
     }
 }

@@ -21,7 +21,7 @@ use axum::routing::{get, post, put};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use neighborbid_axum::extract::Body;
-use neighborbid_axum::{Api, ApiConfig, ApiError, RateLimit, Shutdown, WsConfig};
+use neighborbid_axum::{catch_panics, Api, ApiConfig, ApiError, RateLimit, Shutdown, WsConfig};
 use neighborbid_core::rules::SameArea;
 use neighborbid_core::{
     Engine, EngineConfig, EngineError, Hub, Notifier, Page, Relay, RelayConfig, RelaySender, Store,
@@ -363,6 +363,7 @@ async fn serve<S: Store + Clone>(
         // The site's own paths answer as the API does: JSON with a code.
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(catch_panics())
         .with_state(site)
         .nest("/api", api.router());
 

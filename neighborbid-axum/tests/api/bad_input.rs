@@ -303,3 +303,55 @@ async fn bids_naming_the_wrong_auction_or_none_are_refused_and_change_nothing() 
         .await;
     assert_eq!(room.answer().await["type"], "bid_result");
 }
+
+/// A catalogue whose filter check panics on a category named `boom`.
+struct PanickingCatalogue;
+
+impl neighborbid_axum::Catalogue for PanickingCatalogue {
+    fn check_filter(
+        &self,
+        filter: &neighborbid_core::AuctionFilter,
+    ) -> Result<(), neighborbid_axum::ApiError> {
+        assert_ne!(filter.category.as_deref(), Some("boom"), "a host bug");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_internal_and_the_server_goes_on() {
+    use neighborbid_axum::{Api, StaticTokens};
+    use neighborbid_core::{Engine, Hub, MemoryStore};
+
+    let hub = Hub::default();
+    let engine = Engine::new(MemoryStore::new(), hub.clone());
+    let api = Api::new(engine, hub, StaticTokens::new()).catalogue(PanickingCatalogue);
+    let app = axum::Router::new().nest("/api", api.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a port");
+    let base = format!("http://{}/api", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+
+    let get = |query: &'static str| http.get(format!("{base}/auctions?{query}")).send();
+    let panicked = answer(
+        get("category=boom")
+            .await
+            .expect("an answer, not a dropped connection"),
+    )
+    .await;
+    assert_eq!(panicked.status, 500, "{panicked:?}");
+    assert_eq!(panicked.code(), "internal");
+    assert_eq!(
+        panicked.body["message"], "internal error",
+        "no cause leaks out"
+    );
+
+    let fine = answer(
+        get("category=books")
+            .await
+            .expect("the server still answers"),
+    )
+    .await;
+    assert_eq!(fine.status, 200, "{fine:?}");
+}
