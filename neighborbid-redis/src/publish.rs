@@ -49,7 +49,6 @@ impl std::fmt::Debug for RedisNotifier {
 impl Notifier for RedisNotifier {
     async fn notify(&self, events: &[Event]) -> Result<(), NotifyError> {
         let mut pipe = redis::pipe();
-        let mut published = 0;
         for event in events {
             if event.local && !self.config.fan_out_local {
                 continue;
@@ -57,9 +56,8 @@ impl Notifier for RedisNotifier {
             let payload = serde_json::to_vec(event).map_err(|e| NotifyError(e.into()))?;
             pipe.publish(self.config.channel(event.auction_id), payload)
                 .ignore();
-            published += 1;
         }
-        if published == 0 {
+        if pipe.is_empty() {
             return Ok(());
         }
         let mut connection = self.connection.clone();
@@ -69,5 +67,47 @@ impl Notifier for RedisNotifier {
             .await
             .map_err(|elapsed| NotifyError(Box::new(elapsed)))?
             .map_err(|e| NotifyError(e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use neighborbid_core::AuctionId;
+
+    use super::*;
+
+    fn event(local: bool) -> Event {
+        Event {
+            auction_id: AuctionId(1),
+            seq: 1,
+            at: Default::default(),
+            local,
+            public: Vec::new(),
+            private: Vec::new(),
+        }
+    }
+
+    /// Nothing listens on port 1: a notifier that tries to publish fails.
+    fn unreachable(fan_out_local: bool) -> RedisNotifier {
+        let mut config = RedisConfig::new("redis://127.0.0.1:1");
+        config.fan_out_local = fan_out_local;
+        config.timeout = std::time::Duration::from_secs(2);
+        RedisNotifier::new(&config).expect("a well-formed URL")
+    }
+
+    #[tokio::test]
+    async fn local_events_alone_never_reach_redis_unless_fanned_out() {
+        let local = [event(true), event(true)];
+        assert!(unreachable(false).notify(&local).await.is_ok());
+        assert!(unreachable(false).notify(&[]).await.is_ok());
+        assert!(unreachable(true).notify(&local).await.is_err());
+        assert!(unreachable(false).notify(&[event(false)]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn debug_shows_the_configuration() {
+        let shown = format!("{:?}", unreachable(false));
+        assert!(shown.starts_with("RedisNotifier"), "{shown}");
+        assert!(shown.contains("redis://127.0.0.1:1"), "{shown}");
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use neighborbid_core::{AuctionId, Event, Hub};
@@ -90,7 +91,7 @@ impl Subscriber {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(self.config.max_reconnect_delay);
+            delay = backoff(delay, self.config.max_reconnect_delay);
         }
     }
 
@@ -172,5 +173,33 @@ impl Subscriber {
             Ok(result) => Ok(result?),
             Err(_) => Err(Lost::TimedOut),
         }
+    }
+}
+
+/// The wait before the next reconnection: twice the last, up to `max`.
+fn backoff(delay: Duration, max: Duration) -> Duration {
+    (delay * 2).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnection_waits_double_up_to_the_maximum() {
+        let max = Duration::from_secs(5);
+        let mut delay = Duration::from_millis(100);
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            delay = backoff(delay, max);
+            waits.push(delay.as_millis());
+        }
+        assert_eq!(waits, [200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000]);
+    }
+
+    #[test]
+    fn a_lost_connection_says_why() {
+        assert_eq!(Lost::Closed.to_string(), "the connection closed");
+        assert_eq!(Lost::TimedOut.to_string(), "Redis did not answer in time");
     }
 }
