@@ -542,3 +542,58 @@ pub(crate) fn connection_lost(error: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn ages_are_microseconds_up_to_a_thousand_years() {
+        assert_eq!(micros(Duration::from_micros(1_500)), 1_500);
+        assert_eq!(micros(Duration::from_secs(3_600)), 3_600_000_000);
+        let millennium = 1_000 * 366 * 86_400 * 1_000_000;
+        assert_eq!(
+            micros(Duration::from_secs(1_000 * 366 * 86_400)),
+            millennium
+        );
+        assert_eq!(
+            micros(Duration::from_secs(2_000 * 366 * 86_400)),
+            millennium
+        );
+        assert_eq!(micros(Duration::MAX), millennium);
+    }
+
+    #[test]
+    fn an_update_must_find_exactly_its_row() {
+        assert!(expect_one(1, "auction", 7).is_ok());
+        for rows in [0, 2] {
+            let error = expect_one(rows, "auction", 7).expect_err("not one row");
+            assert_eq!(error.kind(), StoreErrorKind::Other);
+            assert!(error.to_string().contains("auction 7"), "{error}");
+        }
+    }
+
+    #[test]
+    fn sqlx_errors_keep_their_meaning() {
+        let kind = |error| into_store_error(error).kind();
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(kind(sqlx::Error::Io(io())), StoreErrorKind::Unavailable);
+        assert_eq!(
+            kind(sqlx::Error::Protocol("unexpected message".into())),
+            StoreErrorKind::Unavailable
+        );
+        assert_eq!(kind(sqlx::Error::PoolTimedOut), StoreErrorKind::Unavailable);
+        assert_eq!(kind(sqlx::Error::PoolClosed), StoreErrorKind::Unavailable);
+        assert_eq!(
+            kind(sqlx::Error::ColumnNotFound("balance".into())),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(
+            kind(sqlx::Error::Decode("not a number".into())),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(kind(sqlx::Error::RowNotFound), StoreErrorKind::Other);
+    }
+}

@@ -81,6 +81,91 @@ async fn lock_waits_time_out_as_retryable_conflicts() {
     release.await.expect("release");
 }
 
+/// A deadlock (which the engine's lock order keeps from happening) is a
+/// retryable conflict, and counted: the load generator's "0 deadlocks"
+/// comes from this counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_a_counted_retryable_conflict() {
+    let (store, _db) = fresh_store().await;
+    let h = Harness::new(store.clone());
+    let one = h.create(h.national(100, 10)).await.id;
+    let other = h.create(h.national(100, 10)).await.id;
+
+    // Each transaction holds one auction and then asks for the other's.
+    let cross = |holds: AuctionId, wants: AuctionId| {
+        let store = store.clone();
+        let (held, go) = (
+            tokio::sync::oneshot::channel(),
+            tokio::sync::oneshot::channel(),
+        );
+        let task = tokio::spawn(async move {
+            let mut tx = store.begin().await.expect("begin");
+            tx.lock_auction(holds).await.expect("lock");
+            held.0.send(()).expect("the test waits");
+            go.1.await.expect("the test says go");
+            let wanted = tx.lock_auction(wants).await;
+            // The loser's locks go at once, so the winner is not left waiting.
+            tx.rollback().await.expect("rollback");
+            wanted.map(|_| ())
+        });
+        (held.1, go.0, task)
+    };
+    let (first_held, first_go, first) = cross(one, other);
+    let (second_held, second_go, second) = cross(other, one);
+    first_held.await.expect("first holds");
+    second_held.await.expect("second holds");
+    first_go.send(()).expect("first waits");
+    second_go.send(()).expect("second waits");
+
+    let outcomes = [first.await.expect("a task"), second.await.expect("a task")];
+    let broken: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| outcome.as_ref().err())
+        .collect();
+    assert_eq!(
+        broken.len(),
+        1,
+        "Postgres breaks one of the two: {outcomes:?}"
+    );
+    assert_eq!(broken[0].kind(), StoreErrorKind::Conflict, "{}", broken[0]);
+    assert_eq!(store.conflicts().deadlocks, 1);
+}
+
+/// Where a host makes its database's transactions SERIALIZABLE by
+/// default, Postgres refuses a transaction that would lock a row changed
+/// since its snapshot: a retryable conflict, and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failures_are_counted_retryable_conflicts() {
+    let db = TestDatabase::create().await;
+    let mut admin = sqlx::PgConnection::connect(db.url())
+        .await
+        .expect("connect");
+    let serializable = format!(
+        "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'serializable'",
+        db.name()
+    );
+    admin.execute(serializable.as_str()).await.expect("alter");
+    let store = db.store().await;
+    let h = Harness::new(store.clone());
+    h.fund(ALICE, 500).await;
+    let auction = h.create(h.national(100, 10)).await.id;
+    let other = h.create(h.national(100, 10)).await.id;
+
+    let mut late = store.begin().await.expect("begin");
+    late.lock_auction(other)
+        .await
+        .expect("the snapshot is taken");
+    h.bid(auction, ALICE, 100)
+        .await
+        .expect("a bid changes the auction");
+    let error = late
+        .lock_auction(auction)
+        .await
+        .expect_err("changed since the snapshot");
+    assert_eq!(error.kind(), StoreErrorKind::Conflict, "{error}");
+    assert_eq!(store.conflicts().serialization_failures, 1);
+}
+
 /// A stale bid is refused on the auction alone: it never waits for a
 /// wallet lock, so a busy wallet does not slow refusals on a hot auction.
 /// Alone (without coalescing), and in a coalesced batch beside a bid that
@@ -364,6 +449,43 @@ async fn a_connection_cut_off_just_before_use_is_replaced() {
     assert_eq!(h.wallet(ALICE).await.balance, money(101));
 }
 
+/// A connection lost in the middle of a transaction is `Unavailable`
+/// (HTTP answers a retryable 503), not an unexplained failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_mid_transaction_is_unavailable() {
+    let db = TestDatabase::create().await;
+    let store = db.store_with(db.options().max_connections(1)).await;
+    let h = Harness::new(store.clone());
+    let auction = h.create(h.national(100, 10)).await.id;
+
+    let mut tx = store.begin().await.expect("begin");
+    tx.lock_auction(auction).await.expect("lock");
+    cut_off_the_pools_connection(&db).await;
+    let error = tx
+        .lock_auction(auction)
+        .await
+        .expect_err("the connection is gone");
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+}
+
+/// The `BEGIN` is begun again once only: with two dead connections in
+/// the pool, only the test of an idle connection keeps the second from
+/// being handed out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_cut_off_while_idle_is_replaced() {
+    let db = TestDatabase::create().await;
+    let store = db.store_with(db.options().max_connections(2)).await;
+    let (first, second) = tokio::join!(store.begin(), store.begin());
+    first.expect("begin").commit().await.expect("commit");
+    second.expect("begin").commit().await.expect("commit");
+    assert_eq!(cut_off_the_pools_connections(&db).await, 2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let h = Harness::new(store);
+    h.fund(ALICE, 1).await;
+    assert_eq!(h.wallet(ALICE).await.balance, money(1));
+}
+
 /// A store whose pool holds one connection, used once (Alice funded with 100).
 async fn funded_alice_on_one_connection() -> (TestDatabase, Harness<PgStore>) {
     let db = TestDatabase::create().await;
@@ -376,6 +498,16 @@ async fn funded_alice_on_one_connection() -> (TestDatabase, Harness<PgStore>) {
 /// Terminates every other connection to `db` (the pool's one) and waits
 /// until its backend is gone.
 async fn cut_off_the_pools_connection(db: &TestDatabase) {
+    assert_eq!(
+        cut_off_the_pools_connections(db).await,
+        1,
+        "the pool's one connection is cut off"
+    );
+}
+
+/// Terminates every other connection to `db`, waits until their backends
+/// are gone, and says how many there were.
+async fn cut_off_the_pools_connections(db: &TestDatabase) -> usize {
     let mut admin = sqlx::PgConnection::connect(db.url())
         .await
         .expect("connect");
@@ -386,5 +518,6 @@ async fn cut_off_the_pools_connection(db: &TestDatabase) {
     .fetch_all(&mut admin)
     .await
     .expect("terminate");
-    assert_eq!(cut, [true], "the pool's one connection is cut off");
+    assert!(cut.iter().all(|&gone| gone), "every backend ended: {cut:?}");
+    cut.len()
 }
