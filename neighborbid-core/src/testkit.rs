@@ -74,6 +74,7 @@ macro_rules! conformance_tests {
             old_idempotency_keys_are_forgotten,
             closed_auctions_events_are_forgotten,
             concurrent_idempotent_requests,
+            a_stored_key_is_not_stored_again,
             a_retry_during_its_lost_commit_gets_its_answer,
             events_have_gapless_sequence,
             notifier_failure_keeps_commit,
@@ -1441,6 +1442,45 @@ pub async fn concurrent_idempotent_requests<S: Store>(store: S) {
         assert_eq!(receipts[0], receipts[1]);
         assert_eq!(h.wallet(ALICE).await.balance, money(10 * (round + 1)));
     }
+}
+
+/// A key already stored cannot be stored again: the second save, or its
+/// commit, is a retryable conflict (the engine's retry then finds the
+/// first record), and the first record stays. This is what makes two
+/// requests with one key at once have one effect when their transactions
+/// do not wait for each other.
+pub async fn a_stored_key_is_not_stored_again<S: Store>(store: S) {
+    let h = Harness::new(store);
+    let deposit = Deposit {
+        user: ALICE,
+        amount: money(10),
+    };
+    let first = h
+        .engine
+        .deposit(deposit.clone(), key("once"))
+        .await
+        .expect("deposit");
+    let once = key("once").expect("a key");
+    let mut tx = h.engine.store().begin().await.expect("begin");
+    let record = tx
+        .load_idempotency(ALICE, &once)
+        .await
+        .expect("load")
+        .expect("stored by the deposit");
+    let stored = match tx.save_idempotency(ALICE, &once, &record).await {
+        Ok(()) => tx.commit().await,
+        Err(error) => {
+            // It holds its connection (SQLite's one writer) until it ends.
+            tx.rollback().await.expect("rollback");
+            Err(error)
+        }
+    };
+    let error = stored.expect_err("the key is taken");
+    assert_eq!(error.kind(), StoreErrorKind::Conflict, "{error}");
+
+    let replay = h.engine.deposit(deposit, Some(once)).await;
+    assert_eq!(replay.expect("replay"), first, "the first record answers");
+    assert_eq!(h.wallet(ALICE).await.balance, money(10));
 }
 
 /// A client lost the answer to its bid (the connection died after COMMIT

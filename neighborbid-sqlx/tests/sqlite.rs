@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use neighborbid_core::testkit::{self, money, Harness, Load, ALICE};
-use neighborbid_core::{Deposit, IdempotencyKey, Money};
-use neighborbid_sqlx::SqliteStore;
+use neighborbid_core::{Deposit, IdempotencyKey, Money, Store, StoreErrorKind, Transaction};
+use neighborbid_sqlx::{SqliteStore, SqliteStoreOptions};
 use sqlx::Executor;
 use tempfile::TempDir;
 
@@ -95,4 +95,36 @@ async fn two_processes_share_one_file() {
         (money(50), Money::ZERO),
         "50 distinct requests, each applied once, from both processes"
     );
+}
+
+/// Another process holding the file's write lock past the busy timeout
+/// makes a transaction fail as a retryable conflict, counted; the engine
+/// retries it until the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_lock_held_past_the_busy_timeout_is_a_counted_conflict() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let holder_store = open(&dir).await;
+    let impatient = SqliteStoreOptions::new(dir.path().join("neighborbid.db"))
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .await
+        .expect("open");
+
+    let holder = holder_store.begin().await.expect("begin");
+    let error = impatient.begin().await.expect_err("the file is locked");
+    assert_eq!(error.kind(), StoreErrorKind::Conflict, "{error}");
+    assert_eq!(impatient.conflicts().lock_timeouts, 1);
+
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.rollback().await.expect("rollback");
+    });
+    let h = Harness::new(impatient.clone());
+    h.fund(ALICE, 5).await;
+    assert_eq!(h.wallet(ALICE).await.balance, money(5));
+    assert!(
+        impatient.conflicts().lock_timeouts >= 2,
+        "the deposit waited"
+    );
+    release.await.expect("release");
 }
