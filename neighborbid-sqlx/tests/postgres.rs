@@ -521,3 +521,25 @@ async fn cut_off_the_pools_connections(db: &TestDatabase) -> usize {
     assert!(cut.iter().all(|&gone| gone), "every backend ended: {cut:?}");
     cut.len()
 }
+
+/// Each test's database is gone once its handle is dropped, even while a
+/// pool still holds connections to it: test runs leave nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_database_is_dropped_with_its_handle() {
+    let witness = TestDatabase::create().await;
+    let mut admin = sqlx::PgConnection::connect(witness.url())
+        .await
+        .expect("connect");
+    let db = TestDatabase::create().await;
+    let name = db.name().to_owned();
+    let store = db.store().await;
+    Harness::new(store.clone()).fund(ALICE, 1).await;
+    let count = "SELECT COUNT(*) FROM pg_database WHERE datname = $1";
+    let exists = sqlx::query_scalar::<_, i64>(count).bind(&name);
+    assert_eq!(exists.fetch_one(&mut admin).await.expect("count"), 1);
+
+    drop(db);
+    let exists = sqlx::query_scalar::<_, i64>(count).bind(&name);
+    assert_eq!(exists.fetch_one(&mut admin).await.expect("count"), 0);
+    drop(store);
+}
