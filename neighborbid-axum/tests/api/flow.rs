@@ -8,7 +8,7 @@ use neighborbid_axum::{ApiConfig, RateLimit};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{TestServer, WsClient};
+use crate::support::{Answer, TestServer, WsClient};
 
 fn bids(auction: i64) -> String {
     format!("/auctions/{auction}/bids")
@@ -532,4 +532,116 @@ async fn policies_are_created_and_shown_through_the_api() {
     let new_end: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(extended["ends_at"].clone()).expect("a time");
     assert!(new_end > end, "{new_end} after {end}");
+}
+
+/// Every browse parameter narrows or orders the list as documented, and a
+/// seller's early end follows the API's setting.
+#[tokio::test]
+async fn browse_parameters_filter_and_sort_and_ending_early_follows_the_setting() {
+    let server = TestServer::start().await;
+    let now = server.clock_now();
+    let hours = |n| now + TimeDelta::hours(n);
+    let lamp = server
+        .create(json!({"start_price": "10", "ends_at": hours(1)}))
+        .await;
+    let bike = server
+        .create(json!({"start_price": "500", "ends_at": hours(3)}))
+        .await;
+    let chair = server
+        .create(json!({"start_price": "50", "ends_at": hours(2),
+            "scope": {"kind": "local", "region": "mangwon"}}))
+        .await;
+    let desk = {
+        let body = json!({"title": "Desk", "scope": {"kind": "national"}, "start_price": "100",
+            "policy": {"increment": {"kind": "fixed", "unit": "10"}}, "ends_at": hours(4)});
+        let answer = server.post("/auctions", "alice", body).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        answer.body["id"].as_i64().expect("an id")
+    };
+    let gone = server.create(json!({"ends_at": hours(5)})).await;
+    let answer = server
+        .post(&format!("/auctions/{gone}/cancel"), "seller", json!({}))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let later = server
+        .create(json!({"starts_at": now + TimeDelta::minutes(30), "ends_at": hours(6)}))
+        .await;
+
+    let long_text = |n| "a".repeat(n);
+    let cases = [
+        ("status=cancelled".to_owned(), vec![gone]),
+        ("scope=local".to_owned(), vec![chair]),
+        (
+            "scope=national".to_owned(),
+            vec![later, gone, desk, bike, lamp],
+        ),
+        ("seller=2".to_owned(), vec![desk]),
+        (
+            "min_price=100&max_price=499".to_owned(),
+            vec![later, gone, desk],
+        ),
+        ("min_price=10&max_price=10".to_owned(), vec![lamp]),
+        ("phase=scheduled".to_owned(), vec![later]),
+        ("phase=open".to_owned(), vec![desk, chair, bike, lamp]),
+        (
+            "phase=open&sort=price_asc".to_owned(),
+            vec![lamp, chair, desk, bike],
+        ),
+        (
+            "phase=open&sort=price_desc".to_owned(),
+            vec![bike, desk, chair, lamp],
+        ),
+        (
+            "phase=open&sort=ending_soonest".to_owned(),
+            vec![lamp, chair, bike, desk],
+        ),
+        (format!("q={}", long_text(200)), vec![]),
+    ];
+    for (query, expected) in cases {
+        let answer = server.get(&format!("/auctions?{query}"), None).await;
+        assert_eq!(answer.status, 200, "{query}: {answer:?}");
+        let ids: Vec<i64> = answer.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| item["id"].as_i64().expect("an id"))
+            .collect();
+        assert_eq!(ids, expected, "{query}");
+    }
+    for (query, code) in [
+        (
+            "min_price=500&max_price=10".to_owned(),
+            "invalid_price_range",
+        ),
+        (format!("q={}", long_text(201)), "invalid_query"),
+    ] {
+        let answer = server.get(&format!("/auctions?{query}"), None).await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.code()),
+            (400, code),
+            "{query}"
+        );
+    }
+
+    async fn end(server: &TestServer, id: i64) -> Answer {
+        let path = format!("/auctions/{id}/end");
+        server.post(&path, "seller", json!({})).await
+    }
+    // Bidding opened with the auction, at the clock's still moment.
+    server.clock.advance(TimeDelta::minutes(1));
+    let ended = end(&server, lamp).await;
+    assert_eq!(ended.status, 200, "{ended:?}");
+    let strict = TestServer::with_config(ApiConfig {
+        rate_limit: None,
+        end_early: false,
+        ..ApiConfig::default()
+    })
+    .await;
+    let auction = strict.create(json!({})).await;
+    strict.clock.advance(TimeDelta::minutes(1));
+    let refused = end(&strict, auction).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.code()),
+        (403, "end_early_disabled")
+    );
 }

@@ -262,3 +262,32 @@ async fn an_answer_is_not_held_and_follows_the_events_held_before_it() {
         (&json!("bid_result"), &json!(3), &json!("a1"))
     );
 }
+
+/// A snapshot carries the auction's latest bids, as many as the API's
+/// `recent_bids` setting says, newest first.
+#[tokio::test]
+async fn a_snapshot_shows_as_many_latest_bids_as_the_setting_says() {
+    let server = TestServer::with_config(ApiConfig {
+        rate_limit: None,
+        recent_bids: 2,
+        ..ApiConfig::default()
+    })
+    .await;
+    server.deposit("alice", "1000").await;
+    server.deposit("bob", "1000").await;
+    let auction = server.create(json!({})).await;
+    for (bidder, amount) in [("alice", "100"), ("bob", "110"), ("alice", "120")] {
+        let path = format!("/auctions/{auction}/bids");
+        let answer = server.post(&path, bidder, json!({"amount": amount})).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+    }
+    let mut ws = server.ws(auction, None).await;
+    let snapshot = ws.next_of("snapshot").await;
+    let amounts: Vec<&str> = snapshot["bids"]
+        .as_array()
+        .expect("bids")
+        .iter()
+        .map(|bid| bid["amount"].as_str().expect("an amount"))
+        .collect();
+    assert_eq!(amounts, ["120", "110"]);
+}
