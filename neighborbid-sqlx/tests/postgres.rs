@@ -19,6 +19,13 @@ use neighborbid_sqlx::testing::TestDatabase;
 use neighborbid_sqlx::PgStore;
 use sqlx::{Connection, Executor};
 
+/// A session of its own on the database at `url`, beside the store's pool.
+async fn session(url: &str) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|error| panic!("a session on {url}: {error}"))
+}
+
 async fn fresh_store() -> (PgStore, TestDatabase) {
     let db = TestDatabase::create().await;
     (db.store().await, db)
@@ -137,9 +144,7 @@ async fn a_deadlock_is_a_counted_retryable_conflict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serialization_failures_are_counted_retryable_conflicts() {
     let db = TestDatabase::create().await;
-    let mut admin = sqlx::PgConnection::connect(db.url())
-        .await
-        .expect("connect");
+    let mut admin = session(db.url()).await;
     let serializable = format!(
         "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'serializable'",
         db.name()
@@ -329,9 +334,7 @@ fn held(url: &str, rows: &[(&str, &str, i64)]) -> Vec<String> {
             .build()
             .expect("a runtime");
         runtime.block_on(async {
-            let mut other = sqlx::PgConnection::connect(&url)
-                .await
-                .expect("a second session");
+            let mut other = session(&url).await;
             let mut locked = Vec::new();
             for sql in queries {
                 if let Err(error) = other.execute(sql.as_str()).await {
@@ -508,9 +511,7 @@ async fn cut_off_the_pools_connection(db: &TestDatabase) {
 /// Terminates every other connection to `db`, waits until their backends
 /// are gone, and says how many there were.
 async fn cut_off_the_pools_connections(db: &TestDatabase) -> usize {
-    let mut admin = sqlx::PgConnection::connect(db.url())
-        .await
-        .expect("connect");
+    let mut admin = session(db.url()).await;
     let cut: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
@@ -527,9 +528,7 @@ async fn cut_off_the_pools_connections(db: &TestDatabase) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_database_is_dropped_with_its_handle() {
     let witness = TestDatabase::create().await;
-    let mut admin = sqlx::PgConnection::connect(witness.url())
-        .await
-        .expect("connect");
+    let mut admin = session(witness.url()).await;
     let db = TestDatabase::create().await;
     let name = db.name().to_owned();
     let store = db.store().await;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{answer, TestServer};
+use crate::support::{answer, serve, TestServer};
 
 enum Body {
     None,
@@ -325,12 +325,7 @@ async fn a_panicking_handler_answers_500_internal_and_the_server_goes_on() {
     let hub = Hub::default();
     let engine = Engine::new(MemoryStore::new(), hub.clone());
     let api = Api::new(engine, hub, StaticTokens::new()).catalogue(PanickingCatalogue);
-    let app = axum::Router::new().nest("/api", api.router());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a port");
-    let base = format!("http://{}/api", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = serve(api.router()).await;
     let http = reqwest::Client::new();
 
     let get = |query: &'static str| http.get(format!("{base}/auctions?{query}")).send();

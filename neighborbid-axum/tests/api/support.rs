@@ -93,14 +93,8 @@ impl TestServer {
         }
         let mut api = Api::new(engine.clone(), hub.clone(), tokens).config(config);
         let shutdown = api.shutdown_handle();
-        let app = axum::Router::new().nest("/api", api.router());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a port");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
         TestServer {
-            base: format!("http://{address}/api"),
+            base: serve(api.router()).await,
             engine,
             hub,
             clock,
@@ -253,6 +247,17 @@ impl TestServer {
         }
         json!({ "wallets": wallets, "auctions": rooms })
     }
+}
+
+/// Serves `api` under `/api` on a port of its own and returns its base URL.
+pub(crate) async fn serve(api: axum::Router) -> String {
+    let app = axum::Router::new().nest("/api", api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a port");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/api")
 }
 
 pub(crate) async fn answer(response: reqwest::Response) -> Answer {
