@@ -352,11 +352,44 @@ impl Identity for Accounts {
 
 #[cfg(test)]
 mod tests {
-    use super::hex;
+    use super::*;
 
     #[test]
     fn hex_spells_each_byte_as_two_lowercase_digits() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn usernames_are_3_to_32_lowercase_letters_digits_underscores_and_dashes() {
+        let longest = "x".repeat(32);
+        for good in ["bob", "a_b-c", "user42", "_-_", longest.as_str()] {
+            assert!(valid_username(good), "{good}");
+        }
+        let too_long = "x".repeat(33);
+        for bad in ["ab", too_long.as_str(), "Bob", "a b", "a.b", "이웃님"] {
+            assert!(!valid_username(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_when_its_time_is_up() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("accounts.db").display());
+        let accounts = Accounts::open(&url, Duration::from_secs(1))
+            .await
+            .expect("open");
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: "correct horse".into(),
+            region: Some("seoul/mapo/mangwon".into()),
+        };
+        let (account, token) = accounts.sign_up(&credentials).await.expect("sign up");
+        let live = accounts.session(&token).await.expect("look up");
+        assert_eq!(live.map(|found| found.id), Some(account.id));
+        // Times are whole seconds: past the second after the one it began in.
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let gone = accounts.session(&token).await.expect("look up");
+        assert!(gone.is_none(), "{gone:?}");
     }
 }

@@ -75,8 +75,8 @@ pub struct Config {
     /// Fill an empty database with demo users, wallets and auctions.
     #[arg(long)]
     pub demo: bool,
-    /// How long a login lasts, in hours.
-    #[arg(long, default_value_t = 24)]
+    /// How long a login lasts, in hours (1 to 87,600: ten years).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub session_hours: u64,
     /// How often the closer looks for ended auctions, in milliseconds.
     #[arg(long, default_value_t = 1000)]
@@ -101,8 +101,9 @@ pub struct Config {
     #[arg(long, env = "NEIGHBORBID_NO_END_EARLY")]
     pub no_end_early: bool,
     /// How long before a watched auction's end its watchers get an "ending
-    /// soon" notice, in seconds.
-    #[arg(long, env = "NEIGHBORBID_ENDING_SOON_SECS", default_value_t = 600)]
+    /// soon" notice, in seconds (at most 31,536,000: a year).
+    #[arg(long, env = "NEIGHBORBID_ENDING_SOON_SECS", default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(..=31_536_000))]
     pub ending_soon_secs: u64,
     /// How long a request's idempotency key (an `Idempotency-Key` header, a
     /// WebSocket bid's `request_id`) is remembered, in seconds; a retry
@@ -194,7 +195,7 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 
 /// Opens the database, builds the site and starts serving.
 pub async fn start(config: Config) -> Result<Server, Box<dyn Error + Send + Sync>> {
-    let ttl = Duration::from_secs(config.session_hours.max(1) * 3600);
+    let ttl = Duration::from_secs(config.session_hours * 3600);
     let accounts = Accounts::open(&config.database_url, ttl).await?;
     let url = config.database_url.clone();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -624,4 +625,38 @@ async fn render_metrics<S: Store>(State(site): State<Arc<Site<S>>>) -> Response 
         metrics::render_redis(&mut body, redis.relay.counts(), *redis.connected.borrow());
     }
     (headers, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    #[test]
+    fn durations_beyond_their_range_are_refused_at_start() {
+        let parse =
+            |args: &[&str]| Config::try_parse_from([&["neighborbid-server"], args].concat());
+        assert_eq!(parse(&[]).expect("the defaults").session_hours, 24);
+        assert_eq!(
+            parse(&["--session-hours", "87600", "--ending-soon-secs", "31536000"])
+                .map(|config| (config.session_hours, config.ending_soon_secs))
+                .expect("the largest"),
+            (87_600, 31_536_000)
+        );
+        for bad in [
+            ["--session-hours", "0"],
+            ["--session-hours", "87601"],
+            // Hours as seconds would overflow.
+            ["--session-hours", "18446744073709551615"],
+            ["--ending-soon-secs", "31536001"],
+        ] {
+            let error = parse(&bad).expect_err("out of range");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}: {error}"
+            );
+        }
+    }
 }
