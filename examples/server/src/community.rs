@@ -359,6 +359,14 @@ pub(crate) async fn notices<S: Store>(
     Ok(Json(serde_json::json!({ "items": list })).into_response())
 }
 
+/// The "ending soon" notice's text for an open auction with `left` to go,
+/// if that is within `soon` (and not already past).
+fn ending_soon(left: chrono::TimeDelta, soon: chrono::TimeDelta) -> Option<String> {
+    let within = left > chrono::TimeDelta::zero() && left <= soon;
+    // Whole minutes, rounded up: "about 1 min" for the last seconds.
+    within.then(|| format!("ends in about {} min", (left.num_seconds() + 59) / 60))
+}
+
 /// Sends the watchers of each watched auction an "ending soon" notice once
 /// it ends within `soon`, and an "ended" notice once it is closed. Each
 /// watcher gets each notice once, even with several server processes: the
@@ -391,14 +399,8 @@ pub(crate) async fn send_watch_notices<S: Store, N: Notifier>(
         let (flag, claim, kind, detail) = if auction.status != AuctionStatus::Open {
             let claim = "end_sent = 1, soon_sent = 1";
             ("end_sent", claim, "ended", outcome(&auction))
-        } else if left > chrono::TimeDelta::zero() && left <= chrono::TimeDelta::from_std(soon)? {
-            let minutes = (left.num_seconds() + 59) / 60;
-            (
-                "soon_sent",
-                "soon_sent = 1",
-                "ending_soon",
-                format!("ends in about {minutes} min"),
-            )
+        } else if let Some(detail) = ending_soon(left, chrono::TimeDelta::from_std(soon)?) {
+            ("soon_sent", "soon_sent = 1", "ending_soon", detail)
         } else {
             continue;
         };
@@ -495,4 +497,34 @@ pub(crate) async fn seller<S: Store>(
         "sold_count": sold,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    #[test]
+    fn ending_soon_only_within_the_window_in_whole_minutes_rounded_up() {
+        let soon = TimeDelta::minutes(10);
+        let notice = |seconds| ending_soon(TimeDelta::seconds(seconds), soon);
+        assert_eq!(notice(-1), None, "already over");
+        assert_eq!(notice(0), None, "ending now: the ended notice will say");
+        assert_eq!(notice(1).as_deref(), Some("ends in about 1 min"));
+        assert_eq!(notice(60).as_deref(), Some("ends in about 1 min"));
+        assert_eq!(notice(61).as_deref(), Some("ends in about 2 min"));
+        assert_eq!(notice(600).as_deref(), Some("ends in about 10 min"));
+        assert_eq!(notice(601), None, "not yet");
+    }
+
+    #[test]
+    fn text_is_trimmed_and_holds_1_to_max_characters() {
+        let check = |body: &str| text(body, 5, "invalid_question", "a question");
+        assert_eq!(check("  héllo ").expect("five characters"), "héllo");
+        for bad in ["", "   ", "sixsix", "a\u{0}b"] {
+            let refused = check(bad).expect_err("refused");
+            assert_eq!(refused.code(), "invalid_question", "{bad:?}");
+        }
+    }
 }
