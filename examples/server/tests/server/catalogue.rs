@@ -631,8 +631,9 @@ async fn community_features(dir: &tempfile::TempDir, database: &str) {
     let (_, events) = mina.get(&format!("/api/auctions/{desk}")).await;
     assert_eq!(events["auction"]["current_price"], "25");
 
-    // The seller's profile: open auctions, and two sold.
+    // The seller's profile: open auctions (hers only), and two sold.
     let open = id(&mina.list(item("Shelf", HOUR)).await);
+    alice.list(item("Alice's lamp", HOUR)).await;
     let (status, profile) = alice.get(&format!("/site/sellers/{mina_id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(profile["seller"]["username"], "mina");
