@@ -631,8 +631,10 @@ async fn community_features(dir: &tempfile::TempDir, database: &str) {
     let (_, events) = mina.get(&format!("/api/auctions/{desk}")).await;
     assert_eq!(events["auction"]["current_price"], "25");
 
-    // The seller's profile: open auctions (hers only), and two sold.
+    // The seller's profile: open auctions (hers only, ending soonest
+    // first, not newest), and two sold.
     let open = id(&mina.list(item("Shelf", HOUR)).await);
+    let later = id(&mina.list(item("Stool", HOUR * 2)).await);
     alice.list(item("Alice's lamp", HOUR)).await;
     let (status, profile) = alice.get(&format!("/site/sellers/{mina_id}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -643,7 +645,7 @@ async fn community_features(dir: &tempfile::TempDir, database: &str) {
         .iter()
         .map(id)
         .collect();
-    assert_eq!(listed, [open]);
+    assert_eq!(listed, [open, later]);
     assert_eq!(profile["sold_count"], 2);
     let (status, _) = alice.get("/site/sellers/999").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
