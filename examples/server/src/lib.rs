@@ -41,6 +41,9 @@ mod seed;
 use accounts::{session_token, Accounts, Credentials, COOKIE_NAME};
 use metrics::Metrics;
 
+/// The longest a login may last, in hours (ten years).
+const MAX_SESSION_HOURS: u64 = 87_600;
+
 /// The server's settings, from flags or the environment.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -76,7 +79,8 @@ pub struct Config {
     #[arg(long)]
     pub demo: bool,
     /// How long a login lasts, in hours (1 to 87,600: ten years).
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    #[arg(long, default_value_t = 24,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SESSION_HOURS))]
     pub session_hours: u64,
     /// How often the closer looks for ended auctions, in milliseconds.
     #[arg(long, default_value_t = 1000)]
@@ -195,7 +199,8 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 
 /// Opens the database, builds the site and starts serving.
 pub async fn start(config: Config) -> Result<Server, Box<dyn Error + Send + Sync>> {
-    let ttl = Duration::from_secs(config.session_hours * 3600);
+    // A Config built in code skips the command line's range.
+    let ttl = Duration::from_secs(config.session_hours.clamp(1, MAX_SESSION_HOURS) * 3600);
     let accounts = Accounts::open(&config.database_url, ttl).await?;
     let url = config.database_url.clone();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
