@@ -376,7 +376,7 @@ mod tests {
     async fn a_session_ends_when_its_time_is_up() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("accounts.db").display());
-        let accounts = Accounts::open(&url, Duration::from_secs(1))
+        let accounts = Accounts::open(&url, Duration::from_secs(2))
             .await
             .expect("open");
         let credentials = Credentials {
@@ -387,8 +387,9 @@ mod tests {
         let (account, token) = accounts.sign_up(&credentials).await.expect("sign up");
         let live = accounts.session(&token).await.expect("look up");
         assert_eq!(live.map(|found| found.id), Some(account.id));
-        // Times are whole seconds: past the second after the one it began in.
-        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        // Times are whole seconds, so two of them: the look-up above cannot
+        // fall past its end, and this one falls past it for sure.
+        tokio::time::sleep(Duration::from_millis(3_100)).await;
         let gone = accounts.session(&token).await.expect("look up");
         assert!(gone.is_none(), "{gone:?}");
     }
