@@ -86,12 +86,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn limited(per_second: u32, burst: u32) -> Limiter {
+        Limiter::new(Some(RateLimit { per_second, burst }))
+    }
+
     #[test]
     fn a_burst_passes_then_the_user_is_told_to_slow_down_alone() {
-        let limiter = Limiter::new(Some(RateLimit {
-            per_second: 1,
-            burst: 3,
-        }));
+        let limiter = limited(1, 3);
         for _ in 0..3 {
             limiter.check(UserId(1)).expect("within the burst");
         }
@@ -114,10 +115,7 @@ mod tests {
 
     #[test]
     fn the_budget_refills_at_the_rate_up_to_the_burst() {
-        let limiter = Limiter::new(Some(RateLimit {
-            per_second: 2,
-            burst: 4,
-        }));
+        let limiter = limited(2, 4);
         let t0 = Instant::now();
         let after = |millis| t0 + Duration::from_millis(millis);
         assert_eq!(passing(&limiter, UserId(1), t0), 4);
@@ -136,10 +134,7 @@ mod tests {
 
     #[test]
     fn only_full_buckets_are_forgotten_when_there_are_too_many() {
-        let limiter = Limiter::new(Some(RateLimit {
-            per_second: 3,
-            burst: 4,
-        }));
+        let limiter = limited(3, 4);
         let t0 = Instant::now();
         let buckets = || limiter.buckets.lock().unwrap().len();
         // User 0 spends everything, user 1 all but one; the rest one each.

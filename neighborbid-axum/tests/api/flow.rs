@@ -551,13 +551,9 @@ async fn browse_parameters_filter_and_sort_and_ending_early_follows_the_setting(
         .create(json!({"start_price": "50", "ends_at": hours(2),
             "scope": {"kind": "local", "region": "mangwon"}}))
         .await;
-    let desk = {
-        let body = json!({"title": "Desk", "scope": {"kind": "national"}, "start_price": "100",
-            "policy": {"increment": {"kind": "fixed", "unit": "10"}}, "ends_at": hours(4)});
-        let answer = server.post("/auctions", "alice", body).await;
-        assert_eq!(answer.status, 201, "{answer:?}");
-        answer.body["id"].as_i64().expect("an id")
-    };
+    let desk = server
+        .create_as("alice", json!({"start_price": "100", "ends_at": hours(4)}))
+        .await;
     let gone = server.create(json!({"ends_at": hours(5)})).await;
     let answer = server
         .post(&format!("/auctions/{gone}/cancel"), "seller", json!({}))

@@ -143,8 +143,14 @@ impl TestServer {
         assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
     }
 
-    /// A national auction by the seller, ending in an hour, with `policy`.
+    /// A national auction by the seller, ending in an hour, with the
+    /// fields of `extra` in place of the defaults.
     pub(crate) async fn create(&self, extra: Value) -> i64 {
+        self.create_as("seller", extra).await
+    }
+
+    /// The same, listed by the user of `token`.
+    pub(crate) async fn create_as(&self, token: &str, extra: Value) -> i64 {
         let mut body = json!({
             "title": "Vintage bicycle",
             "scope": {"kind": "national"},
@@ -155,7 +161,7 @@ impl TestServer {
         for (field, value) in extra.as_object().expect("an object") {
             body[field] = value.clone();
         }
-        let answer = self.post("/auctions", "seller", body).await;
+        let answer = self.post("/auctions", token, body).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
         answer.body["id"].as_i64().expect("an id")
     }

@@ -203,8 +203,7 @@ impl<T: Transaction + 'static> Transaction for FaultyTx<T> {
     async fn commit(self) -> Result<(), StoreError> {
         if self.switch.take_conflict() {
             self.inner.rollback().await?;
-            return Err(StoreError::new(
-                StoreErrorKind::Conflict,
+            return Err(StoreError::conflict(
                 "injected conflict: the transaction was rolled back",
             ));
         }
