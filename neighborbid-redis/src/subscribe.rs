@@ -121,7 +121,10 @@ impl Subscriber {
                     self.follow_rooms(&mut sink, &mut rooms, &mut subscribed).await?;
                 }
                 _ = health.tick() => {
-                    self.timed(sink.ping::<String>()).await?;
+                    // A subscribed RESP2 connection answers PING with an array
+                    // (`["pong", ""]`), an idle one with a string: any
+                    // answer in time is alive.
+                    self.timed(sink.ping::<redis::Value>()).await?;
                 }
             }
         }

@@ -31,6 +31,8 @@ const PATIENCE: Duration = Duration::from_secs(15);
 struct Node {
     engine: Engine<PgStore, (Hub, RelaySender)>,
     hub: Hub,
+    /// Whether the node's subscriber is connected.
+    connected: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -69,6 +71,7 @@ impl Node {
         Node {
             engine,
             hub,
+            connected,
             stop,
             tasks,
         }
@@ -261,6 +264,40 @@ async fn a_watcher_on_node_b_gets_every_event_of_bids_on_node_a() {
     a.stop().await;
     b.stop().await;
     assert_all_delivered(&db.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_connection_stays_up_across_many_health_checks() {
+    let db = TestDatabase::create().await;
+    let redis = TestRedis::connect().await;
+    let checked_often = RedisConfig {
+        health_check: Duration::from_millis(50),
+        ..redis.config().clone()
+    };
+    let a = Node::start(&db, &checked_often, Hub::default()).await;
+    let mut b = Node::start(&db, &checked_often, Hub::default()).await;
+    let auction = open_auction(&a.engine).await;
+    let mut on_b = Screen::open(&b.engine, &b.hub, auction).await;
+    redis.wait_for_subscribers(auction, 1).await;
+    b.connected.borrow_and_update();
+
+    // Twenty health checks on a connection in subscribed mode, where
+    // Redis answers PING with an array rather than a string.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(
+        !b.connected.has_changed().expect("subscriber runs"),
+        "the subscriber never dropped its connection"
+    );
+    assert!(
+        on_b.watch.try_next().is_none(),
+        "no resynchronization reached the room"
+    );
+    bid(&a.engine, auction, 5).await;
+    on_b.follow_to(&b.engine, 5).await;
+    assert_eq!(on_b.resyncs, 0);
+    assert_eq!(on_b.events, [1, 2, 3, 4, 5]);
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
