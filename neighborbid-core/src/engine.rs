@@ -1,8 +1,8 @@
 //! The engine: load -> decide -> write -> commit -> notify.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::auction::{Auction, Bid};
 use crate::clock::{Clock, SystemClock};
@@ -22,7 +22,10 @@ use crate::store::{AuctionFilter, AuctionStore, Page, Store, Transaction, Wallet
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 
+mod closer;
 mod coalesce;
+
+pub use closer::StuckAuction;
 
 /// How the engine retries a transaction that lost to a concurrent one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +79,10 @@ pub struct EngineConfig {
     /// with `tokio::spawn`, so bids must be placed inside a tokio runtime
     /// (as the engine's retry delays already require).
     pub coalesce_bids: bool,
+    /// How long the closer waits before trying again an auction it could
+    /// not settle (doubling with each failure, at most ten minutes); the
+    /// other due auctions settle meanwhile. See [`Engine::stuck_auctions`].
+    pub stuck_retry_delay: Duration,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +93,7 @@ impl Default for EngineConfig {
             clock: Arc::new(SystemClock),
             retry: RetryPolicy::default(),
             coalesce_bids: true,
+            stuck_retry_delay: Duration::from_secs(1),
         }
     }
 }
@@ -123,6 +131,8 @@ struct Inner<S, N> {
     config: EngineConfig,
     /// Bids waiting for their auction's transaction in flight.
     lanes: coalesce::Lanes,
+    /// Auctions the closer could not settle.
+    stuck: closer::SetAside,
 }
 
 impl<S, N> Clone for Engine<S, N> {
@@ -151,6 +161,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 notifier,
                 config,
                 lanes: coalesce::Lanes::default(),
+                stuck: closer::SetAside::default(),
             }),
         }
     }
@@ -307,15 +318,52 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     /// Settles up to `max` auctions whose end has passed, each in its own
     /// transaction, and returns them as closed. Safe to run in several
     /// processes at once: each auction is settled exactly once.
+    ///
+    /// An auction that fails to settle for a reason of its own (anything
+    /// but the store being unavailable or busy) is set aside: it is logged,
+    /// listed by [`stuck_auctions`](Self::stuck_auctions), left open with
+    /// its holds, and tried again after a growing delay, while the others
+    /// settle. A store failure ends the pass with that error.
     pub async fn close_due_auctions(&self, max: usize) -> Result<Vec<Auction>, EngineError> {
+        let stuck = &self.inner.stuck;
         let mut closed = Vec::new();
+        let mut failed = Vec::new();
         while closed.len() < max {
-            match self.retrying(|| self.attempt_close_next()).await? {
-                Some(auction) => closed.push(auction),
-                None => break,
+            let mut skip = stuck.waiting(Instant::now());
+            skip.extend(&failed);
+            let claimed = Mutex::new(None);
+            match self
+                .retrying(|| self.attempt_close_next(&skip, &claimed))
+                .await
+            {
+                Ok(Some(auction)) => {
+                    stuck.settled(auction.id);
+                    closed.push(auction);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    let claimed = claimed.into_inner().unwrap_or_else(|e| e.into_inner());
+                    let Some(auction_id) = claimed.filter(|_| closer::sets_aside(&error)) else {
+                        return Err(error);
+                    };
+                    let first_delay = self.inner.config.stuck_retry_delay;
+                    let (failures, retry_in) =
+                        stuck.failed(auction_id, &error, first_delay, Instant::now());
+                    tracing::error!(
+                        %auction_id, %error, failures, ?retry_in,
+                        "the closer cannot settle this auction; settling the others"
+                    );
+                    failed.push(auction_id);
+                }
             }
         }
         Ok(closed)
+    }
+
+    /// The auctions this process's closer could not settle and has set
+    /// aside, by id (for health checks and metrics).
+    pub fn stuck_auctions(&self) -> Vec<StuckAuction> {
+        self.inner.stuck.list(Instant::now())
     }
 
     /// Forgets idempotency records stored `age` or more ago (by the store's
@@ -619,19 +667,31 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         })
     }
 
-    async fn attempt_close_next(&self) -> Attempt<Option<Auction>> {
+    /// Settles the first due auction not in `skip`, recording which one
+    /// it claimed in `claimed` (so a failure can be pinned on it).
+    async fn attempt_close_next(
+        &self,
+        skip: &[AuctionId],
+        claimed: &Mutex<Option<AuctionId>>,
+    ) -> Attempt<Option<Auction>> {
         let mut tx = self.inner.store.begin().await?;
-        let result = self.close_next_in(&mut tx).await;
+        let result = self.close_next_in(&mut tx, skip, claimed).await;
         end(tx, result).await
     }
 
     /// [`attempt_close_next`](Self::attempt_close_next)'s work inside its
     /// transaction.
-    async fn close_next_in(&self, tx: &mut S::Tx) -> Attempt<Option<Auction>> {
+    async fn close_next_in(
+        &self,
+        tx: &mut S::Tx,
+        skip: &[AuctionId],
+        claimed: &Mutex<Option<AuctionId>>,
+    ) -> Attempt<Option<Auction>> {
         let now = self.now();
-        let Some(auction) = tx.claim_due_auction(now).await? else {
+        let Some(auction) = tx.claim_due_auction(now, skip).await? else {
             return Ok((None, Vec::new()));
         };
+        *claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(auction.id);
         let (holds, wallets) = lock_parties(tx, &auction, AuctionAction::Settle).await?;
         let state = AuctionState {
             auction: &auction,

@@ -124,7 +124,7 @@ pub use command::{
     BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, EndEarly, IdempotencyKey,
     IdempotencyRecord, InvalidIdempotencyKey, PlaceBid, Receipt, Withdraw,
 };
-pub use engine::{AuctionView, Engine, EngineConfig, RetryPolicy, WalletView};
+pub use engine::{AuctionView, Engine, EngineConfig, RetryPolicy, StuckAuction, WalletView};
 pub use error::{EngineError, Rejection, StoreError, StoreErrorKind};
 pub use event::{Event, EventId, PrivateEvent, PrivateNotice, PublicEvent};
 pub use hub::{Delivery, Hub, Watch};

@@ -482,13 +482,17 @@ impl AuctionStore for MemoryTx {
         }))
     }
 
-    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
+    async fn claim_due_auction(
+        &mut self,
+        now: Timestamp,
+        skip: &[AuctionId],
+    ) -> Result<Option<Auction>, StoreError> {
         let shared = Arc::clone(&self.shared);
         let state = self.consistent(&shared)?;
         let due = state
             .auctions
             .values()
-            .filter(|row| row.value.is_due(now))
+            .filter(|row| row.value.is_due(now) && !skip.contains(&row.value.id))
             .min_by_key(|row| (row.value.ends_at, row.value.id));
         Ok(due.map(|row| {
             self.remember(Row::Auction(row.value.id), row.version);

@@ -2,7 +2,8 @@
 //!
 //! [`Money`] is never negative and never larger than [`Money::MAX`]; a
 //! [`Currency`] adds the engine's own limits (decimal places, a smaller
-//! maximum). Nothing is ever rounded silently: a bad amount is a typed
+//! maximum per amount), and [`Wallet::LIMIT`](crate::Wallet::LIMIT) bounds
+//! what deposits may bring a wallet to. Nothing is ever rounded silently: a bad amount is a typed
 //! [`MoneyError`].
 
 use std::fmt;
@@ -47,9 +48,12 @@ pub struct Money(Decimal);
 impl Money {
     /// Zero.
     pub const ZERO: Money = Money(Decimal::ZERO);
-    /// The absolute upper bound of any amount, 10^15, far above any real
-    /// auction and far below where `Decimal` arithmetic could overflow.
-    pub const MAX: Money = Money(Decimal::from_parts(0xA4C6_8000, 0x0003_8D7E, 0, false, 0));
+    /// The absolute upper bound of any amount, 10^18: a thousand times
+    /// [`Wallet::LIMIT`](crate::Wallet::LIMIT), so that money moving between
+    /// wallets (a sale paying a seller whose deposits filled their wallet)
+    /// is never refused, and far enough below `Decimal`'s 28 digits that
+    /// sums at [`Currency::MAX_SCALE`] decimal places stay exact.
+    pub const MAX: Money = Money(Decimal::from_parts(0xA764_0000, 0x0DE0_B6B3, 0, false, 0));
     /// The most characters [`Money::from_str`] reads; longer input is refused
     /// before parsing.
     const MAX_TEXT: usize = 40;
@@ -73,6 +77,17 @@ impl Money {
     /// literals in tests and examples).
     pub fn units(units: u64) -> Money {
         Money::new(Decimal::from(units)).expect("amount above Money::MAX")
+    }
+
+    /// A whole number of units for constants (at most [`Money::MAX`]).
+    pub(crate) const fn const_units(units: u64) -> Money {
+        Money(Decimal::from_parts(
+            units as u32,
+            (units >> 32) as u32,
+            0,
+            false,
+            0,
+        ))
     }
 
     /// The exact decimal value.
@@ -131,7 +146,7 @@ impl FromStr for Money {
             .next()
             .unwrap_or("")
             .trim_start_matches('0');
-        if digits.len() > Money::MAX_TEXT || integer_digits.len() > 16 {
+        if digits.len() > Money::MAX_TEXT || integer_digits.len() > 19 {
             return Err(MoneyError::TooLarge { max: Money::MAX });
         }
         let value = Decimal::from_str_exact(digits).map_err(|_| MoneyError::TooPrecise {
@@ -184,11 +199,16 @@ impl Default for Currency {
 }
 
 impl Currency {
-    /// A currency with `scale` decimal places whose amounts may not exceed
-    /// `max` (itself capped at [`Money::MAX`]).
+    /// The most decimal places a currency may have: amounts up to
+    /// [`Money::MAX`] at this scale still fit `Decimal`'s 28 digits, so no
+    /// sum of wallet money is ever rounded.
+    pub const MAX_SCALE: u32 = 10;
+
+    /// A currency with `scale` decimal places (at most
+    /// [`MAX_SCALE`](Self::MAX_SCALE)) whose amounts may not exceed `max`.
     pub fn new(scale: u32, max: Money) -> Currency {
         Currency {
-            scale: scale.min(Decimal::MAX_SCALE),
+            scale: scale.min(Self::MAX_SCALE),
             max,
         }
     }
@@ -239,8 +259,20 @@ mod tests {
     }
 
     #[test]
-    fn max_is_ten_to_the_fifteenth() {
-        assert_eq!(Money::MAX.amount(), Decimal::from(1_000_000_000_000_000u64));
+    fn max_is_ten_to_the_eighteenth() {
+        assert_eq!(
+            Money::MAX.amount(),
+            Decimal::from(1_000_000_000_000_000_000u64)
+        );
+    }
+
+    #[test]
+    fn sums_up_to_the_maximum_at_the_largest_scale_are_exact() {
+        let tiny = Money::new(Decimal::new(1, Currency::MAX_SCALE)).unwrap();
+        let almost = Money::MAX.checked_sub(tiny).unwrap();
+        assert_eq!(almost.checked_add(tiny), Some(Money::MAX));
+        assert_eq!(almost.amount().scale(), Currency::MAX_SCALE);
+        assert_eq!(Currency::new(28, Money::MAX).scale(), Currency::MAX_SCALE);
     }
 
     #[test]
@@ -267,13 +299,13 @@ mod tests {
         assert_eq!("-1".parse::<Money>(), Err(MoneyError::Negative));
         assert_eq!("-0.01".parse::<Money>(), Err(MoneyError::Negative));
         let too_large = Err(MoneyError::TooLarge { max: Money::MAX });
-        assert_eq!("1000000000000000.01".parse::<Money>(), too_large);
+        assert_eq!("1000000000000000000.01".parse::<Money>(), too_large);
         assert_eq!(
             "99999999999999999999999999999999".parse::<Money>(),
             too_large
         );
         assert_eq!(format!("1{}", "0".repeat(100)).parse::<Money>(), too_large);
-        assert_eq!("1000000000000000".parse::<Money>(), Ok(Money::MAX));
+        assert_eq!("1000000000000000000".parse::<Money>(), Ok(Money::MAX));
         // The length limit counts the whole text, leading zeros too.
         let longest = format!("{}1", "0".repeat(Money::MAX_TEXT - 1));
         assert_eq!(longest.parse::<Money>(), Ok(Money::units(1)));

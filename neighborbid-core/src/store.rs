@@ -490,10 +490,15 @@ pub trait AuctionStore: Send {
     /// Locks and returns an auction.
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;
 
-    /// Locks and returns one open auction whose `ends_at` is at or before
-    /// `now`, skipping auctions other transactions hold locked, so several
+    /// Locks and returns the open auction ending first whose `ends_at` is
+    /// at or before `now`, leaving out those in `skip` (auctions the closer
+    /// has set aside) and those other transactions hold locked, so several
     /// closers can work side by side. `None` when there is none.
-    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError>;
+    async fn claim_due_auction(
+        &mut self,
+        now: Timestamp,
+        skip: &[AuctionId],
+    ) -> Result<Option<Auction>, StoreError>;
 
     /// Overwrites a locked auction's state.
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError>;

@@ -48,7 +48,8 @@ use crate::{
     EngineConfig, EngineError, EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money,
     MoneyError, Notifier, NotifyError, Page, Phase, PlaceBid, PrivateEvent, PublicEvent, Region,
     Rejection, Relay, RelayConfig, RelayCounts, RetryPolicy, Scope, ScopeFilter, Store,
-    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletView, Watch, Withdraw,
+    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger, WalletView, Watch,
+    Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
@@ -94,6 +95,8 @@ macro_rules! conformance_tests {
             browsing_filters_sorts_and_counts,
             seller_ends_early,
             mixed_commands_race,
+            full_wallets_keep_the_market_moving,
+            a_stuck_auction_holds_up_no_other,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -3050,4 +3053,131 @@ pub async fn mixed_commands_race<S: Store>(store: S) {
     everyone.push(SELLER);
     let net = Money::units(u64::try_from(net).expect("more deposited than withdrawn"));
     h.assert_books(&everyone, net).await;
+}
+
+/// Wallets filled to [`Wallet::LIMIT`] by deposits are still outbid,
+/// bought out and paid: only deposits are held to the limit, counting what
+/// is locked, so no refund, release or sale is ever refused for it.
+pub async fn full_wallets_keep_the_market_moving<S: Store>(store: S) {
+    let limit = Wallet::LIMIT;
+    let h = Harness::configured(store, |config| {
+        config.currency = crate::Currency::new(2, limit);
+    });
+    let plus = |amount: Money, units: u64| amount.checked_add(money(units)).expect("sum");
+    let deposit = |user: UserId, amount: Money| h.engine.deposit(Deposit { user, amount }, None);
+    for user in [SELLER, ALICE, BOB] {
+        deposit(user, limit).await.expect("filled to the limit");
+    }
+    let auction = h.create(h.national(100, 10)).await;
+    h.bid(auction.id, ALICE, 100)
+        .await
+        .expect("a full wallet bids");
+    let more = deposit(ALICE, money(1)).await;
+    assert_eq!(
+        rejection(more),
+        Rejection::BalanceLimit,
+        "locked money counts"
+    );
+    h.bid(auction.id, BOB, 110)
+        .await
+        .expect("a full leader is outbid");
+    assert_eq!(h.wallet(ALICE).await.balance, limit, "refunded in full");
+
+    let mut cmd = h.national(100, 10);
+    cmd.buy_now_price = Some(money(500));
+    let bought = h.create(cmd).await;
+    h.bid(bought.id, ALICE, 100).await.expect("alice leads");
+    let buy = BuyNow {
+        auction_id: bought.id,
+        buyer: BOB,
+        buyer_region: None,
+    };
+    h.engine
+        .buy_now(buy, None)
+        .await
+        .expect("a full leader is bought out");
+    assert_eq!(h.wallet(ALICE).await.balance, limit);
+
+    h.clock.advance(TimeDelta::hours(1));
+    let closed = h.engine.close_due_auctions(10).await.expect("close");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].status, AuctionStatus::Sold);
+    assert!(h.engine.stuck_auctions().is_empty());
+    let seller = h.wallet(SELLER).await;
+    assert_eq!(seller.balance, plus(limit, 610), "a full seller is paid");
+    let more = deposit(SELLER, money(1)).await;
+    assert_eq!(rejection(more), Rejection::BalanceLimit);
+    let total = plus(limit, 0)
+        .checked_add(limit)
+        .and_then(|sum| sum.checked_add(limit))
+        .expect("sum");
+    h.assert_books(&[SELLER, ALICE, BOB], total).await;
+}
+
+/// An auction the closer cannot settle (here its seller's wallet, written
+/// past the engine as a damaged database could hold it, cannot take the
+/// price) is set aside, listed and retried after its delay, while every
+/// other due auction settles; once it can be settled, it is.
+pub async fn a_stuck_auction_holds_up_no_other<S: Store>(store: S) {
+    let h = Harness::configured(store, |config| {
+        config.stuck_retry_delay = std::time::Duration::from_millis(300);
+        config.currency = crate::Currency::new(2, Money::MAX);
+    });
+    h.fund(ALICE, 1_000).await;
+    h.fund(CAROL, 1).await;
+    let mut tx = h.engine.store().begin().await.expect("begin");
+    tx.lock_wallets(&[CAROL]).await.expect("lock");
+    let brim = Wallet {
+        user: CAROL,
+        balance: Money::MAX,
+        locked: Money::ZERO,
+    };
+    tx.save_wallet(&brim).await.expect("save");
+    tx.commit().await.expect("commit");
+
+    let mut cmd = h.national(100, 10);
+    cmd.seller = CAROL;
+    cmd.ends_at = h.now() + TimeDelta::minutes(30);
+    let stuck = h.create(cmd).await;
+    let other = h.create(h.national(100, 10)).await;
+    h.bid(stuck.id, ALICE, 100).await.expect("bid");
+    h.bid(other.id, ALICE, 200).await.expect("bid");
+    h.clock.advance(TimeDelta::hours(1));
+
+    let closed = h
+        .engine
+        .close_due_auctions(10)
+        .await
+        .expect("the closer goes on");
+    assert_eq!(closed.iter().map(|a| a.id).collect::<Vec<_>>(), [other.id]);
+    let listed = h.engine.stuck_auctions();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].auction_id, listed[0].failures), (stuck.id, 1));
+    assert!(listed[0].error.contains("balance limit"), "{listed:?}");
+    assert!(listed[0].retry_in > std::time::Duration::ZERO);
+    assert_eq!(h.auction(stuck.id).await.status, AuctionStatus::Open);
+    assert_eq!(h.wallet(ALICE).await.locked, money(100), "its hold is kept");
+
+    let again = h.engine.close_due_auctions(10).await.expect("close");
+    assert!(again.is_empty());
+    assert_eq!(
+        h.engine.stuck_auctions()[0].failures,
+        1,
+        "not tried before its delay"
+    );
+
+    let withdraw = Withdraw {
+        user: CAROL,
+        amount: money(1_000),
+    };
+    h.engine.withdraw(withdraw, None).await.expect("withdraw");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let closed = h.engine.close_due_auctions(10).await.expect("close");
+    assert_eq!(closed.iter().map(|a| a.id).collect::<Vec<_>>(), [stuck.id]);
+    assert_eq!(closed[0].status, AuctionStatus::Sold);
+    assert!(
+        h.engine.stuck_auctions().is_empty(),
+        "forgotten once settled"
+    );
+    assert_eq!(h.wallet(ALICE).await.locked, Money::ZERO);
 }

@@ -26,6 +26,13 @@ pub struct Wallet {
 }
 
 impl Wallet {
+    /// The most deposits may bring a wallet to, 10^15, counting what is
+    /// locked. Only deposits are held to it: money moving between balance
+    /// and escrow, or from one wallet to another (a refund, a release, a
+    /// sale), is never refused for a limit, so a full wallet can always be
+    /// outbid, bought out or paid.
+    pub const LIMIT: Money = Money::const_units(1_000_000_000_000_000);
+
     /// A wallet with nothing in it. Every user has one implicitly.
     pub fn empty(user: UserId) -> Wallet {
         Wallet {
@@ -67,7 +74,8 @@ pub enum LedgerError {
         /// The available balance before the movement.
         available: Money,
     },
-    /// The balance would exceed [`Money::MAX`].
+    /// A deposit would bring `balance + locked` above [`Wallet::LIMIT`]
+    /// (or, for any movement, an amount above [`Money::MAX`]).
     #[error("balance limit exceeded")]
     LimitExceeded,
     /// Escrow would go negative: the stored state is inconsistent (a bug or
@@ -121,7 +129,15 @@ impl EntryKind {
                 .ok_or(LedgerError::Inconsistent { user })
         };
         let (balance, locked) = match self {
-            EntryKind::Deposit | EntryKind::SaleCredit | EntryKind::BuyNowCredit => {
+            EntryKind::Deposit => {
+                let total = wallet.balance.checked_add(wallet.locked);
+                match total.and_then(|total| total.checked_add(amount)) {
+                    Some(total) if total <= Wallet::LIMIT => {}
+                    _ => return Err(LedgerError::LimitExceeded),
+                }
+                (add(wallet.balance)?, wallet.locked)
+            }
+            EntryKind::SaleCredit | EntryKind::BuyNowCredit => {
                 (add(wallet.balance)?, wallet.locked)
             }
             EntryKind::Withdrawal | EntryKind::BuyNowDebit => {
@@ -358,8 +374,51 @@ mod tests {
         assert_eq!(wallet, Wallet::empty(UserId(7)));
         wallet.balance = Money::MAX;
         assert_eq!(
-            EntryKind::Deposit.apply(&mut wallet, Money::units(1)),
+            EntryKind::SaleCredit.apply(&mut wallet, Money::units(1)),
             Err(LedgerError::LimitExceeded)
+        );
+    }
+
+    #[test]
+    fn deposits_count_what_is_locked_and_nothing_else_is_limited() {
+        let limit = Wallet::LIMIT;
+        assert_eq!(limit.amount(), rust_decimal::Decimal::from(10u64.pow(15)));
+        let one = Money::units(1);
+        let mut full = Wallet {
+            user: UserId(7),
+            balance: limit.checked_sub(Money::units(100)).unwrap(),
+            locked: Money::units(100),
+        };
+        assert_eq!(
+            EntryKind::Deposit.apply(&mut full.clone(), one),
+            Err(LedgerError::LimitExceeded),
+            "the locked money counts"
+        );
+        // Releasing the hold, selling, being bought from: never refused.
+        for kind in [
+            EntryKind::HoldRelease,
+            EntryKind::SaleCredit,
+            EntryKind::BuyNowCredit,
+        ] {
+            let mut wallet = full.clone();
+            assert_eq!(kind.apply(&mut wallet, one), Ok(()), "{kind:?}");
+        }
+        let mut paid = full.clone();
+        EntryKind::SaleCredit
+            .apply(&mut paid, Money::units(1_000_000_000_000))
+            .unwrap();
+        assert!(paid.balance > limit);
+        // A wallet above the limit withdraws; once below, deposits again.
+        EntryKind::Withdrawal
+            .apply(&mut paid, Money::units(1_000_000_000_100))
+            .unwrap();
+        EntryKind::Deposit
+            .apply(&mut paid, Money::units(100))
+            .unwrap();
+        assert_eq!(
+            EntryKind::Deposit.apply(&mut full, Money::ZERO),
+            Ok(()),
+            "a full wallet is not over the limit"
         );
     }
 }

@@ -647,14 +647,19 @@ impl AuctionStore for PgTx {
         self.auction(sql, id).await
     }
 
-    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
+    async fn claim_due_auction(
+        &mut self,
+        now: Timestamp,
+        skip: &[AuctionId],
+    ) -> Result<Option<Auction>, StoreError> {
         sqlx::query_as::<_, AuctionRow>(concat!(
             "SELECT ",
             auction_columns!(),
-            " FROM auctions WHERE status = 'open' AND ends_at <= $1 \
+            " FROM auctions WHERE status = 'open' AND ends_at <= $1 AND id <> ALL($2) \
               ORDER BY ends_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
         ))
         .bind(now)
+        .bind(skip.iter().map(|id| id.0).collect::<Vec<i64>>())
         .fetch_optional(&mut *self.tx)
         .await
         .map_err(self.error())?

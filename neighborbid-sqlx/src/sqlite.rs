@@ -336,14 +336,22 @@ impl AuctionStore for SqliteTx {
         self.get_auction(id).await
     }
 
-    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
+    async fn claim_due_auction(
+        &mut self,
+        now: Timestamp,
+        skip: &[AuctionId],
+    ) -> Result<Option<Auction>, StoreError> {
+        // A JSON array of ids, which `json_each` reads as rows.
+        let skip: Vec<String> = skip.iter().map(|id| id.0.to_string()).collect();
         sqlx::query_as::<_, AuctionRow>(concat!(
             "SELECT ",
             auction_columns!(),
             " FROM auctions WHERE status = 'open' AND ends_at <= ?1 \
+              AND id NOT IN (SELECT value FROM json_each(?2)) \
               ORDER BY ends_at, id LIMIT 1"
         ))
         .bind(now.timestamp_micros())
+        .bind(format!("[{}]", skip.join(",")))
         .fetch_optional(&mut *self.tx)
         .await
         .map_err(self.error())?

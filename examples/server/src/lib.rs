@@ -28,7 +28,7 @@ use neighborbid_core::{
 };
 use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};
 use neighborbid_sqlx::{PgStore, SqliteStore};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 pub mod accounts;
@@ -582,7 +582,19 @@ async fn health<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {
     let accounts = site.accounts.count().await;
     match (database, accounts) {
         (Ok(_), Ok(_)) => {
-            let mut body = json!({ "status": "ok" });
+            // Auctions this process's closer could not settle: the others
+            // settle meanwhile, and these are retried with back-off.
+            let stuck: Vec<Value> = (site.engine.stuck_auctions().iter())
+                .map(|stuck| {
+                    json!({
+                        "auction_id": stuck.auction_id,
+                        "failures": stuck.failures,
+                        "error": stuck.error,
+                        "retry_in_ms": u64::try_from(stuck.retry_in.as_millis()).unwrap_or(u64::MAX),
+                    })
+                })
+                .collect();
+            let mut body = json!({ "status": "ok", "closer": { "stuck": stuck } });
             // Bids go on while Redis is down (events wait in the outbox),
             // so the node stays healthy; the field says whether its rooms
             // are shared right now.
@@ -625,7 +637,7 @@ async fn render_metrics<S: Store>(State(site): State<Arc<Site<S>>>) -> Response 
         (CONTENT_TYPE, "text/plain; version=0.0.4"),
         (CACHE_CONTROL, "no-store"),
     ];
-    let mut body = site.metrics.render();
+    let mut body = site.metrics.render(site.engine.stuck_auctions().len());
     if let Some(redis) = &site.redis {
         metrics::render_redis(&mut body, redis.relay.counts(), *redis.connected.borrow());
     }

@@ -31,8 +31,9 @@ impl Metrics {
         self.closed.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// The metrics in Prometheus' text format.
-    pub fn render(&self) -> String {
+    /// The metrics in Prometheus' text format, with the number of auctions
+    /// the closer has set aside because it could not settle them.
+    pub fn render(&self, stuck_auctions: usize) -> String {
         let mut out = String::new();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let bids = "neighborbid_bids_total";
@@ -57,7 +58,7 @@ impl Metrics {
         let _ = writeln!(out, "{latency}_sum {seconds}");
         let _ = writeln!(out, "{latency}_count {count}");
         let sockets = self.sockets.load(Ordering::Relaxed);
-        let singles: [Single; 3] = [
+        let singles: [Single; 4] = [
             (
                 "neighborbid_websockets_open",
                 "gauge",
@@ -75,6 +76,12 @@ impl Metrics {
                 "counter",
                 "Auctions the closer settled.",
                 &load(&self.closed),
+            ),
+            (
+                "neighborbid_auctions_stuck",
+                "gauge",
+                "Ended auctions the closer could not settle; it retries them with back-off.",
+                &stuck_auctions,
             ),
         ];
         for metric in singles {

@@ -665,9 +665,9 @@ fn deposits_and_withdrawals() {
         }
     );
     let full = wallet(ALICE, 0, 0);
-    let big = Currency::new(2, Money::MAX);
+    let big = Currency::new(2, Wallet::LIMIT);
     let full = Wallet {
-        balance: Money::MAX,
+        balance: Wallet::LIMIT,
         ..full
     };
     let over = deposit(
@@ -1052,4 +1052,32 @@ fn same_area_admits_the_first_parts_of_the_path() {
     assert!(!admits(3, Some("seoul/mapo/hapjeong")));
     assert!(admits(0, Some("seoul/gangnam")), "depth 0 counts as 1");
     assert!(!admits(0, Some("busan/haeundae")));
+}
+
+#[test]
+fn full_wallets_are_outbid_bought_out_and_paid() {
+    // Every wallet holds exactly what deposits may bring it to.
+    let full = |user: UserId, locked: u64| Wallet {
+        user,
+        balance: Wallet::LIMIT.checked_sub(m(locked)).expect("below"),
+        locked: m(locked),
+    };
+    let (a, holds) = led_by_alice();
+    let wallets = [full(SELLER, 0), full(ALICE, 150), full(BOB, 0)];
+    let outbid = place(&a, &holds, &wallets, &bid(BOB, 160), t0()).expect("outbid");
+    assert_eq!(outbid.wallets[0].balance, Wallet::LIMIT, "Alice refunded");
+    let bought = buy(&a, &holds, &wallets, BOB).expect("bought out");
+    let seller = &bought.wallets[0];
+    assert_eq!(seller.balance, Wallet::LIMIT.checked_add(m(500)).unwrap());
+    let state = AuctionState {
+        auction: &a,
+        holds: &holds,
+        wallets: &wallets,
+    };
+    let settled = settle(state, a.ends_at).expect("settles").expect("due");
+    assert_eq!(
+        settled.wallets[0].balance,
+        Wallet::LIMIT.checked_add(m(150)).unwrap(),
+        "the seller is paid above the deposit limit"
+    );
 }

@@ -236,8 +236,12 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         self.inner.lock_auction(id).await
     }
 
-    async fn claim_due_auction(&mut self, now: Timestamp) -> Result<Option<Auction>, StoreError> {
-        self.inner.claim_due_auction(now).await
+    async fn claim_due_auction(
+        &mut self,
+        now: Timestamp,
+        skip: &[AuctionId],
+    ) -> Result<Option<Auction>, StoreError> {
+        self.inner.claim_due_auction(now, skip).await
     }
 
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {

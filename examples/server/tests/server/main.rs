@@ -360,6 +360,73 @@ async fn demo_seeds_an_empty_database_once() {
 }
 
 #[tokio::test]
+async fn an_auction_the_closer_cannot_settle_is_reported_and_holds_up_no_other() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("site.db");
+    let server = start(config(&path, false))
+        .await
+        .expect("the server starts");
+    let (jun, seoyeon, mina) = (
+        Browser::new(&server),
+        Browser::new(&server),
+        Browser::new(&server),
+    );
+    let jun_id = jun.sign_up("jun", "seoul/mapo/mangwon").await["account"]["id"].clone();
+    seoyeon.sign_up("seoyeon", "seoul/mapo/mangwon").await;
+    mina.sign_up("mina", "seoul/mapo/mangwon").await;
+    jun.top_up("1").await;
+    mina.top_up("1000").await;
+    // Jun's wallet as no deposit could make it: too full to take a sale.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("the site's database");
+    sqlx::query("UPDATE wallets SET balance = '1000000000000000000' WHERE user_id = ?1")
+        .bind(jun_id.as_i64().expect("an id"))
+        .execute(&db)
+        .await
+        .expect("update");
+    let stuck = jun
+        .sell("Desk", "100", "10", chrono::TimeDelta::seconds(2))
+        .await;
+    let other = seoyeon
+        .sell("Lamp", "100", "10", chrono::TimeDelta::seconds(3))
+        .await;
+    for auction in [stuck, other] {
+        let (status, body) = mina
+            .post(
+                &format!("/api/auctions/{auction}/bids"),
+                json!({"amount": "100"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    wait_for_status(&mina, other, "sold").await;
+    let (status, health) = mina.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = &health["closer"]["stuck"];
+    assert_eq!(listed[0]["auction_id"], stuck, "{health}");
+    assert!(listed[0]["failures"].as_u64() >= Some(1), "{health}");
+    assert_eq!(listed[0]["error"], "wallet balance limit exceeded");
+    let (_, auction) = mina.get(&format!("/api/auctions/{stuck}")).await;
+    assert_eq!(auction["auction"]["status"], "open", "left as it was");
+    let metrics = mina
+        .client
+        .get(format!("{}/metrics", mina.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("\nneighborbid_auctions_stuck 1\n"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn idempotency_keys_are_forgotten_after_the_configured_time() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = Config {

@@ -1,0 +1,163 @@
+//! The closer's memory of auctions it could not settle, so that one such
+//! auction never holds up the others.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{EngineError, StoreErrorKind};
+use crate::ids::AuctionId;
+
+/// The longest wait before the closer tries a stuck auction again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+
+/// An auction the closer could not settle. It is set aside, every other
+/// due auction still settles, and it is tried again after a delay that
+/// doubles with each failure (see
+/// [`EngineConfig::stuck_retry_delay`](crate::EngineConfig::stuck_retry_delay)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StuckAuction {
+    /// The auction.
+    pub auction_id: AuctionId,
+    /// Failed attempts to settle it, in a row.
+    pub failures: u32,
+    /// What the last attempt failed with.
+    pub error: String,
+    /// How long until the closer tries it again (zero: on its next pass).
+    pub retry_in: Duration,
+}
+
+/// Whether a failure to settle belongs to the auction (set it aside and go
+/// on) rather than to the store as a whole (stop the pass, as any command
+/// would fail now).
+pub(super) fn sets_aside(error: &EngineError) -> bool {
+    match error {
+        EngineError::Store(error) => !matches!(
+            error.kind(),
+            StoreErrorKind::Unavailable | StoreErrorKind::Conflict
+        ),
+        _ => true,
+    }
+}
+
+struct Entry {
+    failures: u32,
+    error: String,
+    retry_at: Instant,
+}
+
+/// Auctions set aside by this process's closer.
+#[derive(Default)]
+pub(super) struct SetAside {
+    auctions: Mutex<HashMap<AuctionId, Entry>>,
+}
+
+impl SetAside {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AuctionId, Entry>> {
+        self.auctions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The auctions whose next try has not come yet.
+    pub(super) fn waiting(&self, now: Instant) -> Vec<AuctionId> {
+        let auctions = self.lock();
+        let waiting = auctions.iter().filter(|(_, entry)| entry.retry_at > now);
+        waiting.map(|(id, _)| *id).collect()
+    }
+
+    /// Records a failure and returns the delay before the next try.
+    pub(super) fn failed(
+        &self,
+        id: AuctionId,
+        error: &EngineError,
+        first_delay: Duration,
+        now: Instant,
+    ) -> (u32, Duration) {
+        let mut auctions = self.lock();
+        let failures = auctions.get(&id).map_or(1, |entry| entry.failures + 1);
+        let delay = retry_delay(first_delay, failures);
+        let entry = Entry {
+            failures,
+            error: error.to_string(),
+            retry_at: now + delay,
+        };
+        auctions.insert(id, entry);
+        (failures, delay)
+    }
+
+    /// Forgets an auction once it settled (or someone else settled it).
+    pub(super) fn settled(&self, id: AuctionId) {
+        self.lock().remove(&id);
+    }
+
+    /// What is set aside now, by auction id.
+    pub(super) fn list(&self, now: Instant) -> Vec<StuckAuction> {
+        let mut stuck: Vec<StuckAuction> = (self.lock().iter())
+            .map(|(id, entry)| StuckAuction {
+                auction_id: *id,
+                failures: entry.failures,
+                error: entry.error.clone(),
+                retry_in: entry.retry_at.saturating_duration_since(now),
+            })
+            .collect();
+        stuck.sort_by_key(|stuck| stuck.auction_id);
+        stuck
+    }
+}
+
+/// `first` after the first failure, doubling with each further one, at
+/// most [`MAX_RETRY_DELAY`].
+fn retry_delay(first: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    first.saturating_mul(1 << doublings).min(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Rejection, StoreError};
+
+    #[test]
+    fn retries_wait_double_up_to_ten_minutes() {
+        let delays: Vec<u64> = (1..=12)
+            .map(|failures| retry_delay(Duration::from_secs(1), failures).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);
+        assert_eq!(retry_delay(Duration::from_secs(1), u32::MAX).as_secs(), 600);
+    }
+
+    #[test]
+    fn only_failures_of_the_auction_itself_set_it_aside() {
+        let store = |kind| EngineError::Store(StoreError::new(kind, "x"));
+        assert!(!sets_aside(&store(StoreErrorKind::Unavailable)));
+        assert!(!sets_aside(&store(StoreErrorKind::Conflict)));
+        assert!(sets_aside(&store(StoreErrorKind::Corrupt)));
+        assert!(sets_aside(&store(StoreErrorKind::Other)));
+        assert!(sets_aside(&EngineError::Invariant("x".into())));
+        assert!(sets_aside(&Rejection::BalanceLimit.into()));
+    }
+
+    #[test]
+    fn an_auction_waits_its_delay_then_is_tried_again_and_forgotten_once_settled() {
+        let aside = SetAside::default();
+        let (id, start) = (AuctionId(4), Instant::now());
+        let error = EngineError::Invariant("broken".into());
+        let second = Duration::from_secs(1);
+        assert_eq!(aside.failed(id, &error, second, start), (1, second));
+        assert_eq!(aside.waiting(start), [id]);
+        assert!(aside.waiting(start + second).is_empty());
+        let again = start + second;
+        assert_eq!(aside.failed(id, &error, second, again), (2, second * 2));
+        let listed = aside.list(again);
+        assert_eq!(
+            listed,
+            [StuckAuction {
+                auction_id: id,
+                failures: 2,
+                error: "invariant broken: broken".into(),
+                retry_in: second * 2,
+            }]
+        );
+        aside.settled(id);
+        assert!(aside.list(again).is_empty());
+    }
+}
