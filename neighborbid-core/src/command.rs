@@ -55,6 +55,20 @@ impl CreateAuction {
     pub const MAX_LABEL: usize = 100;
     /// Most attributes.
     pub const MAX_ATTRIBUTES: usize = 20;
+
+    /// The earliest `starts_at` or `ends_at` accepted: 1970-01-01T00:00:00Z.
+    /// Dates outside [`EARLIEST`](Self::EARLIEST) to the end of 9999
+    /// ([`latest`](Self::latest)) are refused (`invalid_auction`) by every store alike, before any
+    /// database sees them (Postgres cannot store some of them).
+    pub const EARLIEST: Timestamp = Timestamp::UNIX_EPOCH;
+
+    /// The latest `starts_at` or `ends_at` accepted: the end of year 9999.
+    pub fn latest() -> Timestamp {
+        chrono::NaiveDate::from_ymd_opt(10_000, 1, 1)
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .map(|midnight| midnight.and_utc() - chrono::TimeDelta::microseconds(1))
+            .expect("a valid date")
+    }
 }
 
 /// Bid on an auction.

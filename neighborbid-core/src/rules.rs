@@ -271,6 +271,13 @@ pub fn create_auction(
     }
     let starts_at = to_micros(cmd.starts_at.unwrap_or(now));
     let ends_at = to_micros(cmd.ends_at);
+    let in_range =
+        |at: Timestamp| (CreateAuction::EARLIEST..=CreateAuction::latest()).contains(&at);
+    if !in_range(starts_at) || !in_range(ends_at) {
+        return Err(invalid(
+            "starts_at and ends_at must lie between 1970-01-01 and 9999-12-31",
+        ));
+    }
     if ends_at <= starts_at || ends_at <= now {
         return Err(invalid("ends_at must be after starts_at and in the future"));
     }

@@ -597,6 +597,37 @@ pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
             "invalid_auction",
         ),
     ];
+    // Dates no database need hold (Postgres refuses years before 4713 BC),
+    // and the first ones past each end of the documented range.
+    let year = |year: i32| {
+        Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a date")
+    };
+    let mut cases = cases;
+    for starts_at in [
+        year(-5000),
+        year(-262_143),
+        CreateAuction::EARLIEST - TimeDelta::microseconds(1),
+    ] {
+        let cmd = CreateAuction {
+            starts_at: Some(starts_at),
+            ..base.clone()
+        };
+        cases.push((cmd, "invalid_auction"));
+    }
+    for ends_at in [
+        year(262_142),
+        CreateAuction::latest() + TimeDelta::microseconds(1),
+    ] {
+        cases.push((
+            CreateAuction {
+                ends_at,
+                ..base.clone()
+            },
+            "invalid_auction",
+        ));
+    }
     // Control characters, which Postgres cannot store (NUL) or no field
     // needs: refused alike by every store.
     let attribute = |value: &str| [("condition".to_owned(), value.to_owned())].into();
