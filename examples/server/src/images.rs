@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 
 use crate::accounts::{database, hex, now};
-use crate::community::{auction, inserted_or_there, signed_in};
+use crate::community::{auction, signed_in};
 use crate::Site;
 
 /// Most photos per auction.
@@ -71,7 +71,71 @@ pub(crate) async fn create_table(pool: &AnyPool) -> Result<(), sqlx::Error> {
     )
     .execute(pool)
     .await?;
+    // Photos per auction, counted under the row's lock so concurrent
+    // uploads cannot pass the limit; the CHECK holds it whatever the code.
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS image_counts (
+            auction_id BIGINT PRIMARY KEY,
+            images BIGINT NOT NULL CHECK (images BETWEEN 0 AND {MAX_IMAGES}))"
+    ))
+    .execute(pool)
+    .await?;
     Ok(())
+}
+
+/// Adds a photo's row unless the auction has [`MAX_IMAGES`] already, in
+/// one transaction: the count goes up only where it is below the limit, and
+/// the row's lock makes a concurrent upload wait and see the new count.
+/// `Ok(false)` when the auction is full; the same photo again is no error
+/// and takes no place.
+async fn add_image(pool: &AnyPool, row: &ImageRow<'_>) -> Result<bool, ApiError> {
+    let mut tx = pool.begin().await.map_err(database)?;
+    // A database from before this table counts the photos it has.
+    sqlx::query(
+        "INSERT INTO image_counts (auction_id, images) \
+         SELECT $1, COUNT(*) FROM images WHERE auction_id = $1 \
+         ON CONFLICT (auction_id) DO NOTHING",
+    )
+    .bind(row.auction_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(database)?;
+    let counted = sqlx::query(
+        "UPDATE image_counts SET images = images + 1 WHERE auction_id = $1 AND images < $2",
+    )
+    .bind(row.auction_id)
+    .bind(MAX_IMAGES)
+    .execute(&mut *tx)
+    .await
+    .map_err(database)?;
+    if counted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO images (auction_id, name, content_type, bytes, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (auction_id, name) DO NOTHING",
+    )
+    .bind(row.auction_id)
+    .bind(row.name)
+    .bind(row.content_type)
+    .bind(row.bytes)
+    .bind(now())
+    .execute(&mut *tx)
+    .await
+    .map_err(database)?;
+    if inserted.rows_affected() == 1 {
+        tx.commit().await.map_err(database)?;
+    }
+    // Otherwise the photo was there already: rolling back keeps its place.
+    Ok(true)
+}
+
+/// A photo's row in `images`.
+struct ImageRow<'a> {
+    auction_id: i64,
+    name: &'a str,
+    content_type: &'a str,
+    bytes: i64,
 }
 
 fn unsupported() -> ApiError {
@@ -150,45 +214,34 @@ pub(crate) async fn upload<S: Store>(
     if !looks_like(&bytes) {
         return Err(unsupported());
     }
-    let pool = site.accounts.pool();
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE auction_id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .map_err(database)?;
-    if count >= MAX_IMAGES {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "too_many_images",
-            format!("an auction has at most {MAX_IMAGES} photos"),
-        ));
-    }
     let name = format!("{}.{extension}", hex(&Sha256::digest(&bytes)));
+    // The file first: a row never names a file that is not there (a file
+    // without a row, from a full auction, is harmless and may serve another).
     write_once(&store.dir, &name, &bytes)
         .await
         .map_err(|error| {
             tracing::error!(%error, "storing an image");
             ApiError::internal()
         })?;
-    // The same photo again is there already.
-    inserted_or_there(
-        sqlx::query(
-            "INSERT INTO images (auction_id, name, content_type, bytes, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(&name)
-        .bind(content_type)
-        .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
-        .bind(now())
-        .execute(pool)
-        .await,
-    )?;
+    let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+    let row = ImageRow {
+        auction_id: id,
+        name: &name,
+        content_type,
+        bytes: size,
+    };
+    if !add_image(site.accounts.pool(), &row).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_images",
+            format!("an auction has at most {MAX_IMAGES} photos"),
+        ));
+    }
     let image = Image {
         url: format!("/images/{name}"),
         name,
         content_type: content_type.to_owned(),
-        bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        bytes: size,
     };
     Ok((StatusCode::CREATED, Json(image)).into_response())
 }

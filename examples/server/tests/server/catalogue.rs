@@ -717,3 +717,65 @@ async fn community_features(dir: &tempfile::TempDir, database: &str) {
     );
     server.stop().await;
 }
+
+/// Sixteen distinct photos uploaded at once to one auction: exactly the
+/// limit is stored, the rest are refused, on both databases.
+async fn concurrent_uploads_stop_at_the_photo_limit(config: Config) {
+    let server = start(config).await.expect("the server starts");
+    let mina = Browser::new(&server);
+    mina.sign_up("mina", MANGWON).await;
+    let desk = id(&mina
+        .list(Item {
+            title: "Desk",
+            description: "Oak",
+            category: "home",
+            condition: "b",
+            scope: json!({"kind": "national"}),
+            start: "100",
+            starts_in: None,
+            ends_in: HOUR,
+        })
+        .await);
+    let uploads = (0..16u8).map(|n| {
+        let mut photo = png();
+        photo.push(n);
+        mina.upload(desk, "image/png", photo)
+    });
+    let answers = futures_util::future::join_all(uploads).await;
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(created, 8, "{statuses:?}");
+    for (status, body) in &answers {
+        if *status != StatusCode::CREATED {
+            assert_eq!(
+                (*status, body["code"].as_str()),
+                (StatusCode::CONFLICT, Some("too_many_images"))
+            );
+        }
+    }
+    let (_, images) = mina.get(&format!("/site/auctions/{desk}/images")).await;
+    assert_eq!(images.as_array().map(Vec::len), Some(8));
+    let (status, _) = mina.upload(desk, "image/png", png()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "still full");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_uploads_stop_at_the_photo_limit_on_sqlite() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    concurrent_uploads_stop_at_the_photo_limit(config(&dir.path().join("site.db"), false)).await;
+}
+
+#[tokio::test]
+async fn concurrent_uploads_stop_at_the_photo_limit_on_postgres() {
+    let database = neighborbid_sqlx::testing::TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = Config {
+        database_url: database.url().to_owned(),
+        ..config(&dir.path().join("unused.db"), false)
+    };
+    concurrent_uploads_stop_at_the_photo_limit(config).await;
+}
