@@ -97,7 +97,7 @@ pub struct WsConfig {
     /// with 1009.
     pub max_message_bytes: usize,
     /// Largest frame the socket reads at all (default 64 KiB); beyond it
-    /// the connection is dropped without reading further.
+    /// the body is not read, and the socket is closed with 1009 too.
     pub max_frame_bytes: usize,
     /// A send that takes longer drops the client (default 10 s).
     pub send_timeout: Duration,

@@ -4,7 +4,8 @@
 //! that bid on many auctions, or fast, and follow them elsewhere).
 //!
 //! Close codes: 1001 server shutting down; 1003 binary frame; 1009 message
-//! larger than [`WsConfig::max_message_bytes`](crate::WsConfig); 1011 the
+//! larger than [`WsConfig::max_message_bytes`](crate::WsConfig), however
+//! large (one beyond the largest frame read at all is not read); 1011 the
 //! server could not load the auction; 4408 idle timeout (no frame from the
 //! client for [`WsConfig::idle_timeout`](crate::WsConfig)). A client that
 //! does not read fast enough is dropped after
@@ -365,7 +366,11 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
                 return self.close(1003, "send JSON text messages").await
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
-            // Closed by the client, or a broken or oversized frame.
+            // Refused from its header, before its body was read.
+            Some(Err(error)) if too_large(&error) => {
+                return self.close(1009, "message too big").await
+            }
+            // Closed by the client, or a broken frame.
             Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(()),
         };
         if text.len() > self.state.config.ws.max_message_bytes {
@@ -455,11 +460,23 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         if self.write(Message::Close(Some(frame))).await.is_ok() {
             // Dropping the connection at once could reset it before the
             // client has read the close frame (and its code).
-            let drain = async { while let Some(Ok(_)) = self.socket.recv().await {} };
+            // Whatever the client still sends (the rest of an oversized
+            // message) is read and dropped, for the same reason.
+            let drain = async { while self.socket.recv().await.is_some() {} };
             let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
         }
         Err(())
     }
+}
+
+/// Whether a read failed on a frame or message beyond the socket's limits.
+fn too_large(error: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    let cause = std::error::Error::source(error);
+    matches!(
+        cause.and_then(|cause| cause.downcast_ref::<Error>()),
+        Some(Error::Capacity(_))
+    )
 }
 
 /// Most events one write sends: bounds the write buffer of a watcher
