@@ -28,6 +28,10 @@
 //! axum::serve(listener, app).await
 //! # }
 //! ```
+//!
+//! Live rooms stay open until their clients leave. For a graceful
+//! shutdown that closes them (code 1001), build the routes with
+//! [`Api::router_with_shutdown`] and the future that stops the server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,11 +216,30 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
         self
     }
 
-    /// A handle that closes the router's WebSockets.
+    /// A handle that closes the router's WebSockets when triggered. Not
+    /// needed: without one (or once it is dropped untriggered) the sockets
+    /// stay open until their clients leave. See also
+    /// [`router_with_shutdown`](Self::router_with_shutdown).
     pub fn shutdown_handle(&mut self) -> Shutdown {
         let (sender, receiver) = tokio::sync::watch::channel(false);
         self.shutdown = receiver;
         Shutdown(Arc::new(sender))
+    }
+
+    /// The routes, whose WebSockets close (code 1001) once `signal`
+    /// completes: pass the future that ends the host's server, such as
+    /// the one given to axum's `with_graceful_shutdown`. Call it inside a
+    /// tokio runtime (it spawns a task that waits for `signal`).
+    pub fn router_with_shutdown(
+        mut self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Router {
+        let handle = self.shutdown_handle();
+        tokio::spawn(async move {
+            signal.await;
+            handle.trigger();
+        });
+        self.router()
     }
 
     /// The routes, relative to where the host nests them.

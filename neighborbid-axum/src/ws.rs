@@ -203,7 +203,11 @@ impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
         // One future for the whole connection: made afresh in the loop, it
         // would join and leave the shutdown signal's waiters on every event.
         let stopping = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
+            // No handle left to trigger it (none taken, or dropped): the
+            // host never shuts the sockets down this way.
+            if shutdown.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         };
         tokio::pin!(stopping);
         let mut last_heard = Instant::now();

@@ -211,13 +211,7 @@ impl TestServer {
             let value = format!("Bearer {token}").parse().expect("a header");
             request.headers_mut().insert("authorization", value);
         }
-        let (stream, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("the WebSocket connects");
-        WsClient {
-            stream,
-            pending: VecDeque::new(),
-        }
+        WsClient::connect(request).await
     }
 
     /// Everything a request could change: wallets with their history and
@@ -295,6 +289,20 @@ pub(crate) struct WsClient {
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 impl WsClient {
+    /// Opens the WebSocket that `request` (a URL, or a request with
+    /// headers) names.
+    pub(crate) async fn connect(
+        request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> WsClient {
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the WebSocket connects");
+        WsClient {
+            stream,
+            pending: VecDeque::new(),
+        }
+    }
+
     /// The next JSON message from the socket (pings are answered and
     /// skipped).
     async fn read(&mut self) -> Value {

@@ -291,3 +291,77 @@ async fn a_snapshot_shows_as_many_latest_bids_as_the_setting_says() {
         .collect();
     assert_eq!(amounts, ["120", "110"]);
 }
+
+/// The API built exactly as the crate documentation shows, with no
+/// shutdown handle taken: a room stays open after its snapshot and gets
+/// the events of bids.
+#[tokio::test]
+async fn the_documented_minimal_set_up_keeps_rooms_open() {
+    use neighborbid_axum::{Actor, Api, StaticTokens};
+    use neighborbid_core::testkit::{self, bid_of, ALICE};
+    use neighborbid_core::{Engine, Hub, MemoryStore, UserId};
+
+    let hub = Hub::default();
+    let engine = Engine::new(MemoryStore::new(), hub.clone());
+    let tokens = StaticTokens::new();
+    tokens.insert(
+        "alice-token",
+        Actor {
+            user: UserId(1),
+            region: None,
+        },
+    );
+
+    let api = Api::new(engine.clone(), hub, tokens);
+    let base = crate::support::serve(api.router()).await;
+
+    testkit::fund(&engine, &[ALICE], 1_000).await;
+    let auction = testkit::national_auction(engine.now(), 100, 10);
+    let auction = engine
+        .create_auction(auction, None)
+        .await
+        .expect("create")
+        .id;
+    let url = format!("{}/auctions/{auction}/live", base.replacen("http", "ws", 1));
+    let mut room = WsClient::connect(url).await;
+    assert_eq!(room.next_of("snapshot").await["seq"], 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine
+        .place_bid(bid_of(auction, ALICE, 100), None)
+        .await
+        .expect("the bid");
+    let event = room.next_of("event").await;
+    assert_eq!(event["seq"], 1, "{event}");
+}
+
+/// `router_with_shutdown`: the rooms close with 1001 once the host's
+/// signal completes, and not before.
+#[tokio::test]
+async fn rooms_close_when_the_hosts_shutdown_signal_completes() {
+    use neighborbid_axum::{Api, StaticTokens};
+    use neighborbid_core::{testkit, Engine, Hub, MemoryStore};
+
+    let hub = Hub::default();
+    let engine = Engine::new(MemoryStore::new(), hub.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = Api::new(engine.clone(), hub, StaticTokens::new());
+    let router = api.router_with_shutdown(async move {
+        let _ = stopped.await;
+    });
+    let base = crate::support::serve(router).await;
+    let auction = testkit::national_auction(engine.now(), 100, 10);
+    let auction = engine
+        .create_auction(auction, None)
+        .await
+        .expect("create")
+        .id;
+    let url = format!("{}/auctions/{auction}/live", base.replacen("http", "ws", 1));
+    let mut room = WsClient::connect(url).await;
+    room.next_of("snapshot").await;
+    assert!(
+        room.quiet_for(Duration::from_millis(200)).await,
+        "open until told"
+    );
+    stop.send(()).expect("the router waits");
+    assert_eq!(room.close_code().await, Some(CloseCode::Away));
+}
