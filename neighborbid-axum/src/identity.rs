@@ -38,15 +38,19 @@ impl<I: Identity + ?Sized> Identity for Arc<I> {
     }
 }
 
-/// The bearer token of a request: the `Authorization: Bearer ...` header,
-/// or else an `access_token` query parameter (browsers cannot set headers
-/// on a WebSocket; keep such URLs out of access logs).
+/// The bearer token of a request: the `Authorization: Bearer ...` header
+/// (the scheme in any case, as RFC 9110 says), or else an `access_token`
+/// query parameter (browsers cannot set headers on a WebSocket; keep such
+/// URLs out of access logs).
 pub fn bearer_token(request: &Parts) -> Option<&str> {
     let header = request
         .headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start_matches(' '))
+        .filter(|token| !token.is_empty());
     header.or_else(|| {
         request
             .uri
@@ -125,6 +129,14 @@ mod tests {
         for parts in [&with_header, &with_query] {
             let actor = shared.identify(parts).await;
             assert_eq!(actor.expect("known"), Some(alice.clone()));
+        }
+        for scheme in ["bearer t-alice", "BEARER t-alice", "Bearer   t-alice"] {
+            let actor = shared.identify(&request("/me", Some(scheme))).await;
+            assert_eq!(actor.expect("known"), Some(alice.clone()), "{scheme}");
+        }
+        for other in ["Basic t-alice", "Bearert-alice", "Bearer ", "Bearer"] {
+            let parts = request("/me", Some(other));
+            assert_eq!(bearer_token(&parts), None, "{other}");
         }
         let anonymous = shared.identify(&request("/me", None)).await;
         assert_eq!(anonymous.expect("no credentials"), None);
