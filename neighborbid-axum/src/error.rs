@@ -133,11 +133,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS;
+        // A `retry_after_seconds` detail says how long; otherwise 1 s.
+        let seconds = (self.body.details.get("retry_after_seconds"))
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
         let mut response = (self.status, axum::Json(self.body)).into_response();
         if retry {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

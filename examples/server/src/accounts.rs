@@ -3,7 +3,9 @@
 //! header; only its SHA-256 is stored). Plugged into the API through
 //! [`Identity`].
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -18,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tokio::sync::Semaphore;
+
+use crate::throttle::LoginThrottle;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "nb_session";
@@ -28,6 +33,24 @@ pub const COOKIE_NAME: &str = "nb_session";
 pub struct Accounts {
     pool: AnyPool,
     session_ttl: Duration,
+    /// Password hashes computed at once, each on the blocking pool: argon2
+    /// on the async workers stalled every other request.
+    hashing: Arc<Semaphore>,
+    throttle: Arc<LoginThrottle>,
+}
+
+/// Password hashes computed at once (argon2's default parameters take
+/// tens of milliseconds of CPU each).
+const HASHING_AT_ONCE: usize = 2;
+
+/// Runs `work` (a password hash) on the blocking pool, at most
+/// [`HASHING_AT_ONCE`] at a time.
+async fn hashed<T: Send + 'static>(
+    hashing: &Semaphore,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = hashing.acquire().await.map_err(internal)?;
+    tokio::task::spawn_blocking(work).await.map_err(internal)
 }
 
 /// A signed-up user, as the API shows them (never the password).
@@ -150,7 +173,12 @@ impl Accounts {
         .await?;
         crate::community::create_tables(&pool, id).await?;
         crate::images::create_table(&pool).await?;
-        Ok(Accounts { pool, session_ttl })
+        Ok(Accounts {
+            pool,
+            session_ttl,
+            hashing: Arc::new(Semaphore::new(HASHING_AT_ONCE)),
+            throttle: Arc::default(),
+        })
     }
 
     /// The pool the site's own tables live in.
@@ -189,10 +217,14 @@ impl Accounts {
             );
         }
         let salt = SaltString::generate(&mut OsRng);
-        let hash = Argon2::default()
-            .hash_password(credentials.password.as_bytes(), &salt)
-            .map_err(internal)?
-            .to_string();
+        let password = credentials.password.clone();
+        let hash = hashed(&self.hashing, move || {
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+        })
+        .await?
+        .map_err(internal)?;
         let inserted = sqlx::query(
             "INSERT INTO accounts (username, password_hash, region, created_at)
              VALUES ($1, $2, $3, $4) RETURNING id",
@@ -224,8 +256,41 @@ impl Accounts {
     }
 
     /// Checks a password and returns the account with a new session token.
-    /// Unknown user and wrong password get the same answer.
-    pub async fn log_in(&self, credentials: &Credentials) -> Result<(Account, String), ApiError> {
+    /// Unknown user and wrong password get the same answer, and count as a
+    /// failure of the account and of `client`: past a few, a log-in is
+    /// refused with 429 `too_many_attempts` and `Retry-After`, without
+    /// checking the password (see [`crate::throttle`]).
+    pub async fn log_in(
+        &self,
+        credentials: &Credentials,
+        client: IpAddr,
+    ) -> Result<(Account, String), ApiError> {
+        let username = credentials.username.as_str();
+        if let Some(wait) = self.throttle.wait(username, client, Instant::now()) {
+            tracing::warn!(username, %client, ?wait, "log-in throttled after failures");
+            let seconds = wait.as_secs() + 1;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed log-ins: try again in {seconds} s"),
+            )
+            .with("retry_after_seconds", seconds));
+        }
+        let result = self.check_password(credentials).await;
+        match &result {
+            Ok(_) => self.throttle.succeeded(username),
+            Err(error) if error.code() == "invalid_credentials" => {
+                self.throttle.failed(username, client, Instant::now());
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check_password(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<(Account, String), ApiError> {
         let refused = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -247,10 +312,14 @@ impl Accounts {
         .map_err(database)?;
         let row = row.ok_or_else(refused)?;
         let stored: String = row.try_get("password_hash").map_err(database)?;
-        let hash = PasswordHash::new(&stored).map_err(internal)?;
-        Argon2::default()
-            .verify_password(credentials.password.as_bytes(), &hash)
-            .map_err(|_| refused())?;
+        PasswordHash::new(&stored).map_err(internal)?;
+        let password = credentials.password.clone();
+        let verified = hashed(&self.hashing, move || {
+            let hash = PasswordHash::new(&stored)?;
+            Argon2::default().verify_password(password.as_bytes(), &hash)
+        })
+        .await?;
+        verified.map_err(|_| refused())?;
         let account = account(&row)?;
         let token = self.start_session(account.id).await?;
         Ok((account, token))

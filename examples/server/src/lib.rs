@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -36,7 +36,9 @@ pub mod catalogue;
 mod community;
 mod images;
 pub mod metrics;
+mod security;
 mod seed;
+mod throttle;
 
 use accounts::{session_token, Accounts, Credentials, COOKIE_NAME};
 use metrics::Metrics;
@@ -338,7 +340,7 @@ async fn serve<S: Store + Clone>(
         secure_cookies: config.secure_cookies,
     });
     let app = Router::new()
-        .route("/", get(|| async { Html(include_str!("page.html")) }))
+        .route("/", get(|| async { Html(security::PAGE) }))
         .route("/auth/signup", post(sign_up::<S>))
         .route("/auth/login", post(log_in::<S>))
         .route("/auth/logout", post(log_out::<S>))
@@ -371,7 +373,8 @@ async fn serve<S: Store + Clone>(
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(catch_panics())
         .with_state(site)
-        .nest("/api", api.router());
+        .nest("/api", api.router())
+        .layer(axum::middleware::map_response(security::headers));
 
     // Small WebSocket frames each way: without TCP_NODELAY, Nagle and
     // delayed ACKs hold an answer back up to 40 ms.
@@ -385,6 +388,7 @@ async fn serve<S: Store + Clone>(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let http_stopped = stopped(stop_rx.clone());
     let http = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(http_stopped)
             .await
@@ -544,9 +548,10 @@ async fn sign_up<S: Store>(
 
 async fn log_in<S: Store>(
     State(site): State<Arc<Site<S>>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Body(credentials): Body<Credentials>,
 ) -> Result<Response, ApiError> {
-    let (account, token) = site.accounts.log_in(&credentials).await?;
+    let (account, token) = site.accounts.log_in(&credentials, client.ip()).await?;
     Ok(site.signed_in(account, token, StatusCode::OK))
 }
 

@@ -828,3 +828,104 @@ async fn the_session_cookie_is_http_only_and_secure_when_asked() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_page_cannot_be_framed_and_runs_only_its_own_script() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = start(config(&dir.path().join("site.db"), false))
+        .await
+        .expect("the server starts");
+    let browser = Browser::new(&server);
+    for path in ["/", "/healthz", "/api/auctions"] {
+        let response = browser
+            .client
+            .get(format!("{}{path}", browser.base))
+            .send()
+            .await
+            .expect("an answer");
+        let header = |name: &str| {
+            let value = response.headers().get(name);
+            value
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let policy = header("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "frame-ancestors 'none'",
+            "script-src 'sha256-",
+            "connect-src 'self'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe"), "{policy}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+    }
+    server.stop().await;
+}
+
+/// Password hashing runs beside the async workers: the site answers while
+/// log-ins hash. Past five failures an account must wait (429 with
+/// `Retry-After`), even with the right password; other accounts need not.
+#[tokio::test]
+async fn failed_log_ins_are_throttled_and_hashing_never_stalls_the_site() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = start(config(&dir.path().join("site.db"), false))
+        .await
+        .expect("the server starts");
+    let (mina, jun) = (Browser::new(&server), Browser::new(&server));
+    mina.sign_up("mina", "seoul/mapo/mangwon").await;
+    jun.sign_up("jun", "seoul/mapo/mangwon").await;
+    let log_in = |browser: &Browser, password: &str| {
+        let request = browser
+            .client
+            .post(format!("{}/auth/login", browser.base))
+            .json(&json!({"username": "mina", "password": password}));
+        async move { request.send().await.expect("an answer") }
+    };
+    let guesses: Vec<_> = (0..5)
+        .map(|n| tokio::spawn(log_in(&mina, &format!("wrong guess {n}"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, _) = jun.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let hashing = guesses.iter().filter(|guess| !guess.is_finished()).count();
+    assert_eq!(
+        hashing, 5,
+        "the site answered while every guess was hashing"
+    );
+    for guess in guesses {
+        let answer = guess.await.expect("the guess");
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    let throttled = log_in(&mina, "correct horse").await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: Value = throttled.json().await.expect("JSON");
+    assert_eq!(body["code"], "too_many_attempts");
+    let (status, _) = jun
+        .post(
+            "/auth/login",
+            json!({"username": "jun", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "another account is not held up");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (status, _) = mina
+        .post(
+            "/auth/login",
+            json!({"username": "mina", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "after the wait, the password works");
+    server.stop().await;
+}
