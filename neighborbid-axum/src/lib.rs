@@ -43,6 +43,7 @@ use axum::Router;
 use neighborbid_core::{Engine, Hub, Notifier, Store};
 
 mod catalogue;
+mod connection;
 pub mod error;
 pub mod extract;
 mod http;
@@ -53,6 +54,7 @@ pub mod wire;
 mod ws;
 
 pub use catalogue::{Catalogue, OpenCatalogue};
+pub use connection::close_if_body_unread;
 pub use error::{catch_panics, ApiError, ErrorBody};
 pub use http::WalletBody;
 pub use identity::{bearer_token, Actor, Identity, StaticTokens};
@@ -286,6 +288,7 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
             .fallback(|| async { ApiError::not_found() })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
             .layer(DefaultBodyLimit::max(self.config.body_limit))
+            .layer(axum::middleware::from_fn(close_if_body_unread))
             .layer(catch_panics())
             .with_state(state)
     }

@@ -21,7 +21,9 @@ use axum::routing::{get, post, put};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use neighborbid_axum::extract::Body;
-use neighborbid_axum::{catch_panics, Api, ApiConfig, ApiError, RateLimit, Shutdown, WsConfig};
+use neighborbid_axum::{
+    catch_panics, close_if_body_unread, Api, ApiConfig, ApiError, RateLimit, Shutdown, WsConfig,
+};
 use neighborbid_core::rules::SameArea;
 use neighborbid_core::{
     Engine, EngineConfig, EngineError, Hub, Notifier, Page, Relay, RelayConfig, RelaySender, Store,
@@ -371,6 +373,7 @@ async fn serve<S: Store + Clone>(
         // The site's own paths answer as the API does: JSON with a code.
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn(close_if_body_unread))
         .layer(catch_panics())
         .with_state(site)
         .nest("/api", api.router())

@@ -4,6 +4,7 @@
 mod bad_input;
 mod flow;
 mod fuzz;
+mod keep_alive;
 mod openapi;
 mod support;
 mod websocket;

@@ -929,3 +929,29 @@ async fn failed_log_ins_are_throttled_and_hashing_never_stalls_the_site() {
     assert_eq!(status, StatusCode::OK, "after the wait, the password works");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_announces_the_close() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = start(config(&dir.path().join("site.db"), false))
+        .await
+        .expect("the server starts");
+    let browser = Browser::new(&server);
+    let upload = |path: &str| {
+        browser
+            .client
+            .post(format!("{}{path}", browser.base))
+            .header("content-type", "image/png")
+            .body(vec![0u8; 100_000])
+            .send()
+    };
+    // The site's own route and the API's both say so.
+    for path in ["/site/auctions/1/images", "/api/auctions/1/bids"] {
+        let answer = upload(path).await.expect("an answer");
+        assert!(answer.status().is_client_error(), "{path}");
+        assert_eq!(answer.headers()["connection"], "close", "{path}");
+    }
+    let (status, _) = browser.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "a new connection serves on");
+    server.stop().await;
+}
