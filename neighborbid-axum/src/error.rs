@@ -7,13 +7,18 @@
 //! | 403 | `forbidden`, `not_seller`, `seller_cannot_bid`, `region_not_eligible` |
 //! | 404 | `not_found`, `auction_not_found` |
 //! | 405 | `method_not_allowed` |
-//! | 409 | `idempotency_conflict` |
 //! | 413 | `payload_too_large` |
 //! | 415 | `unsupported_media_type` |
-//! | 422 | `bid_too_low`, `outbid_by_proxy`, `insufficient_funds`, `auction_ended`, `auction_not_started`, `auction_cancelled`, `has_bids`, `buy_now_unavailable`, `max_not_raised`, `balance_limit` |
+//! | 422 | `idempotency_conflict`, `bid_too_low`, `outbid_by_proxy`, `insufficient_funds`, `auction_ended`, `auction_not_started`, `auction_cancelled`, `has_bids`, `buy_now_unavailable`, `max_not_raised`, `balance_limit` |
 //! | 429 | `rate_limited` |
 //! | 500 | `internal` (no details: they go to the log) |
 //! | 503 | `unavailable`, `busy` (retry; `Retry-After` says when) |
+//!
+//! `idempotency_conflict` (422) is an `Idempotency-Key` used before for a
+//! different request, as the IETF Idempotency-Key draft
+//! (draft-ietf-httpapi-idempotency-key-header) says; its 409, for a request
+//! still in flight, never happens here: a retry waits for the first
+//! request's answer and gets it.
 //!
 //! `invalid_body` covers a body of the wrong shape: a missing or unknown
 //! field, a wrong type, or an amount that is not a plain decimal string
@@ -194,7 +199,7 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::Rejected(rejection) => rejection.into(),
             EngineError::IdempotencyConflict { key } => ApiError::new(
-                StatusCode::CONFLICT,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_conflict",
                 "this Idempotency-Key was already used for a different request",
             )

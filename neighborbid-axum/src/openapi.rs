@@ -15,7 +15,7 @@ use crate::ApiConfig;
 pub fn openapi(currency: &Currency, config: &ApiConfig) -> Value {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}});
     let idem = json!({"name": "Idempotency-Key", "in": "header", "required": false,
-        "description": "Makes the request safe to retry: the same key and body return the first response; the same key with another body is 409 idempotency_conflict. Keys are kept as long as the host chooses (Engine::forget_idempotency; the example server keeps them a day), then are new again.",
+        "description": "Makes the request safe to retry: the same key and body return the first response; the same key with another body is 422 idempotency_conflict (a retry while the first is in flight waits for its answer). Keys are kept as long as the host chooses (Engine::forget_idempotency; the example server keeps them a day), then are new again.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN}});
     // The server clamps a count rather than refuse it.
     let count = |default: u32, what: &str| {
@@ -31,7 +31,6 @@ pub fn openapi(currency: &Currency, config: &ApiConfig) -> Value {
         "401": {"$ref": "#/components/responses/Error"},
         "403": {"$ref": "#/components/responses/Error"},
         "404": {"$ref": "#/components/responses/Error"},
-        "409": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"},
         "415": {"$ref": "#/components/responses/Error"},
         "422": {"$ref": "#/components/responses/Error"},

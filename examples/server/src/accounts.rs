@@ -259,7 +259,7 @@ impl Accounts {
     /// Unknown user and wrong password get the same answer, and count as a
     /// failure of the account and of `client`: past a few, a log-in is
     /// refused with 429 `too_many_attempts` and `Retry-After`, without
-    /// checking the password (see [`crate::throttle`]).
+    /// checking the password.
     pub async fn log_in(
         &self,
         credentials: &Credentials,

@@ -243,7 +243,7 @@ async fn replays_with_the_same_key_have_one_effect_and_the_same_response() {
     let conflict = deposit("dep-1", "99").await;
     assert_eq!(
         (conflict.status, conflict.code()),
-        (StatusCode::CONFLICT, "idempotency_conflict")
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict")
     );
     assert_eq!(server.balance("alice").await.0, "150");
 
