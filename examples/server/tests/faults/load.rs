@@ -17,7 +17,9 @@ use tokio::sync::{watch, OwnedRwLockWriteGuard, RwLock};
 use tokio::task::JoinHandle;
 
 /// Who uses the site: sellers put up and cancel auctions; bidders top up,
-/// withdraw, bid (sometimes with a maximum) and buy now.
+/// withdraw, bid (sometimes with a maximum) and buy now. The first seller
+/// first fills their wallet to the deposit limit, so each sale pays a full
+/// wallet (which must never hold up the closer).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Crowd {
     pub(crate) sellers: usize,
@@ -142,6 +144,9 @@ impl Load {
             users.push(sign_up.await.expect("a sign-up"));
         }
         let bidders = users.split_off(crowd.sellers);
+        if let Some(full) = users.first() {
+            shared.fill(full).await;
+        }
         let mut tasks = Vec::new();
         for seller in users {
             tasks.push(tokio::spawn(shared.clone().sell(seller)));
@@ -217,6 +222,41 @@ impl Shared {
         User {
             id: answer.body["account"]["id"].as_i64().expect("an id"),
             token: answer.body["token"].as_str().expect("a token").to_owned(),
+        }
+    }
+
+    /// Deposits the largest amount a deposit may carry, four at a time,
+    /// until `me`'s wallet refuses more (`balance_limit`).
+    async fn fill(self: &Arc<Self>, me: &User) {
+        let full = Arc::new(AtomicBool::new(false));
+        let depositors: Vec<_> = (0..4)
+            .map(|_| {
+                let (shared, full) = (self.clone(), full.clone());
+                let me = User {
+                    id: me.id,
+                    token: me.token.clone(),
+                };
+                tokio::spawn(async move {
+                    let amount = Decimal::from(1_000_000_000_000u64);
+                    while !full.load(Ordering::SeqCst) {
+                        let body = json!({ "amount": amount.to_string() });
+                        let path = "/api/me/wallet/deposits";
+                        let answer = shared.change(&me, "fill", path, Some(body)).await;
+                        match answer.status {
+                            StatusCode::CREATED => {
+                                shared.record(&me, |account| account.deposits.push(amount))
+                            }
+                            _ if answer.code() == "balance_limit" => {
+                                full.store(true, Ordering::SeqCst)
+                            }
+                            status => panic!("filling a wallet: {status} {}", answer.body),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for depositor in depositors {
+            depositor.await.expect("a depositor");
         }
     }
 
