@@ -39,9 +39,12 @@ impl<I: Identity + ?Sized> Identity for Arc<I> {
 }
 
 /// The bearer token of a request: the `Authorization: Bearer ...` header
-/// (the scheme in any case, as RFC 9110 says), or else an `access_token`
-/// query parameter (browsers cannot set headers on a WebSocket; keep such
-/// URLs out of access logs).
+/// (the scheme in any case, as RFC 9110 says), or else, on a WebSocket
+/// upgrade only, an `access_token` query parameter: browsers cannot set
+/// headers on a WebSocket. A URL ends up in access logs, so a browser page
+/// should rather rely on a cookie its host's [`Identity`] reads (the example
+/// server's session cookie); plain HTTP requests never take a token from
+/// the URL.
 pub fn bearer_token(request: &Parts) -> Option<&str> {
     let header = request
         .headers
@@ -51,10 +54,16 @@ pub fn bearer_token(request: &Parts) -> Option<&str> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim_start_matches(' '))
         .filter(|token| !token.is_empty());
+    let upgrade = request
+        .headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
     header.or_else(|| {
         request
             .uri
-            .query()?
+            .query()
+            .filter(|_| upgrade)?
             .split('&')
             .find_map(|pair| pair.strip_prefix("access_token="))
     })
@@ -111,6 +120,9 @@ mod tests {
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
+        if uri.starts_with("/live") {
+            request = request.header(axum::http::header::UPGRADE, "websocket");
+        }
         request.body(()).expect("a request").into_parts().0
     }
 
@@ -134,6 +146,8 @@ mod tests {
             let actor = shared.identify(&request("/me", Some(scheme))).await;
             assert_eq!(actor.expect("known"), Some(alice.clone()), "{scheme}");
         }
+        let plain_http = request("/me?access_token=t-alice", None);
+        assert_eq!(bearer_token(&plain_http), None, "only on an upgrade");
         for other in ["Basic t-alice", "Bearert-alice", "Bearer ", "Bearer"] {
             let parts = request("/me", Some(other));
             assert_eq!(bearer_token(&parts), None, "{other}");
