@@ -264,6 +264,11 @@ async fn two_bidders_see_each_other_live_in_the_page() {
         .await;
     println!("screenshots in {}", artifacts.display());
 
+    // Everything above ran under the page's Content-Security-Policy.
+    for page in [&seller, &alice, &bob] {
+        let blocked = page.run("return window.cspViolations;", json!([])).await;
+        assert_eq!(blocked, json!([]), "the policy blocked something");
+    }
     for page in [seller, alice, bob] {
         page.close().await;
     }
