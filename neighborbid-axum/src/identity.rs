@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use neighborbid_core::{Region, UserId};
@@ -22,6 +23,56 @@ pub struct Actor {
 /// Tells who sent a request. The host implements it over its own account
 /// system (session cookies, bearer tokens, a gateway's header...); the
 /// router never takes a user id from a request body or path.
+///
+/// The host's own routes get the same caller with the [`SignedIn`] and
+/// [`MaybeSignedIn`] extractors, from any state that gives an
+/// `Arc<dyn Identity>` (axum's `FromRef`):
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use axum::extract::FromRef;
+/// use axum::http::request::Parts;
+/// use axum::routing::get;
+/// use neighborbid_axum::{async_trait, Actor, ApiError, Identity, SignedIn};
+/// use neighborbid_core::UserId;
+///
+/// /// Users as a gateway in front of the app names them, in `X-User-Id`.
+/// struct GatewayHeader;
+///
+/// #[async_trait]
+/// impl Identity for GatewayHeader {
+///     async fn identify(&self, request: &Parts) -> Result<Option<Actor>, ApiError> {
+///         let Some(value) = request.headers.get("x-user-id") else {
+///             return Ok(None); // anonymous: may read, not act
+///         };
+///         let id = value.to_str().ok().and_then(|id| id.parse().ok());
+///         let user = id.ok_or_else(ApiError::unauthorized)?;
+///         Ok(Some(Actor { user: UserId(user), region: None }))
+///     }
+/// }
+///
+/// #[derive(Clone)]
+/// struct AppState {
+///     identity: Arc<dyn Identity>,
+/// }
+///
+/// impl FromRef<AppState> for Arc<dyn Identity> {
+///     fn from_ref(state: &AppState) -> Self {
+///         state.identity.clone()
+///     }
+/// }
+///
+/// async fn hello(SignedIn(me): SignedIn) -> String {
+///     format!("hello, user {}", me.user)
+/// }
+///
+/// let identity: Arc<dyn Identity> = Arc::new(GatewayHeader);
+/// let routes: axum::Router = axum::Router::new()
+///     .route("/hello", get(hello))
+///     .with_state(AppState { identity: identity.clone() });
+/// // The API takes the same identity: `Api::new(engine, hub, identity)`.
+/// ```
 #[async_trait]
 pub trait Identity: Send + Sync + 'static {
     /// The acting user: `Ok(None)` for a request without credentials
@@ -67,6 +118,44 @@ pub fn bearer_token(request: &Parts) -> Option<&str> {
             .split('&')
             .find_map(|pair| pair.strip_prefix("access_token="))
     })
+}
+
+/// The signed-in caller of a host's own route, by the same [`Identity`] as
+/// the API's routes: anonymous requests get 401 `unauthorized`, invalid
+/// credentials the identity's error. The state must give an
+/// `Arc<dyn Identity>` through axum's `FromRef` (see [`Identity`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedIn(pub Actor);
+
+/// The caller of a host's own route, if signed in (`None`: anonymous);
+/// invalid credentials still get the identity's error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaybeSignedIn(pub Option<Actor>);
+
+impl<S> FromRequestParts<S> for MaybeSignedIn
+where
+    S: Send + Sync,
+    Arc<dyn Identity>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let identity = Arc::<dyn Identity>::from_ref(state);
+        Ok(MaybeSignedIn(identity.identify(parts).await?))
+    }
+}
+
+impl<S> FromRequestParts<S> for SignedIn
+where
+    S: Send + Sync,
+    Arc<dyn Identity>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let MaybeSignedIn(actor) = MaybeSignedIn::from_request_parts(parts, state).await?;
+        actor.map(SignedIn).ok_or_else(ApiError::unauthorized)
+    }
 }
 
 /// Bearer tokens registered by the host: for tests, scripts and service
@@ -157,5 +246,42 @@ mod tests {
         tokens.remove("t-alice");
         let revoked = shared.identify(&with_header).await.expect_err("revoked");
         assert_eq!(revoked.code(), "unauthorized");
+    }
+
+    #[derive(Clone)]
+    struct HostState {
+        identity: Arc<dyn Identity>,
+    }
+
+    impl FromRef<HostState> for Arc<dyn Identity> {
+        fn from_ref(state: &HostState) -> Self {
+            state.identity.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn host_routes_get_the_same_caller() {
+        let tokens = StaticTokens::new();
+        let alice = Actor {
+            user: UserId(2),
+            region: None,
+        };
+        tokens.insert("t-alice", alice.clone());
+        let state = HostState {
+            identity: Arc::new(tokens),
+        };
+        let mut signed = request("/me", Some("Bearer t-alice"));
+        let SignedIn(me) = SignedIn::from_request_parts(&mut signed, &state)
+            .await
+            .expect("signed in");
+        assert_eq!(me, alice);
+        let mut anonymous = request("/me", None);
+        let maybe = MaybeSignedIn::from_request_parts(&mut anonymous, &state).await;
+        assert_eq!(maybe.expect("anonymous is fine"), MaybeSignedIn(None));
+        let refused = SignedIn::from_request_parts(&mut anonymous, &state).await;
+        assert_eq!(refused.expect_err("401").code(), "unauthorized");
+        let mut forged = request("/me", Some("Bearer forged"));
+        let refused = MaybeSignedIn::from_request_parts(&mut forged, &state).await;
+        assert_eq!(refused.expect_err("401").code(), "unauthorized");
     }
 }

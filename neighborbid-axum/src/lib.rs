@@ -53,11 +53,14 @@ mod openapi;
 pub mod wire;
 mod ws;
 
+/// The attribute an [`Identity`] implementation needs (`#[async_trait]`),
+/// re-exported so hosts need not depend on `async-trait` themselves.
+pub use async_trait::async_trait;
 pub use catalogue::{Catalogue, OpenCatalogue};
 pub use connection::close_if_body_unread;
 pub use error::{catch_panics, ApiError, ErrorBody};
 pub use http::WalletBody;
-pub use identity::{bearer_token, Actor, Identity, StaticTokens};
+pub use identity::{bearer_token, Actor, Identity, MaybeSignedIn, SignedIn, StaticTokens};
 pub use limit::RateLimit;
 pub use openapi::openapi;
 pub use ws::CLOSE_IDLE;

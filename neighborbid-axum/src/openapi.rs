@@ -51,7 +51,12 @@ pub fn openapi(currency: &Currency, config: &ApiConfig) -> Value {
         "info": {
             "title": "NeighborBid API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Auctions with escrow. Amounts are decimal strings, times RFC 3339 UTC. Every error is a JSON body with a stable `code`."
+            "description": "Auctions with escrow. Amounts are decimal strings, times RFC 3339 UTC. Every error is a JSON body with a stable `code`.",
+            "x-currency": {
+                "code": currency.code().map(|code| code.to_string()),
+                "decimal_places": currency.scale(),
+                "max": currency.max()
+            }
         },
         "paths": {
             "/auctions": {
@@ -214,6 +219,14 @@ fn fraction(scale: u32) -> String {
     }
 }
 
+/// ` in KRW` for a currency with a code, nothing otherwise.
+fn in_code(currency: &Currency) -> String {
+    currency
+        .code()
+        .map(|code| format!(" in {code}"))
+        .unwrap_or_default()
+}
+
 fn schemas(currency: &Currency) -> Value {
     let money = json!({"$ref": "#/components/schemas/Money"});
     let positive = json!({"$ref": "#/components/schemas/PositiveMoney"});
@@ -228,7 +241,7 @@ fn schemas(currency: &Currency) -> Value {
     };
     json!({
         "Money": {"type": "string", "pattern": money_pattern(currency.scale()), "example": "12",
-            "description": format!("A decimal string with at most {} decimal places (trailing zeros aside), at most {}", currency.scale(), currency.max())},
+            "description": format!("A decimal string{} with at most {} decimal places (trailing zeros aside), at most {}", in_code(currency), currency.scale(), currency.max())},
         "PositiveMoney": {"type": "string", "pattern": positive_money_pattern(currency.scale()), "example": "12",
             "description": format!("An amount greater than zero, with at most {} decimal places (trailing zeros aside), at most {}", currency.scale(), currency.max())},
         "Error": {"type": "object", "required": ["code", "message"], "additionalProperties": true,

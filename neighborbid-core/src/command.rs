@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::auction::{Attributes, Auction, Bid, Region, Scope};
 use crate::ids::{AuctionId, UserId};
 use crate::money::Money;
-use crate::policy::AuctionPolicy;
+use crate::policy::{AuctionPolicy, Increment};
 use crate::wallet::LedgerEntry;
 use crate::Timestamp;
 
@@ -47,6 +47,41 @@ pub struct CreateAuction {
 }
 
 impl CreateAuction {
+    /// A national auction by `seller`, open from now until `ends_at`, with
+    /// no description, category or details, bids rising by `increment`
+    /// ([`Increment::fixed`] or [`Increment::percent`]), no reserve, a hard
+    /// close and no buy-now. Set any other field on the result:
+    ///
+    /// ```
+    /// use neighborbid_core::{CreateAuction, Increment, Money, Region, Scope, UserId};
+    ///
+    /// let ends_at = chrono::Utc::now() + chrono::TimeDelta::hours(2);
+    /// let mut desk = CreateAuction::new(UserId(1), "Oak desk", Money::units(10_000), Increment::fixed(Money::units(500)), ends_at);
+    /// desk.scope = Scope::Local { region: Region::new("seoul/mapo/mangwon") };
+    /// desk.buy_now_price = Some(Money::units(50_000));
+    /// ```
+    pub fn new(
+        seller: UserId,
+        title: impl Into<String>,
+        start_price: Money,
+        increment: Increment,
+        ends_at: Timestamp,
+    ) -> CreateAuction {
+        CreateAuction {
+            seller,
+            title: title.into(),
+            description: String::new(),
+            category: None,
+            attributes: Attributes::default(),
+            scope: Scope::National,
+            start_price,
+            policy: AuctionPolicy::new(increment),
+            buy_now_price: None,
+            starts_at: None,
+            ends_at,
+        }
+    }
+
     /// Longest title, in characters.
     pub const MAX_TITLE: usize = 200;
     /// Longest description, in characters.
@@ -71,7 +106,7 @@ impl CreateAuction {
     }
 }
 
-/// Bid on an auction.
+/// Bid on an auction. [`PlaceBid::new`] builds the common case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaceBid {
     /// The auction.
@@ -88,6 +123,21 @@ pub struct PlaceBid {
     /// maximum is held in escrow while the bidder leads.
     #[serde(default)]
     pub max_amount: Option<Money>,
+}
+
+impl PlaceBid {
+    /// `bidder` bids `amount` on `auction_id`, with no maximum and no
+    /// region (set [`bidder_region`](Self::bidder_region) for local
+    /// auctions, [`max_amount`](Self::max_amount) for a proxy bid).
+    pub fn new(auction_id: AuctionId, bidder: UserId, amount: Money) -> PlaceBid {
+        PlaceBid {
+            auction_id,
+            bidder,
+            bidder_region: None,
+            amount,
+            max_amount: None,
+        }
+    }
 }
 
 /// Buy at the auction's buy-now price, ending it.

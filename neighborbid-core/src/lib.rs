@@ -130,7 +130,7 @@ pub use event::{Event, EventId, PrivateEvent, PrivateNotice, PublicEvent};
 pub use hub::{Delivery, Hub, Watch};
 pub use ids::{AuctionId, BidId, UserId};
 pub use memory::{MemoryStore, MemoryTx};
-pub use money::{Currency, Money, MoneyError};
+pub use money::{Currency, CurrencyCode, Money, MoneyError};
 pub use notify::{BroadcastNotifier, NoopNotifier, Notifier, NotifyError};
 pub use policy::{AuctionPolicy, Band, BuyNowPolicy, ClosePolicy, Increment};
 pub use relay::{Relay, RelayConfig, RelayCounts, RelayError, RelaySender};

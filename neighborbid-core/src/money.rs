@@ -179,14 +179,24 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
-/// The amount rules of the engine's currency.
+/// The amount rules of the engine's currency, and optionally its ISO 4217
+/// code for display.
 ///
-/// The default has 2 decimal places and a maximum of 10^12 per amount. For a
-/// currency without minor units (such as KRW) use `Currency::new(0, ..)`.
+/// The default has 2 decimal places, a maximum of 10^12 per amount and no
+/// code. For a currency without minor units, such as the won:
+///
+/// ```
+/// use neighborbid_core::{Currency, CurrencyCode, Money};
+///
+/// let krw = CurrencyCode::new("KRW").expect("three capital letters");
+/// let won = Currency::new(0, Money::units(1_000_000_000)).with_code(krw);
+/// assert_eq!(won.format(Money::units(1_250_000)), "1,250,000 KRW");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Currency {
     scale: u32,
     max: Money,
+    code: Option<CurrencyCode>,
 }
 
 impl Default for Currency {
@@ -194,7 +204,35 @@ impl Default for Currency {
         Currency {
             scale: 2,
             max: Money::units(1_000_000_000_000),
+            code: None,
         }
+    }
+}
+
+/// A currency's three-letter ISO 4217 code, such as `KRW`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CurrencyCode([u8; 3]);
+
+impl CurrencyCode {
+    /// The code, if `code` is three ASCII capital letters.
+    pub fn new(code: &str) -> Option<CurrencyCode> {
+        let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(u8::is_ascii_uppercase)
+            .then_some(CurrencyCode(bytes))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        // Three ASCII capitals, checked in `new`.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+}
+
+impl fmt::Display for CurrencyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -210,7 +248,46 @@ impl Currency {
         Currency {
             scale: scale.min(Self::MAX_SCALE),
             max,
+            code: None,
         }
+    }
+
+    /// The same rules, displayed with `code`.
+    pub fn with_code(self, code: CurrencyCode) -> Currency {
+        Currency {
+            code: Some(code),
+            ..self
+        }
+    }
+
+    /// The currency's code, if it has one.
+    pub fn code(&self) -> Option<CurrencyCode> {
+        self.code
+    }
+
+    /// `amount` for people to read: every decimal place of the currency,
+    /// thousands separated by commas, then the code if there is one
+    /// (`1,234.50 USD`, `1,250,000 KRW`, `1,234.50`). Amounts on the wire
+    /// stay plain decimal strings.
+    pub fn format(&self, amount: Money) -> String {
+        let text = format!("{:.*}", self.scale as usize, amount.amount());
+        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        let mut grouped = String::with_capacity(text.len() + whole.len() / 3 + 4);
+        for (index, digit) in whole.chars().enumerate() {
+            if index > 0 && (whole.len() - index) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        if !fraction.is_empty() {
+            grouped.push('.');
+            grouped.push_str(fraction);
+        }
+        if let Some(code) = self.code {
+            grouped.push(' ');
+            grouped.push_str(code.as_str());
+        }
+        grouped
     }
 
     /// Decimal places an amount may have.
@@ -347,6 +424,26 @@ mod tests {
             cents.parse("0.005"),
             Err(MoneyError::TooPrecise { max_scale: 2 })
         );
+    }
+
+    #[test]
+    fn amounts_are_formatted_for_people_in_the_currency() {
+        let won = Currency::new(0, Money::MAX).with_code(CurrencyCode::new("KRW").unwrap());
+        assert_eq!(won.format(Money::ZERO), "0 KRW");
+        assert_eq!(won.format(money("999")), "999 KRW");
+        assert_eq!(won.format(money("1000")), "1,000 KRW");
+        assert_eq!(won.format(money("1250000")), "1,250,000 KRW");
+        let dollars = Currency::default().with_code(CurrencyCode::new("USD").unwrap());
+        assert_eq!(dollars.format(money("1234.5")), "1,234.50 USD");
+        assert_eq!(dollars.format(money("0.05")), "0.05 USD");
+        assert_eq!(Currency::default().format(money("100000")), "100,000.00");
+        assert_eq!(
+            dollars.code().map(|code| code.to_string()),
+            Some("USD".into())
+        );
+        for bad in ["krw", "KR", "KRWW", "K1W", "원원원"] {
+            assert_eq!(CurrencyCode::new(bad), None, "{bad}");
+        }
     }
 
     #[test]

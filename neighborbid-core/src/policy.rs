@@ -30,14 +30,20 @@ pub struct AuctionPolicy {
 }
 
 impl AuctionPolicy {
-    /// The original rules with a bid unit of `unit`.
-    pub fn fixed(unit: Money) -> AuctionPolicy {
+    /// Bids rise by `increment`; no reserve, a hard close, and buy-now until
+    /// bidding reaches its price.
+    pub fn new(increment: Increment) -> AuctionPolicy {
         AuctionPolicy {
-            increment: Increment::Fixed { unit },
+            increment,
             reserve_price: None,
             close: ClosePolicy::Hard,
             buy_now: BuyNowPolicy::Always,
         }
+    }
+
+    /// The original rules with a bid unit of `unit`.
+    pub fn fixed(unit: Money) -> AuctionPolicy {
+        AuctionPolicy::new(Increment::fixed(unit))
     }
 
     /// Checks the policy against the currency and returns it normalized
@@ -103,6 +109,18 @@ pub struct Band {
 }
 
 impl Increment {
+    /// Always the same step.
+    pub fn fixed(unit: Money) -> Increment {
+        Increment::Fixed { unit }
+    }
+
+    /// At least `percent` % of the current price (above 0, at most 100),
+    /// rounded up to the currency's decimal places, which the engine sets
+    /// when the auction is created.
+    pub fn percent(percent: Decimal) -> Increment {
+        Increment::Percent { percent, scale: 0 }
+    }
+
     /// eBay's increment table (in the currency's major unit): 0.05 below 1,
     /// 0.25 below 5, 0.50 below 25, 1 below 100, 2.50 below 250, 5 below
     /// 500, 10 below 1,000, 25 below 2,500, 50 below 5,000, then 100.

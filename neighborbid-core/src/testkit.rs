@@ -97,6 +97,7 @@ macro_rules! conformance_tests {
             mixed_commands_race,
             full_wallets_keep_the_market_moving,
             a_stuck_auction_holds_up_no_other,
+            the_closer_settles_auctions_as_they_end,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -3211,4 +3212,38 @@ pub async fn a_stuck_auction_holds_up_no_other<S: Store>(store: S) {
         "forgotten once settled"
     );
     assert_eq!(h.wallet(ALICE).await.locked, Money::ZERO);
+}
+
+/// [`Engine::run_closer`] settles an auction once its end passes, with
+/// nobody calling the closer by hand, and returns once told to stop.
+pub async fn the_closer_settles_auctions_as_they_end<S: Store>(store: S) {
+    let h = Harness::new(store);
+    h.fund(ALICE, 500).await;
+    let auction = h.create(h.national(100, 10)).await;
+    h.bid(auction.id, ALICE, 120).await.expect("bid");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine = h.engine.clone();
+    let closer = tokio::spawn(async move {
+        let every = std::time::Duration::from_millis(10);
+        engine
+            .run_closer(every, async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(h.auction(auction.id).await.status, AuctionStatus::Open);
+    h.clock.advance(TimeDelta::hours(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.auction(auction.id).await.status == AuctionStatus::Open {
+        assert!(std::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.auction(auction.id).await.status, AuctionStatus::Sold);
+    assert_eq!(h.wallet(SELLER).await.balance, money(120));
+    stop.send(()).expect("the closer runs");
+    tokio::time::timeout(std::time::Duration::from_secs(10), closer)
+        .await
+        .expect("the closer stops when told")
+        .expect("the closer task");
 }

@@ -492,34 +492,35 @@ async fn sweep<F, Fut>(
     }
 }
 
-/// Settles ended auctions and sends watchlist notices until told to stop.
-/// Safe to run in several processes at once on Postgres.
+/// Settles ended auctions (the engine's closer) and sends watchlist
+/// notices beside it, until told to stop. Safe to run in several
+/// processes at once on Postgres.
 async fn close_auctions<S: Store>(
     engine: Engine<S, Notify>,
     accounts: Accounts,
     metrics: Arc<Metrics>,
     closing: Closing,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(closing.every) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-        if let Err(error) =
-            community::send_watch_notices(&engine, accounts.pool(), closing.ending_soon).await
-        {
-            tracing::warn!(%error, "watch notices failed; retrying");
-        }
-        match engine.close_due_auctions(100).await {
-            Ok(closed) if !closed.is_empty() => {
-                tracing::info!(count = closed.len(), "settled auctions");
-                metrics.auctions_closed(closed.len());
+    let notices = async {
+        let mut stop = stop.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(closing.every) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "closer failed; retrying"),
+            let pool = accounts.pool();
+            if let Err(error) =
+                community::send_watch_notices(&engine, pool, closing.ending_soon).await
+            {
+                tracing::warn!(%error, "watch notices failed; retrying");
+            }
         }
-    }
+    };
+    let closer = engine.run_closer_with(closing.every, stopped(stop.clone()), |closed| {
+        metrics.auctions_closed(closed.len());
+    });
+    tokio::join!(notices, closer);
 }
 
 impl<S> Site<S> {

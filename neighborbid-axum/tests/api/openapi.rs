@@ -213,3 +213,26 @@ async fn text_patterns_match_the_server() {
     // titles; six as descriptions, which keep tabs and line breaks anywhere.
     assert_eq!(taken, 6 + 6);
 }
+
+#[tokio::test]
+async fn the_document_names_the_currency() {
+    use neighborbid_core::{CurrencyCode, Money};
+    let won = Currency::new(0, Money::units(1_000_000_000))
+        .with_code(CurrencyCode::new("KRW").expect("a code"));
+    let server = TestServer::with_currency(won).await;
+    let document = server.get("/openapi.json", None).await.body;
+    let currency = &document["info"]["x-currency"];
+    assert_eq!(currency["code"], "KRW", "{currency}");
+    assert_eq!(currency["decimal_places"], 0);
+    assert_eq!(currency["max"], "1000000000");
+    let money = document["components"]["schemas"]["Money"]["description"]
+        .as_str()
+        .expect("a description");
+    assert!(money.contains("in KRW"), "{money}");
+    let plain = TestServer::with_currency(Currency::default()).await;
+    let document = plain.get("/openapi.json", None).await.body;
+    assert_eq!(
+        document["info"]["x-currency"]["code"],
+        serde_json::Value::Null
+    );
+}

@@ -1,12 +1,72 @@
-//! The closer's memory of auctions it could not settle, so that one such
-//! auction never holds up the others.
+//! The closer: a loop that settles auctions as they end, and its memory
+//! of auctions it could not settle, so that one such auction never holds
+//! up the others.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::auction::Auction;
+use crate::engine::Engine;
 use crate::error::{EngineError, StoreErrorKind};
 use crate::ids::AuctionId;
+use crate::notify::Notifier;
+use crate::store::Store;
+
+/// Auctions one pass of the closer settles at most before the next.
+const BATCH: usize = 100;
+
+impl<S: Store, N: Notifier> Engine<S, N> {
+    /// Settles auctions as they end, until `shutdown` completes: a pass
+    /// of [`close_due_auctions`](Self::close_due_auctions) every `every`
+    /// (at once again while passes find a full batch). Auctions settle
+    /// only while a closer runs; several processes may each run one.
+    /// Failures are logged and the next pass tries again.
+    ///
+    /// ```no_run
+    /// # async fn run(engine: neighborbid_core::Engine<neighborbid_core::MemoryStore, neighborbid_core::Hub>) {
+    /// let closer = engine.clone();
+    /// tokio::spawn(async move {
+    ///     closer.run_closer(std::time::Duration::from_secs(1), std::future::pending()).await
+    /// });
+    /// # }
+    /// ```
+    pub async fn run_closer(&self, every: Duration, shutdown: impl Future<Output = ()>) {
+        self.run_closer_with(every, shutdown, |_| {}).await;
+    }
+
+    /// [`run_closer`](Self::run_closer), calling `settled` with the
+    /// auctions each pass settled (for metrics, say).
+    pub async fn run_closer_with(
+        &self,
+        every: Duration,
+        shutdown: impl Future<Output = ()>,
+        mut settled: impl FnMut(&[Auction]),
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let full = match self.close_due_auctions(BATCH).await {
+                Ok(closed) => {
+                    if !closed.is_empty() {
+                        tracing::info!(count = closed.len(), "settled auctions");
+                        settled(&closed);
+                    }
+                    closed.len() == BATCH
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "closer failed; retrying");
+                    false
+                }
+            };
+            let wait = if full { Duration::ZERO } else { every };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
 
 /// The longest wait before the closer tries a stuck auction again.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
