@@ -598,11 +598,13 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         tx: &mut S::Tx,
         command: &Command,
     ) -> Result<(Receipt, Option<Event>), EngineError> {
-        let now = self.now();
+        // Every command reads the time once it holds its locks: an
+        // auction's (in `decide_and_write`), or a wallet's.
+        let clock = &*self.inner.config.clock;
         let rules = self.rules();
         Ok(match command {
             Command::CreateAuction(cmd) => {
-                let auction = rules::create_auction(rules, cmd, now)?;
+                let auction = rules::create_auction(rules, cmd, clock.now())?;
                 (
                     Receipt::AuctionCreated(tx.insert_auction(&auction).await?),
                     None,
@@ -610,23 +612,23 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Command::Deposit(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
-                let decision = rules::deposit(rules, &wallet, cmd, now)?;
+                let decision = rules::deposit(rules, &wallet, cmd, clock.now())?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
                 (Receipt::Deposited(decision.entry), None)
             }
             Command::Withdraw(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
-                let decision = rules::withdraw(rules, &wallet, cmd, now)?;
+                let decision = rules::withdraw(rules, &wallet, cmd, clock.now())?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
                 (Receipt::Withdrawn(decision.entry), None)
             }
             Command::PlaceBid(cmd) => {
                 let action = AuctionAction::Bid(cmd.bidder);
-                let check = |auction: &Auction| rules::check_bid(rules, auction, cmd, now);
+                let check = |auction: &Auction, now| rules::check_bid(rules, auction, cmd, now);
                 let (decision, bid) =
-                    decide_and_write(tx, cmd.auction_id, action, check, |state| {
+                    decide_and_write(tx, cmd.auction_id, action, clock, check, |state, now| {
                         rules::place_bid(rules, state, cmd, now)
                     })
                     .await?;
@@ -640,7 +642,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             Command::BuyNow(cmd) => {
                 let action = AuctionAction::BuyNow(cmd.buyer);
                 let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, action, no_check, |state| {
+                    decide_and_write(tx, cmd.auction_id, action, clock, no_check, |state, now| {
                         rules::buy_now(rules, state, cmd, now)
                     })
                     .await?;
@@ -649,7 +651,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             Command::CancelAuction(cmd) => {
                 let action = AuctionAction::Cancel;
                 let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, action, no_check, |state| {
+                    decide_and_write(tx, cmd.auction_id, action, clock, no_check, |state, now| {
                         rules::cancel(state, cmd, now)
                     })
                     .await?;
@@ -658,7 +660,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             Command::EndEarly(cmd) => {
                 let action = AuctionAction::Settle;
                 let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, action, no_check, |state| {
+                    decide_and_write(tx, cmd.auction_id, action, clock, no_check, |state, now| {
                         rules::end_early(state, cmd, now)
                     })
                     .await?;
@@ -725,32 +727,37 @@ async fn end<T: Transaction, R>(tx: T, result: Result<R, EngineError>) -> Result
     }
 }
 
-/// Locks the auction, asks `check` (refusals that need no wallet), locks
+/// Locks the auction, reads the time from `clock` (so a command that
+/// waited for the lock is judged when it got it, after every decision
+/// committed before it), asks `check` (refusals that need no wallet), locks
 /// the wallets the action touches (ascending), decides, and writes the
 /// decision.
 async fn decide_and_write<T: Transaction>(
     tx: &mut T,
     auction_id: AuctionId,
     action: AuctionAction,
-    check: impl FnOnce(&Auction) -> Result<(), Rejection>,
-    decide: impl FnOnce(AuctionState<'_>) -> Result<Decision, RuleError>,
+    clock: &dyn Clock,
+    check: impl FnOnce(&Auction, Timestamp) -> Result<(), Rejection>,
+    decide: impl FnOnce(AuctionState<'_>, Timestamp) -> Result<Decision, RuleError>,
 ) -> Result<(Decision, Option<Bid>), EngineError> {
     let auction = tx
         .lock_auction(auction_id)
         .await?
         .ok_or(Rejection::AuctionNotFound { auction_id })?;
-    check(&auction)?;
+    let now = clock.now();
+    check(&auction, now)?;
     let (holds, wallets) = lock_parties(tx, &auction, action).await?;
-    let decision = decide(AuctionState {
+    let state = AuctionState {
         auction: &auction,
         holds: &holds,
         wallets: &wallets,
-    })?;
+    };
+    let decision = decide(state, now)?;
     let bid = tx.write_decision(&decision).await?;
     Ok((decision, bid))
 }
 
-fn no_check(_: &Auction) -> Result<(), Rejection> {
+fn no_check(_: &Auction, _: Timestamp) -> Result<(), Rejection> {
     Ok(())
 }
 

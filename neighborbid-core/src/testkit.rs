@@ -3062,6 +3062,13 @@ pub async fn mixed_commands_race<S: Store>(store: S) {
         let events = h.outbox(id).await;
         let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
         assert_eq!(seqs, (1..=auction.seq).collect::<Vec<_>>(), "auction {id}");
+        // Each decision was timed under the auction's lock: in the order
+        // of the decisions, times never go back.
+        let times: Vec<Timestamp> = events.iter().map(|event| event.at).collect();
+        assert!(
+            times.windows(2).all(|pair| pair[0] <= pair[1]),
+            "auction {id}: {times:?}"
+        );
         let closing = |event: &&Event| {
             event.public.iter().any(|fact| {
                 matches!(

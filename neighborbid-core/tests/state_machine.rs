@@ -264,6 +264,10 @@ async fn check_invariants(h: &Harness<MemoryStore>, model: &Model) {
             (1..=auction.seq).collect::<Vec<_>>(),
             "gapless sequence"
         );
+        assert!(
+            events.windows(2).all(|pair| pair[0].at <= pair[1].at),
+            "decision times never go back within an auction"
+        );
         assert_eq!(
             h.delivered(auction.id),
             events,

@@ -542,3 +542,71 @@ async fn a_test_database_is_dropped_with_its_handle() {
     assert_eq!(exists.fetch_one(&mut admin).await.expect("count"), 0);
     drop(store);
 }
+
+/// Every command on an auction is timed once it holds the auction's lock:
+/// one that waited for the lock until after the end is refused as late,
+/// on every path (a bid alone, a bid in a batch, buy-now, ending early),
+/// and one that got the lock before the end is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_waited_for_the_lock_past_the_end_is_late() {
+    use neighborbid_core::{BuyNow, Receipt};
+
+    let (store, _db) = fresh_store().await;
+    let paths = ["bid", "batched bid", "buy-now", "end early", "bid in time"];
+    for path in paths {
+        let h = Harness::configured(store.clone(), |config| {
+            config.coalesce_bids = path == "batched bid";
+        });
+        h.fund(ALICE, 1_000).await;
+        let mut cmd = h.national(100, 10);
+        cmd.buy_now_price = Some(money(500));
+        let auction = h.create(cmd).await;
+        let ends_at = auction.ends_at;
+
+        let mut holder = store.begin().await.expect("begin");
+        holder.lock_auction(auction.id).await.expect("lock");
+        let engine = h.engine.clone();
+        let id = auction.id;
+        let command = tokio::spawn(async move {
+            match path {
+                "buy-now" => {
+                    let buy = BuyNow {
+                        auction_id: id,
+                        buyer: ALICE,
+                        buyer_region: None,
+                    };
+                    engine.buy_now(buy, None).await.map(Receipt::BoughtNow)
+                }
+                "end early" => {
+                    let end = EndEarly {
+                        auction_id: id,
+                        seller: SELLER,
+                    };
+                    engine.end_early(end, None).await.map(Receipt::EndedEarly)
+                }
+                _ => (engine.place_bid(bid_of(id, ALICE, 100), None).await).map(Receipt::BidPlaced),
+            }
+        });
+        // The command waits for the lock while the end passes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if path != "bid in time" {
+            h.clock.set(ends_at + TimeDelta::seconds(1));
+        }
+        holder.rollback().await.expect("release");
+        let result = command.await.expect("the command's task");
+        if path == "bid in time" {
+            assert!(result.is_ok(), "{path}: {result:?}");
+        } else {
+            let late = matches!(
+                result,
+                Err(EngineError::Rejected(Rejection::AuctionEnded { .. }))
+            );
+            assert!(late, "{path}: {result:?}");
+        }
+        assert_eq!(
+            h.auction(auction.id).await.bid_count,
+            u32::from(path == "bid in time"),
+            "{path}"
+        );
+    }
+}
