@@ -604,7 +604,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         let rules = self.rules();
         Ok(match command {
             Command::CreateAuction(cmd) => {
-                let auction = rules::create_auction(rules, cmd, clock.now())?;
+                let auction = rules::create_auction(rules, cmd, decision_time(tx, clock).await?)?;
                 (
                     Receipt::AuctionCreated(tx.insert_auction(&auction).await?),
                     None,
@@ -612,14 +612,16 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Command::Deposit(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
-                let decision = rules::deposit(rules, &wallet, cmd, clock.now())?;
+                let now = decision_time(tx, clock).await?;
+                let decision = rules::deposit(rules, &wallet, cmd, now)?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
                 (Receipt::Deposited(decision.entry), None)
             }
             Command::Withdraw(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
-                let decision = rules::withdraw(rules, &wallet, cmd, clock.now())?;
+                let now = decision_time(tx, clock).await?;
+                let decision = rules::withdraw(rules, &wallet, cmd, now)?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
                 (Receipt::Withdrawn(decision.entry), None)
@@ -689,11 +691,11 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         skip: &[AuctionId],
         claimed: &Mutex<Option<AuctionId>>,
     ) -> Attempt<Option<Auction>> {
-        let now = self.now();
-        let Some(auction) = tx.claim_due_auction(now, skip).await? else {
+        let Some(auction) = tx.claim_due_auction(self.now(), skip).await? else {
             return Ok((None, Vec::new()));
         };
         *claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(auction.id);
+        let now = decision_time(tx, &*self.inner.config.clock).await?;
         let (holds, wallets) = lock_parties(tx, &auction, AuctionAction::Settle).await?;
         let state = AuctionState {
             auction: &auction,
@@ -744,7 +746,7 @@ async fn decide_and_write<T: Transaction>(
         .lock_auction(auction_id)
         .await?
         .ok_or(Rejection::AuctionNotFound { auction_id })?;
-    let now = clock.now();
+    let now = decision_time(tx, clock).await?;
     check(&auction, now)?;
     let (holds, wallets) = lock_parties(tx, &auction, action).await?;
     let state = AuctionState {
@@ -755,6 +757,16 @@ async fn decide_and_write<T: Transaction>(
     let decision = decide(state, now)?;
     let bid = tx.write_decision(&decision).await?;
     Ok((decision, bid))
+}
+
+/// The time to judge a decision by, once `tx` holds its locks: the
+/// store's clock where it keeps one (see [`Transaction::clock`]), else the
+/// engine's.
+async fn decision_time<T: Transaction>(
+    tx: &mut T,
+    clock: &dyn Clock,
+) -> Result<Timestamp, EngineError> {
+    Ok(tx.clock().await?.unwrap_or_else(|| clock.now()))
 }
 
 fn no_check(_: &Auction, _: Timestamp) -> Result<(), Rejection> {

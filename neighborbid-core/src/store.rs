@@ -282,6 +282,16 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
     /// Makes every write of this transaction durable and visible at once.
     async fn commit(self) -> Result<(), StoreError>;
 
+    /// The time to judge this transaction's decisions by, asked once it
+    /// holds the locks they need: `None` (the default) for the engine's
+    /// [`Clock`](crate::Clock). A store that several processes share may
+    /// answer with its database's clock, so that every process decides
+    /// alike whatever its own clock says; it should read it with the lock
+    /// it took last rather than in a round trip of its own.
+    async fn clock(&mut self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(None)
+    }
+
     /// Undoes every write and releases every lock before returning.
     /// Dropping the transaction also rolls it back, but a backend may do
     /// that later (sqlx does on the connection's next use), so rows it

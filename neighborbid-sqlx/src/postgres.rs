@@ -65,6 +65,7 @@ pub struct PgStoreOptions {
     max_connections: u32,
     lock_timeout: Duration,
     acquire_timeout: Duration,
+    database_clock: bool,
 }
 
 impl PgStoreOptions {
@@ -80,7 +81,19 @@ impl PgStoreOptions {
             max_connections: 10,
             lock_timeout: Duration::from_secs(2),
             acquire_timeout: Duration::from_secs(10),
+            database_clock: true,
         })
+    }
+
+    /// Whether decisions are timed by the database's clock (default: yes),
+    /// read by the statement that locks the auction (or claims it for the
+    /// closer), so every server process on the database decides alike
+    /// whatever its own clock says. Off, the engine's
+    /// [`Clock`](neighborbid_core::Clock) decides: for tests that move a
+    /// manual clock.
+    pub fn database_clock(mut self, on: bool) -> Self {
+        self.database_clock = on;
+        self
     }
 
     /// The most connections the pool opens.
@@ -131,6 +144,7 @@ impl PgStoreOptions {
         PgStore {
             pool,
             counters: Arc::default(),
+            database_clock: self.database_clock,
         }
     }
 }
@@ -140,6 +154,7 @@ impl PgStoreOptions {
 pub struct PgStore {
     pool: PgPool,
     counters: Arc<ConflictCounters>,
+    database_clock: bool,
 }
 
 impl PgStore {
@@ -189,6 +204,8 @@ impl PgStore {
         Ok(PgTx {
             tx: tx.map_err(self.error())?,
             counters: Arc::clone(&self.counters),
+            database_clock: self.database_clock,
+            locked_at: None,
         })
     }
 }
@@ -226,9 +243,46 @@ impl Store for PgStore {
 pub struct PgTx {
     tx: sqlx::Transaction<'static, Postgres>,
     counters: Arc<ConflictCounters>,
+    database_clock: bool,
+    /// The database's clock when the last auction lock was taken.
+    locked_at: Option<Timestamp>,
+}
+
+/// Wraps a statement that selects `auction_columns!()` `FOR UPDATE` so it
+/// also reads the database's clock, after the row lock is held: a locking
+/// subquery is run (and waits for its lock) before the outer select reads
+/// `clock_timestamp()`.
+macro_rules! with_clock {
+    ($locking:expr) => {
+        concat!(
+            "SELECT locked.*, clock_timestamp() AS locked_at FROM (",
+            $locking,
+            ") AS locked"
+        )
+    };
 }
 
 impl PgTx {
+    /// The auction a `with_clock!` statement locked, if any, keeping the
+    /// database's time it read.
+    async fn locked_auction(
+        &mut self,
+        query: Query<'_, Postgres, PgArguments>,
+    ) -> Result<Option<Auction>, StoreError> {
+        let row = query
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let decode = |error| codec::store_error(error, |_| None, &self.counters);
+        let auction = <AuctionRow as sqlx::FromRow<_>>::from_row(&row).map_err(decode)?;
+        let at: Timestamp = row.try_get("locked_at").map_err(decode)?;
+        self.locked_at = Some(at);
+        auction.into_auction().map(Some)
+    }
+
     /// The auction `sql` selects (`auction_columns!()`, by id), if any.
     async fn auction(
         &mut self,
@@ -303,6 +357,23 @@ impl Transaction for PgTx {
     async fn commit(self) -> Result<(), StoreError> {
         let error = self.error();
         self.tx.commit().await.map_err(error)
+    }
+
+    /// The database's clock, with [`PgStoreOptions::database_clock`]: as
+    /// read by the statement that locked the auction, or else (a deposit,
+    /// a new auction) by a statement of its own.
+    async fn clock(&mut self) -> Result<Option<Timestamp>, StoreError> {
+        if !self.database_clock {
+            return Ok(None);
+        }
+        if let Some(at) = self.locked_at {
+            return Ok(Some(at));
+        }
+        let at: Timestamp = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        Ok(Some(at))
     }
 
     async fn rollback(self) -> Result<(), StoreError> {
@@ -639,12 +710,12 @@ impl AuctionStore for PgTx {
     }
 
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        let sql = concat!(
+        let sql = with_clock!(concat!(
             "SELECT ",
             auction_columns!(),
             " FROM auctions WHERE id = $1 FOR UPDATE"
-        );
-        self.auction(sql, id).await
+        ));
+        self.locked_auction(sqlx::query(sql).bind(id.0)).await
     }
 
     async fn claim_due_auction(
@@ -652,19 +723,18 @@ impl AuctionStore for PgTx {
         now: Timestamp,
         skip: &[AuctionId],
     ) -> Result<Option<Auction>, StoreError> {
-        sqlx::query_as::<_, AuctionRow>(concat!(
+        // Due by the database's clock, unless the engine's decides.
+        let now = (!self.database_clock).then_some(now);
+        let sql = with_clock!(concat!(
             "SELECT ",
             auction_columns!(),
-            " FROM auctions WHERE status = 'open' AND ends_at <= $1 AND id <> ALL($2) \
+            " FROM auctions WHERE status = 'open' \
+              AND ends_at <= COALESCE($1, clock_timestamp()) AND id <> ALL($2) \
               ORDER BY ends_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(now)
-        .bind(skip.iter().map(|id| id.0).collect::<Vec<i64>>())
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(self.error())?
-        .map(AuctionRow::into_auction)
-        .transpose()
+        ));
+        let ids: Vec<i64> = skip.iter().map(|id| id.0).collect();
+        self.locked_auction(sqlx::query(sql).bind(now).bind(ids))
+            .await
     }
 
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {

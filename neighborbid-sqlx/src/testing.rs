@@ -74,8 +74,13 @@ impl TestDatabase {
     }
 
     /// Options for a store on this database, to adjust before connecting.
+    /// Decisions are timed by the engine's clock (a test's manual clock),
+    /// not the database's: set [`PgStoreOptions::database_clock`] to test
+    /// that.
     pub fn options(&self) -> PgStoreOptions {
-        PgStoreOptions::new(&self.url).expect("the test database URL parses")
+        PgStoreOptions::new(&self.url)
+            .expect("the test database URL parses")
+            .database_clock(false)
     }
 
     /// A migrated store with the default options.

@@ -263,8 +263,9 @@ async fn refused_and_failed_commands_release_their_locks_before_answering() {
     // winner's and the seller's wallets.
     h.clock.advance(TimeDelta::hours(2));
     faults.arm(Fault::UpdateAuction);
-    let failed = h.engine.close_due_auctions(10).await;
-    assert!(faults.fired() && failed.is_err(), "{failed:?}");
+    let passed = h.engine.close_due_auctions(10).await.expect("a pass");
+    assert!(faults.fired() && passed.is_empty(), "{passed:?}");
+    assert_eq!(h.engine.stuck_auctions().len(), 1, "set aside");
     assert_eq!(held(db.url(), &rows), [] as [String; 0], "after a failure");
 }
 
@@ -609,4 +610,86 @@ async fn a_command_that_waited_for_the_lock_past_the_end_is_late() {
             "{path}"
         );
     }
+}
+
+/// Two server processes whose own clocks are minutes apart, on one
+/// database that times their decisions (`database_clock`): they accept,
+/// extend and refuse bids alike, and the closer settles the auction at the
+/// database's end, not at either process's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_whose_clocks_disagree_decide_by_the_database_clock() {
+    use neighborbid_core::{AuctionStatus, ClosePolicy, CreateAuction, Increment};
+
+    let db = TestDatabase::create().await;
+    let options = || db.options().database_clock(true);
+    let ahead = Harness::configured(db.store_with(options()).await, |config| {
+        config.coalesce_bids = false;
+    });
+    let behind = Harness::configured(db.store_with(options()).await, |config| {
+        config.coalesce_bids = true;
+    });
+    let start = chrono::Utc::now();
+    ahead.clock.set(start + TimeDelta::minutes(5));
+    behind.clock.set(start - TimeDelta::minutes(5));
+    ahead.fund(ALICE, 1_000).await;
+    behind.fund(BOB, 1_000).await;
+    let ends_at = start + TimeDelta::seconds(3);
+    let mut cmd = CreateAuction::new(
+        SELLER,
+        "Lamp",
+        money(100),
+        Increment::fixed(money(10)),
+        ends_at,
+    );
+    cmd.policy.close = ClosePolicy::Soft {
+        window_secs: 2,
+        extend_by_secs: 2,
+        max_extensions: 1,
+    };
+    let auction = ahead.create(cmd).await;
+    assert!(
+        auction.starts_at < ends_at,
+        "created at the database's time"
+    );
+
+    // By its own clock the auction ended minutes ago; by the database's
+    // it runs, and the bid is outside the closing window.
+    let first = ahead.bid(auction.id, ALICE, 100).await.expect("in time");
+    assert_eq!(first.auction.extensions, 0);
+    // Inside the window by the database's clock (by its own, minutes
+    // before it): the bid extends the auction.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let second = behind.bid(auction.id, BOB, 110).await.expect("in time");
+    assert_eq!(second.auction.extensions, 1, "{:?}", second.auction);
+    let extended = second.auction.ends_at;
+    assert!(extended > ends_at, "{extended} after {ends_at}");
+    assert!(
+        ahead
+            .engine
+            .close_due_auctions(10)
+            .await
+            .expect("close")
+            .is_empty(),
+        "not due by the database's clock"
+    );
+
+    let wait = (extended - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(200)).await;
+    let late = behind.bid(auction.id, ALICE, 200).await;
+    assert!(
+        matches!(
+            late,
+            Err(EngineError::Rejected(Rejection::AuctionEnded { .. }))
+        ),
+        "ended by the database's clock: {late:?}"
+    );
+    let closed = ahead.engine.close_due_auctions(10).await.expect("close");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].status, AuctionStatus::Sold);
+    let closed_at = closed[0].closed_at.expect("closed");
+    assert!(
+        closed_at >= extended,
+        "{closed_at} before the end {extended}"
+    );
+    assert!(closed_at < ahead.now(), "not the process's clock");
 }

@@ -350,6 +350,18 @@ impl Accounts {
         row.as_ref().map(account).transpose()
     }
 
+    /// This process's clock minus the database's (Postgres only): how far
+    /// off its own idea of time is from the one decisions follow.
+    pub async fn clock_offset(&self) -> Result<chrono::TimeDelta, sqlx::Error> {
+        let database: i64 = sqlx::query_scalar(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let process = chrono::Utc::now().timestamp_micros();
+        Ok(chrono::TimeDelta::microseconds(process - database))
+    }
+
     /// How many accounts exist.
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query("SELECT COUNT(*) AS n FROM accounts")

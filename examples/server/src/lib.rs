@@ -231,6 +231,9 @@ pub(crate) struct Site<S> {
     /// The Redis link's state, when rooms are shared through Redis.
     redis: Option<RedisLink>,
     secure_cookies: bool,
+    /// Postgres times decisions by its own clock: health shows how far
+    /// this process's is from it.
+    database_clock: bool,
 }
 
 /// The running Redis relay and subscriber.
@@ -340,6 +343,7 @@ async fn serve<S: Store + Clone>(
         metrics: metrics.clone(),
         redis: relaying.as_ref().map(|relaying| relaying.link.clone()),
         secure_cookies: config.secure_cookies,
+        database_clock: config.database_url.starts_with("postgres"),
     });
     let app = Router::new()
         .route("/", get(|| async { Html(security::PAGE) }))
@@ -604,6 +608,13 @@ async fn health<S: Store>(State(site): State<Arc<Site<S>>>) -> Response {
                 })
                 .collect();
             let mut body = json!({ "status": "ok", "closer": { "stuck": stuck } });
+            if site.database_clock {
+                // Decisions follow the database's clock; a process whose
+                // own is off only shows it here.
+                if let Ok(offset) = site.accounts.clock_offset().await {
+                    body["clock_offset_ms"] = offset.num_milliseconds().into();
+                }
+            }
             // Bids go on while Redis is down (events wait in the outbox),
             // so the node stays healthy; the field says whether its rooms
             // are shared right now.

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::{end, invariant, replay, Attempt, Engine};
+use super::{decision_time, end, invariant, replay, Attempt, Engine};
 use crate::auction::Bid;
 use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
 use crate::error::{EngineError, Rejection, StoreError};
@@ -212,7 +212,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         // holds the auction until it is done; its record is visible once
         // the lock is ours.
         let locked = tx.lock_auction(auction_id).await?;
-        let now = self.now();
+        let now = decision_time(tx, &*self.inner.config.clock).await?;
         // Refused on the auction as locked, so refused whatever the batch
         // does before it: the minimum next bid never falls and an ended
         // auction stays ended. Such stale bids lock no wallet.

@@ -200,6 +200,10 @@ impl<S: Store> Store for FaultyStore<S> {
 
 #[async_trait]
 impl<T: Transaction + 'static> Transaction for FaultyTx<T> {
+    async fn clock(&mut self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.clock().await
+    }
+
     async fn commit(self) -> Result<(), StoreError> {
         if self.switch.take_conflict() {
             self.inner.rollback().await?;

@@ -161,7 +161,10 @@ async fn a_newcomer_signs_up_tops_up_sells_bids_and_the_closer_settles() {
     }
     assert_eq!(
         mina.get("/healthz").await,
-        (StatusCode::OK, json!({"status": "ok"}))
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "closer": {"stuck": []}})
+        )
     );
 
     let signed_up = mina.sign_up("mina", "seoul/mapo/mangwon").await;
@@ -585,6 +588,10 @@ async fn on_postgres_accounts_and_bids_work_the_same() {
         (status, answer["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_question"))
     );
+    // Postgres times decisions; health shows this process's offset from it.
+    let (_, health) = bidder.get("/healthz").await;
+    let offset = health["clock_offset_ms"].as_i64().expect("an offset");
+    assert!(offset.abs() < 5_000, "same machine, same clock: {health}");
     server.stop().await;
 }
 
