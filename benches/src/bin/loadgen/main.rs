@@ -288,7 +288,8 @@ async fn engine_runs(args: &Args) -> Vec<Value> {
             }
             StoreKind::Postgres => {
                 let db = TestDatabase::create().await;
-                let options = db.options().max_connections(args.connections);
+                // As in production: decisions timed by the database's clock.
+                let options = (db.options().max_connections(args.connections)).database_clock(true);
                 let store = db.store_with(options).await;
                 let report = run(store.clone(), args.mode, load.clone()).await;
                 let mut summary = summary(args, &load, &report);
