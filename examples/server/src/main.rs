@@ -1,6 +1,8 @@
 //! `cargo run -p neighborbid-server` starts the site on an embedded SQLite
 //! file; `--help` lists the flags.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use neighborbid_server::{start, Config};
 use tracing_subscriber::EnvFilter;
@@ -15,7 +17,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .json()
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colours for a person at a terminal; plain text for a log file.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init();
     }
     let server = start(config).await?;
     println!(

@@ -962,3 +962,16 @@ async fn a_refusal_before_the_body_is_read_announces_the_close() {
     assert_eq!(status, StatusCode::OK, "a new connection serves on");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_log_written_to_a_file_or_pipe_has_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let url = format!("sqlite://{}", dir.path().join("site.db").display());
+    let server = process::Process::spawn_with(&["--database-url", &url], &[], "info").await;
+    let log = server.terminate_with_logs().await;
+    assert!(log.contains("listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape sequences in the log: {log:?}"
+    );
+}
