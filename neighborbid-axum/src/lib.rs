@@ -77,7 +77,7 @@ pub struct ApiConfig {
     /// WebSocket settings.
     pub ws: WsConfig,
     /// Whether sellers may end their running auctions early
-    /// (`POST /auctions/{id}/end`; default true, as the original site).
+    /// (`POST /auctions/{id}/end`; default true, as NeighborBid's first version allowed).
     /// Off, the route answers 403 `end_early_disabled`.
     pub end_early: bool,
 }

@@ -36,7 +36,7 @@ pub struct CreateAuction {
     /// Lowest first bid (positive).
     pub start_price: Money,
     /// Increment, reserve, close and buy-now rules
-    /// ([`AuctionPolicy::fixed`] for the original's).
+    /// ([`AuctionPolicy::fixed`] for a fixed bid unit, no reserve and a hard close).
     pub policy: AuctionPolicy,
     /// Optional instant price, at least the start price.
     pub buy_now_price: Option<Money>,

@@ -379,7 +379,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                     let mut tx = self.inner.store.begin().await?;
                     let result = tx.forget_idempotency(age, BATCH).await;
                     let result = result.map(|n| (n, Vec::new())).map_err(Into::into);
-                    end(tx, result).await
+                    finish(tx, result).await
                 })
                 .await?;
             forgotten += batch;
@@ -409,7 +409,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                     let mut tx = self.inner.store.begin().await?;
                     let result = tx.forget_events(closed_before, after, AUCTIONS).await;
                     let result = result.map(|done| (done, Vec::new())).map_err(Into::into);
-                    end(tx, result).await
+                    finish(tx, result).await
                 })
                 .await?;
             forgotten += done.events;
@@ -550,7 +550,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     async fn attempt(&self, command: &Command, key: Option<&IdempotencyKey>) -> Attempt<Receipt> {
         let mut tx = self.inner.store.begin().await?;
         let result = self.attempt_in(&mut tx, command, key).await;
-        end(tx, result).await
+        finish(tx, result).await
     }
 
     /// [`attempt`](Self::attempt)'s work inside its transaction.
@@ -680,7 +680,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     ) -> Attempt<Option<Auction>> {
         let mut tx = self.inner.store.begin().await?;
         let result = self.close_next_in(&mut tx, skip, claimed).await;
-        end(tx, result).await
+        finish(tx, result).await
     }
 
     /// [`attempt_close_next`](Self::attempt_close_next)'s work inside its
@@ -709,12 +709,15 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     }
 }
 
-/// Ends `tx` after `result`: commits what succeeded, and rolls back what
+/// Finishes `tx` after `result`: commits what succeeded, and rolls back what
 /// failed before anyone hears of it. A dropped transaction may keep its row
 /// locks until its connection is next used (sqlx sends the `ROLLBACK`
 /// later), and meanwhile the caller's next step (a retry, the closer's
 /// `SKIP LOCKED`) would find the rows held.
-async fn end<T: Transaction, R>(tx: T, result: Result<R, EngineError>) -> Result<R, EngineError> {
+async fn finish<T: Transaction, R>(
+    tx: T,
+    result: Result<R, EngineError>,
+) -> Result<R, EngineError> {
     match result {
         Ok(value) => {
             tx.commit().await?;

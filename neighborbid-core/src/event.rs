@@ -23,7 +23,7 @@ pub struct Event {
     /// Server time of the change.
     pub at: Timestamp,
     /// The auction is local ([`Scope::Local`](crate::Scope::Local)).
-    /// Cross-process fan-out may leave local auctions out, as the original
+    /// Cross-process fan-out may leave local auctions out, as NeighborBid's first version did
     /// did (`neighborbid-redis` does by default).
     #[serde(default)]
     pub local: bool,

@@ -1,7 +1,7 @@
 //! Per-auction policies: how much a bid must beat the price by, a hidden
 //! reserve price, how the auction closes, and when buy-now goes away.
 //!
-//! [`AuctionPolicy::fixed`] is the original NeighborBid: a fixed bid unit,
+//! [`AuctionPolicy::fixed`] is NeighborBid's first version: a fixed bid unit,
 //! no reserve, a hard close, and buy-now until bidding reaches its price.
 
 use std::time::Duration;
@@ -41,7 +41,8 @@ impl AuctionPolicy {
         }
     }
 
-    /// The original rules with a bid unit of `unit`.
+    /// A fixed bid unit of `unit`, no reserve, a hard close, buy-now until
+    /// bidding reaches its price.
     pub fn fixed(unit: Money) -> AuctionPolicy {
         AuctionPolicy::new(Increment::fixed(unit))
     }
@@ -76,7 +77,7 @@ impl AuctionPolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Increment {
-    /// Always the same step (the original's bid unit).
+    /// Always the same step (a bid unit).
     Fixed {
         /// The step.
         unit: Money,
@@ -223,7 +224,7 @@ fn invalid(reason: &str) -> Rejection {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ClosePolicy {
-    /// The auction ends at its end time (the original).
+    /// The auction ends at its end time.
     #[default]
     Hard,
     /// A bid that changes the price in the last `window_secs` moves the
@@ -262,7 +263,7 @@ impl ClosePolicy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuyNowPolicy {
-    /// Until bidding reaches the buy-now price (the original).
+    /// Until bidding reaches the buy-now price.
     #[default]
     Always,
     /// Until the first bid.

@@ -6,7 +6,7 @@
 //! holds, and the event. The engine writes the decision and commits; if a
 //! rule refuses, nothing is written.
 //!
-//! The rules are the original NeighborBid's:
+//! The rules are those of NeighborBid's first (Django) version:
 //!
 //! - the first bid is at least the start price, later bids at least the
 //!   current price plus the bid unit;
@@ -28,7 +28,7 @@
 //! - the seller may cancel an auction without bids until it ends.
 //!
 //! Each auction's [`AuctionPolicy`](crate::AuctionPolicy) adds what the best
-//! auction sites do, the original being the default
+//! auction sites do, NeighborBid's first version's being the default
 //! ([`AuctionPolicy::fixed`](crate::AuctionPolicy::fixed)): increments by a
 //! fixed unit, a price ladder or a percentage; proxy (maximum) bids with
 //! eBay's semantics (see [`place_bid`]); a hidden reserve price; a soft
@@ -54,7 +54,7 @@ pub trait RegionPolicy: Send + Sync + fmt::Debug + 'static {
     fn admits(&self, auction_region: &Region, user_region: Option<&Region>) -> bool;
 }
 
-/// The original policy: only users of exactly the auction's region.
+/// The default policy: only users of exactly the auction's region.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SameRegion;
 

@@ -2045,7 +2045,7 @@ pub async fn reads_are_paged_newest_first<S: Store>(store: S) {
     );
 }
 
-/// The original double-spend test: one wallet with 10,000 bids 10,000 on
+/// The double-spend test of NeighborBid's first version: one wallet with 10,000 bids 10,000 on
 /// two auctions at the same moment; exactly one bid wins, every time.
 pub async fn double_spend_across_auctions<S: Store>(store: S) {
     let h = Harness::new(store);

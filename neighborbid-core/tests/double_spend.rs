@@ -1,4 +1,4 @@
-//! The original double-spend test, with real OS threads: one wallet with
+//! The double-spend test of NeighborBid's first version, with real OS threads: one wallet with
 //! 10,000, two auctions, two simultaneous 10,000 bids. Exactly one may win,
 //! every time.
 

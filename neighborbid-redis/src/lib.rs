@@ -19,7 +19,7 @@
 //!   at-least-once delivery reaches each watcher exactly once.
 //!
 //! Local auctions' events stay in their process by default, as in the
-//! original site (their pages poll); [`RedisConfig::fan_out_local`] sends
+//! first NeighborBid site (their pages poll); [`RedisConfig::fan_out_local`] sends
 //! them too.
 //!
 //! ```no_run

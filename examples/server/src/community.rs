@@ -442,7 +442,7 @@ fn outcome(auction: &Auction) -> String {
 }
 
 /// `GET /site/users/{id}`: a user's name and neighbourhood, which the page
-/// shows bidders by (the original's rooms named every bidder).
+/// shows bidders by (the first NeighborBid's rooms named every bidder).
 pub(crate) async fn user<S: Store>(
     State(site): State<Arc<Site<S>>>,
     Path(id): Path<i64>,

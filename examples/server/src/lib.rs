@@ -102,7 +102,7 @@ pub struct Config {
     #[arg(long, env = "NEIGHBORBID_SECURE_COOKIES")]
     pub secure_cookies: bool,
     /// Who may bid on a local auction: people of its `neighbourhood` (the
-    /// original), of its `district`, or of its `city`.
+    /// first NeighborBid), of its `district`, or of its `city`.
     #[arg(long, env = "NEIGHBORBID_LOCAL_AREA", value_enum, default_value_t = LocalArea::Neighbourhood)]
     pub local_area: LocalArea,
     /// Do not let sellers end their auctions early.

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::{decision_time, end, invariant, replay, Attempt, Engine};
+use super::{decision_time, finish, invariant, replay, Attempt, Engine};
 use crate::auction::Bid;
 use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
 use crate::error::{EngineError, Rejection, StoreError};
@@ -172,7 +172,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             Err(error) => {
                 for queued in batch {
-                    let _ = queued.answer.send(Err(copy(&error)));
+                    let _ = queued.answer.send(Err(error_for_another_caller(&error)));
                 }
             }
         }
@@ -195,7 +195,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             // hot auction's serial path.
             Ok((answers, events)) if events.is_empty() => Ok((answers, events)),
             // A failure rolls back before the batch's callers hear of it.
-            result => end(tx, result).await,
+            result => finish(tx, result).await,
         }
     }
 
@@ -395,7 +395,7 @@ fn answer(
     match &outcomes[index] {
         Some(Outcome::Done(answer)) => match answer.as_ref() {
             Ok(receipt) => Ok(receipt.clone()),
-            Err(error) => Err(copy(error)),
+            Err(error) => Err(error_for_another_caller(error)),
         },
         Some(Outcome::Decided(decision)) => Ok(receipts[*decision].clone()),
         Some(Outcome::SameAs(first)) => answer(outcomes, receipts, *first),
@@ -405,7 +405,7 @@ fn answer(
 
 /// The same error for another caller of the batch (a store error's source
 /// stays with the first).
-fn copy(error: &EngineError) -> EngineError {
+fn error_for_another_caller(error: &EngineError) -> EngineError {
     match error {
         EngineError::Rejected(rejection) => EngineError::Rejected(rejection.clone()),
         EngineError::IdempotencyConflict { key } => {

@@ -707,7 +707,7 @@ fn wallets_are_locked_in_ascending_order_and_only_when_needed() {
     );
 }
 
-/// Policies beyond the original: worked examples on a small simulation that
+/// Policies beyond a fixed unit and a hard close: worked examples on a small simulation that
 /// applies each decision like a store would.
 mod policies {
     use super::*;
@@ -1001,7 +1001,7 @@ mod policies {
         assert!(!sim.auction.buy_now_available());
         assert!(met.event.public.contains(&PublicEvent::BuyNowWithdrawn));
 
-        // The original: until bidding reaches the buy-now price.
+        // The default: until bidding reaches the buy-now price.
         let mut sim = Sim::new(AuctionPolicy::fixed(m(10)), "100", Some(500));
         sim.bid(ALICE, "490", None, t0()).expect("below");
         assert!(sim.auction.buy_now_available());

@@ -142,7 +142,7 @@ async fn two_bidders_see_each_other_live_in_the_page() {
         )
         .await;
     assert_eq!(badges, json!(["open", "1 bid"]));
-    // The bid is shown by its bidder's name, as the original's room did.
+    // The bid is shown by its bidder's name, as the first NeighborBid's room did.
     bob.wait_for_text("#a-bids tr td", PATIENCE, |bidder| bidder == "alice")
         .await;
     bob.screenshot(&artifacts.join("bob-sees-alice-bid.png"))
