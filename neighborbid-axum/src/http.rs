@@ -1,7 +1,5 @@
 //! The HTTP routes: each one calls one engine method.
 
-use std::sync::Arc;
-
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use axum::http::request::Parts;
@@ -9,75 +7,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use neighborbid_core::{
-    AuctionFilter, AuctionId, BuyNow, CancelAuction, Command, CreateAuction, Deposit, EndEarly,
-    Engine, IdempotencyKey, LedgerEntry, Money, Notifier, PlaceBid, Receipt, Scope, ScopeFilter,
-    Store, Withdraw,
+    AuctionFilter, AuctionId, BuyNow, CancelAuction, CreateAuction, Deposit, EndEarly,
+    IdempotencyKey, LedgerEntry, Money, Scope, ScopeFilter, Withdraw,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extract::{Body, Path, Query};
-use crate::identity::{Actor, Identity};
-use crate::limit::Limiter;
+use crate::identity::{MaybeSignedIn, SignedIn};
+use crate::state::AppState;
 use crate::wire::{
     AmountRequest, AuctionBody, AuctionDetail, BidBody, BidRequest, CreateAuctionRequest,
     ListQuery, PageBody, PageQuery, ScopeParam, ScopeRequest,
 };
-use crate::ApiConfig;
-use neighborbid_core::Hub;
-
-/// What every handler shares.
-pub(crate) struct Shared<S, N, I> {
-    pub(crate) engine: Engine<S, N>,
-    pub(crate) hub: Hub,
-    pub(crate) identity: I,
-    pub(crate) config: ApiConfig,
-    pub(crate) limiter: Limiter,
-    pub(crate) observer: Arc<dyn crate::Observer>,
-    pub(crate) catalogue: Arc<dyn crate::Catalogue>,
-    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
-    /// The last event of each watched auction as sent to watchers without
-    /// private notices: rendered once, shared by all of them.
-    pub(crate) rendered: crate::ws::Rendered,
-}
-
-impl<S, N, I> Shared<S, N, I> {
-    /// The page of latest bids an auction's detail and snapshot show.
-    pub(crate) fn recent_bids(&self) -> neighborbid_core::Page {
-        neighborbid_core::Page::first(self.config.recent_bids)
-    }
-}
-
-pub(crate) type AppState<S, N, I> = Arc<Shared<S, N, I>>;
-
-/// The caller, who may be anonymous.
-pub(crate) struct Caller(pub(crate) Option<Actor>);
-
-/// The caller, who must be signed in.
-pub(crate) struct Me(pub(crate) Actor);
-
-impl<S: Store, N: Notifier, I: Identity> FromRequestParts<AppState<S, N, I>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState<S, N, I>,
-    ) -> Result<Self, ApiError> {
-        Ok(Caller(state.identity.identify(parts).await?))
-    }
-}
-
-impl<S: Store, N: Notifier, I: Identity> FromRequestParts<AppState<S, N, I>> for Me {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState<S, N, I>,
-    ) -> Result<Self, ApiError> {
-        let Caller(actor) = Caller::from_request_parts(parts, state).await?;
-        actor.map(Me).ok_or_else(ApiError::unauthorized)
-    }
-}
 
 /// The `Idempotency-Key` header, if any.
 pub(crate) struct IdemKey(Option<IdempotencyKey>);
@@ -109,9 +51,9 @@ fn created<T: Serialize>(body: T) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-pub(crate) async fn list_auctions<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Caller(caller): Caller,
+pub(crate) async fn list_auctions(
+    State(state): State<AppState>,
+    MaybeSignedIn(caller): MaybeSignedIn,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<PageBody<AuctionBody>>> {
     let invalid = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message);
@@ -186,9 +128,9 @@ pub(crate) struct DetailQuery {
     bids: Option<u32>,
 }
 
-pub(crate) async fn get_auction<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Caller(caller): Caller,
+pub(crate) async fn get_auction(
+    State(state): State<AppState>,
+    MaybeSignedIn(caller): MaybeSignedIn,
     Path(id): Path<i64>,
     Query(query): Query<DetailQuery>,
     headers: HeaderMap,
@@ -223,8 +165,8 @@ pub(crate) async fn get_auction<S: Store, N: Notifier, I: Identity>(
     Ok((headers_out, Json(detail)).into_response())
 }
 
-pub(crate) async fn auction_bids<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
+pub(crate) async fn auction_bids(
+    State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<PageBody<neighborbid_core::Bid>>> {
@@ -233,9 +175,9 @@ pub(crate) async fn auction_bids<S: Store, N: Notifier, I: Identity>(
     Ok(Json(PageBody::new(view.bids, page)))
 }
 
-pub(crate) async fn create_auction<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn create_auction(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     IdemKey(key): IdemKey,
     Body(body): Body<CreateAuctionRequest>,
 ) -> ApiResult<Response> {
@@ -270,47 +212,21 @@ pub(crate) async fn create_auction<S: Store, N: Notifier, I: Identity>(
     Ok(created(AuctionBody::new(&auction, Some(me.user))))
 }
 
-pub(crate) async fn place_bid<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn place_bid(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Path(id): Path<i64>,
     IdemKey(key): IdemKey,
     Body(body): Body<BidRequest>,
 ) -> ApiResult<Response> {
-    let receipt = bid(&state, &me, AuctionId(id), body, key).await?;
+    let receipt = state.bid(&me, AuctionId(id), body, key).await?;
     Ok(created(BidBody::new(&receipt, me.user)))
 }
 
 /// One bid, as HTTP and the WebSocket both place it.
-pub(crate) async fn bid<S: Store, N: Notifier, I>(
-    state: &Shared<S, N, I>,
-    me: &Actor,
-    auction_id: AuctionId,
-    body: BidRequest,
-    key: Option<IdempotencyKey>,
-) -> ApiResult<neighborbid_core::BidReceipt> {
-    state.limiter.check(me.user)?;
-    let started = std::time::Instant::now();
-    let command = PlaceBid {
-        auction_id,
-        bidder: me.user,
-        bidder_region: me.region.clone(),
-        amount: body.amount,
-        max_amount: body.max_amount,
-    };
-    let result = state
-        .engine
-        .place_bid(command, key)
-        .await
-        .map_err(ApiError::from);
-    let refused = result.as_ref().err().map(ApiError::code);
-    state.observer.bid_decided(refused, started.elapsed());
-    result
-}
-
-pub(crate) async fn buy_now<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn buy_now(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Path(id): Path<i64>,
     IdemKey(key): IdemKey,
 ) -> ApiResult<Json<AuctionBody>> {
@@ -324,9 +240,9 @@ pub(crate) async fn buy_now<S: Store, N: Notifier, I: Identity>(
     Ok(Json(AuctionBody::new(&auction, Some(me.user))))
 }
 
-pub(crate) async fn cancel<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Path(id): Path<i64>,
     IdemKey(key): IdemKey,
 ) -> ApiResult<Json<AuctionBody>> {
@@ -339,9 +255,9 @@ pub(crate) async fn cancel<S: Store, N: Notifier, I: Identity>(
     Ok(Json(AuctionBody::new(&auction, Some(me.user))))
 }
 
-pub(crate) async fn end_early<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn end_early(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Path(id): Path<i64>,
     IdemKey(key): IdemKey,
 ) -> ApiResult<Json<AuctionBody>> {
@@ -372,9 +288,9 @@ pub struct WalletBody {
     pub history: PageBody<LedgerEntry>,
 }
 
-pub(crate) async fn my_wallet<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn my_wallet(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<WalletBody>> {
     let page = query.page();
@@ -386,49 +302,37 @@ pub(crate) async fn my_wallet<S: Store, N: Notifier, I: Identity>(
     }))
 }
 
-pub(crate) async fn deposit<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn deposit(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     IdemKey(key): IdemKey,
     Body(body): Body<AmountRequest>,
-) -> ApiResult<Response> {
-    let command = Command::Deposit(Deposit {
-        user: me.user,
-        amount: body.amount,
-    });
-    move_money(&state, &me, command, key).await
-}
-
-pub(crate) async fn withdraw<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
-    IdemKey(key): IdemKey,
-    Body(body): Body<AmountRequest>,
-) -> ApiResult<Response> {
-    let command = Command::Withdraw(Withdraw {
-        user: me.user,
-        amount: body.amount,
-    });
-    move_money(&state, &me, command, key).await
-}
-
-/// A deposit or withdrawal; answers with its history entry.
-async fn move_money<S: Store, N: Notifier, I>(
-    state: &Shared<S, N, I>,
-    me: &Actor,
-    command: Command,
-    key: Option<IdempotencyKey>,
 ) -> ApiResult<Response> {
     state.limiter.check(me.user)?;
-    match state.engine.execute(command, key).await? {
-        Receipt::Deposited(entry) | Receipt::Withdrawn(entry) => Ok(created(entry)),
-        _ => Err(ApiError::internal()),
-    }
+    let deposit = Deposit {
+        user: me.user,
+        amount: body.amount,
+    };
+    Ok(created(state.engine.deposit(deposit, key).await?))
 }
 
-pub(crate) async fn my_bids<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn withdraw(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
+    IdemKey(key): IdemKey,
+    Body(body): Body<AmountRequest>,
+) -> ApiResult<Response> {
+    state.limiter.check(me.user)?;
+    let withdrawal = Withdraw {
+        user: me.user,
+        amount: body.amount,
+    };
+    Ok(created(state.engine.withdraw(withdrawal, key).await?))
+}
+
+pub(crate) async fn my_bids(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<PageBody<neighborbid_core::Bid>>> {
     let page = query.page();
@@ -436,9 +340,9 @@ pub(crate) async fn my_bids<S: Store, N: Notifier, I: Identity>(
     Ok(Json(PageBody::new(bids, page)))
 }
 
-pub(crate) async fn my_auctions<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn my_auctions(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<PageBody<AuctionBody>>> {
     let page = query.page();

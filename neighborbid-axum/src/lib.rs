@@ -50,6 +50,8 @@ mod http;
 mod identity;
 mod limit;
 mod openapi;
+mod service;
+mod state;
 pub mod wire;
 mod ws;
 
@@ -253,37 +255,37 @@ impl<S: Store, N: Notifier, I: Identity> Api<S, N, I> {
         let document = axum::body::Bytes::from(
             openapi(&self.engine.config().currency, &self.config).to_string(),
         );
-        let state = Arc::new(http::Shared {
-            engine: self.engine,
+        let state = state::AppState(Arc::new(state::Shared {
+            engine: Arc::new(self.engine),
             hub: self.hub,
-            identity: self.identity,
+            identity: Arc::new(self.identity),
             limiter: limit::Limiter::new(self.config.rate_limit),
             config: self.config,
             observer: self.observer,
             catalogue: self.catalogue,
             shutdown: self.shutdown,
             rendered: ws::Rendered::default(),
-        });
+        }));
         Router::new()
             .route(
                 "/auctions",
-                get(http::list_auctions::<S, N, I>).post(http::create_auction::<S, N, I>),
+                get(http::list_auctions).post(http::create_auction),
             )
-            .route("/auctions/{id}", get(http::get_auction::<S, N, I>))
+            .route("/auctions/{id}", get(http::get_auction))
             .route(
                 "/auctions/{id}/bids",
-                get(http::auction_bids::<S, N, I>).post(http::place_bid::<S, N, I>),
+                get(http::auction_bids).post(http::place_bid),
             )
-            .route("/auctions/{id}/buy-now", post(http::buy_now::<S, N, I>))
-            .route("/auctions/{id}/cancel", post(http::cancel::<S, N, I>))
-            .route("/auctions/{id}/end", post(http::end_early::<S, N, I>))
-            .route("/auctions/{id}/live", get(ws::live::<S, N, I>))
-            .route("/me/wallet", get(http::my_wallet::<S, N, I>))
-            .route("/me/wallet/deposits", post(http::deposit::<S, N, I>))
-            .route("/me/wallet/withdrawals", post(http::withdraw::<S, N, I>))
-            .route("/me/bids", get(http::my_bids::<S, N, I>))
-            .route("/me/bids/live", get(ws::bidder::<S, N, I>))
-            .route("/me/auctions", get(http::my_auctions::<S, N, I>))
+            .route("/auctions/{id}/buy-now", post(http::buy_now))
+            .route("/auctions/{id}/cancel", post(http::cancel))
+            .route("/auctions/{id}/end", post(http::end_early))
+            .route("/auctions/{id}/live", get(ws::live))
+            .route("/me/wallet", get(http::my_wallet))
+            .route("/me/wallet/deposits", post(http::deposit))
+            .route("/me/wallet/withdrawals", post(http::withdraw))
+            .route("/me/bids", get(http::my_bids))
+            .route("/me/bids/live", get(ws::bidder))
+            .route("/me/auctions", get(http::my_auctions))
             .route(
                 "/openapi.json",
                 get(|| async move { ([(header::CONTENT_TYPE, "application/json")], document) }),

@@ -23,14 +23,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::SinkExt;
-use neighborbid_core::{
-    AuctionId, AuctionView, Delivery, Event, IdempotencyKey, Notifier, Store, Watch,
-};
+use neighborbid_core::{AuctionId, AuctionView, Delivery, Event, IdempotencyKey, Watch};
 
 use crate::error::ApiError;
 use crate::extract::Path;
-use crate::http::{bid, AppState, Caller, Me};
-use crate::identity::{Actor, Identity};
+use crate::identity::Actor;
+use crate::identity::{MaybeSignedIn, SignedIn};
+use crate::state::AppState;
 use crate::wire::{AuctionBody, BidBody, BidRequest, ClientMessage, ServerMessage};
 
 /// Close code: the client sent nothing for too long.
@@ -85,9 +84,9 @@ impl Rendered {
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Caller(viewer): Caller,
+pub(crate) async fn live(
+    State(state): State<AppState>,
+    MaybeSignedIn(viewer): MaybeSignedIn,
     Path(id): Path<i64>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -108,9 +107,9 @@ pub(crate) async fn live<S: Store, N: Notifier, I: Identity>(
 
 /// A bidder's socket: the signed-in caller bids on any auction, naming it
 /// in each `bid` message, and gets each answer; no room events.
-pub(crate) async fn bidder<S: Store, N: Notifier, I: Identity>(
-    State(state): State<AppState<S, N, I>>,
-    Me(me): Me,
+pub(crate) async fn bidder(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     Ok(open(state, upgrade?, Some(me), None))
@@ -118,8 +117,8 @@ pub(crate) async fn bidder<S: Store, N: Notifier, I: Identity>(
 
 /// Upgrades to a connection that follows `room` (from its first view),
 /// or to a bidder's socket without one.
-fn open<S: Store, N: Notifier, I: Identity>(
-    state: AppState<S, N, I>,
+fn open(
+    state: AppState,
     upgrade: WebSocketUpgrade,
     viewer: Option<Actor>,
     room: Option<(Room, AuctionView)>,
@@ -156,8 +155,8 @@ fn open<S: Store, N: Notifier, I: Identity>(
         })
 }
 
-struct Connection<S, N, I> {
-    state: AppState<S, N, I>,
+struct Connection {
+    state: AppState,
     viewer: Option<Actor>,
     socket: WebSocket,
     /// The auction this socket follows; `None` on a bidder's socket.
@@ -194,7 +193,7 @@ enum Input {
     Shutdown,
 }
 
-impl<S: Store, N: Notifier, I: Identity> Connection<S, N, I> {
+impl Connection {
     async fn run(mut self, first: Option<AuctionView>) {
         let config = self.state.config.ws;
         let mut heartbeat = tokio::time::interval(config.heartbeat);
@@ -531,8 +530,8 @@ async fn in_time<T, E>(limit: Duration, io: impl Future<Output = Result<T, E>>) 
 }
 
 /// A WebSocket bid: the same command as HTTP, keyed by its `request_id`.
-async fn ws_bid<S: Store, N: Notifier, I>(
-    state: &AppState<S, N, I>,
+async fn ws_bid(
+    state: &AppState,
     viewer: Option<&Actor>,
     auction: AuctionId,
     body: BidRequest,
@@ -546,7 +545,7 @@ async fn ws_bid<S: Store, N: Notifier, I>(
             "request_id must be 1 to 255 visible ASCII characters",
         )
     })?;
-    let receipt = bid(state, me, auction, body, Some(key)).await?;
+    let receipt = state.bid(me, auction, body, Some(key)).await?;
     Ok(BidBody::new(&receipt, me.user))
 }
 
