@@ -164,3 +164,34 @@ async fn retries_back_off() {
     assert!(expected.contains(&waited), "waited {waited:?}");
     assert_eq!(faulty.conflicts_left(), 0);
 }
+
+/// Every conformance behaviour defined in the testkit's modules is in the
+/// list `conformance_tests!` runs, and the list names nothing else: a
+/// behaviour cannot be written and then forgotten by the stores.
+#[test]
+fn the_suites_list_and_its_definitions_agree() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testkit");
+    let mut defined = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("the testkit's modules") {
+        let text = std::fs::read_to_string(entry.expect("a module").path()).expect("text");
+        for line in text.lines() {
+            let behaviour = line
+                .strip_prefix("pub async fn ")
+                .and_then(|rest| rest.strip_suffix("<S: Store>(store: S) {"));
+            defined.extend(behaviour.map(str::to_owned));
+        }
+    }
+    let root = std::fs::read_to_string(dir.with_extension("rs")).expect("testkit.rs");
+    let list = root
+        .split_once("$crate::conformance_tests!(@each $factory;")
+        .and_then(|(_, rest)| rest.split_once(");"))
+        .expect("the macro's list")
+        .0;
+    let listed: std::collections::BTreeSet<String> = list
+        .split(',')
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    assert!(defined.len() > 30, "found the definitions: {defined:?}");
+    assert_eq!(listed, defined);
+}
