@@ -22,7 +22,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures_util::SinkExt;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use neighborbid_core::{AuctionId, AuctionView, Delivery, Event, IdempotencyKey, Watch};
 
 use crate::error::ApiError;
@@ -155,10 +155,25 @@ fn open(
         })
 }
 
-struct Connection {
+/// What a connection reads and writes: axum's [`WebSocket`] when served,
+/// any stream and sink of messages in the unit tests.
+trait Socket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+
+impl<T> Socket for T where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send
+{
+}
+
+struct Connection<T = WebSocket> {
     state: AppState,
     viewer: Option<Actor>,
-    socket: WebSocket,
+    socket: T,
     /// The auction this socket follows; `None` on a bidder's socket.
     room: Option<Room>,
     /// The last sequence number sent to the client (0 on a bidder's
@@ -193,7 +208,7 @@ enum Input {
     Shutdown,
 }
 
-impl Connection {
+impl<T: Socket> Connection<T> {
     async fn run(mut self, first: Option<AuctionView>) {
         let config = self.state.config.ws;
         let mut heartbeat = tokio::time::interval(config.heartbeat);
@@ -224,7 +239,7 @@ impl Connection {
                     Input::Delivery(delivery)
                 }
                 () = sleep_until(due) => Input::Write,
-                frame = self.socket.recv() => Input::Frame(frame),
+                frame = self.socket.next() => Input::Frame(frame),
                 _ = heartbeat.tick() => Input::Heartbeat,
                 () = &mut stopping => Input::Shutdown,
             };
@@ -465,7 +480,7 @@ impl Connection {
             // client has read the close frame (and its code).
             // Whatever the client still sends (the rest of an oversized
             // message) is read and dropped, for the same reason.
-            let drain = async { while self.socket.recv().await.is_some() {} };
+            let drain = async { while self.socket.next().await.is_some() {} };
             let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
         }
         Err(())
@@ -617,3 +632,6 @@ mod tests {
         assert_eq!(count, Rendered::KEPT);
     }
 }
+
+#[cfg(test)]
+mod loop_tests;
