@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use neighborbid_core::rules::{self, Decision};
 use neighborbid_core::{
     Auction, AuctionFilter, AuctionId, AuctionStore, BatchReads, BatchRecord, BatchWrites, Bid,
-    Event, EventId, ForgottenEvents, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money,
-    Page, Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Event, EventId, ForgottenEvents, Hold, IdempotencyKey, IdempotencyRecord, Money, Page, Store,
+    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
@@ -32,6 +32,11 @@ use crate::codec::{
 };
 
 type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
+
+mod options;
+mod wallets;
+
+pub use options::PgStoreOptions;
 
 impl codec::Browse for Postgres {
     const ILIKE: &'static str = "ILIKE";
@@ -53,101 +58,6 @@ type BidRow = codec::BidRow<Decimal, DateTime<Utc>>;
 type WalletRow = codec::WalletRow<Decimal>;
 type EntryRow = codec::EntryRow<Decimal, DateTime<Utc>>;
 type HoldRow = codec::HoldRow<Decimal>;
-
-/// How long a pooled connection may sit idle before it is tested again
-/// when taken.
-const RETEST_IDLE: Duration = Duration::from_secs(1);
-
-/// How to connect a [`PgStore`].
-#[derive(Clone, Debug)]
-pub struct PgStoreOptions {
-    connect: PgConnectOptions,
-    max_connections: u32,
-    lock_timeout: Duration,
-    acquire_timeout: Duration,
-    database_clock: bool,
-}
-
-impl PgStoreOptions {
-    /// Options for the server at `url` (`postgres://user@host:port/db`),
-    /// with a pool of 10 connections and a 2 s lock timeout.
-    pub fn new(url: &str) -> Result<PgStoreOptions, StoreError> {
-        let connect: PgConnectOptions = url.parse().map_err(|error: sqlx::Error| {
-            StoreError::new(StoreErrorKind::Other, format!("bad Postgres URL: {error}"))
-                .with_source(error)
-        })?;
-        Ok(PgStoreOptions {
-            connect,
-            max_connections: 10,
-            lock_timeout: Duration::from_secs(2),
-            acquire_timeout: Duration::from_secs(10),
-            database_clock: true,
-        })
-    }
-
-    /// Whether decisions are timed by the database's clock (default: yes),
-    /// read by the statement that locks the auction (or claims it for the
-    /// closer), so every server process on the database decides alike
-    /// whatever its own clock says. Off, the engine's
-    /// [`Clock`](neighborbid_core::Clock) decides: for tests that move a
-    /// manual clock.
-    pub fn database_clock(mut self, on: bool) -> Self {
-        self.database_clock = on;
-        self
-    }
-
-    /// The most connections the pool opens.
-    pub fn max_connections(mut self, max: u32) -> Self {
-        self.max_connections = max.max(1);
-        self
-    }
-
-    /// How long a statement waits for a row lock before its transaction
-    /// fails as a (retryable) conflict.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// How long a transaction waits for a free connection before failing
-    /// as unavailable.
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
-        self
-    }
-
-    /// Opens the pool. Connections are made lazily; call
-    /// [`PgStore::migrate`] to create or update the schema.
-    pub fn connect(self) -> PgStore {
-        let lock_timeout = format!("{}ms", self.lock_timeout.as_millis().max(1));
-        let connect = self
-            .connect
-            .options([("lock_timeout", lock_timeout.as_str())]);
-        let pool = PgPoolOptions::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout)
-            // sqlx pings a connection when it goes back to the pool (which
-            // also sends a dropped transaction's rollback), and by default
-            // again when it is taken: a round trip at the start of every
-            // transaction. Only a connection idle long enough to have been
-            // cut off is tested again.
-            .test_before_acquire(false)
-            .before_acquire(|connection, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= RETEST_IDLE {
-                        connection.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_lazy_with(connect);
-        PgStore {
-            pool,
-            counters: Arc::default(),
-            database_clock: self.database_clock,
-        }
-    }
-}
 
 /// A [`Store`] on Postgres. Clones share the pool.
 #[derive(Clone, Debug)]
@@ -191,7 +101,7 @@ impl PgStore {
 
     /// Begins a transaction with `statement`, again on a fresh connection
     /// when the pool's connection turns out to be lost: the pool tests
-    /// only connections idle for [`RETEST_IDLE`], and a failed `BEGIN` has
+    /// only connections idle for [`options::RETEST_IDLE`], and a failed `BEGIN` has
     /// done nothing, so beginning again is safe.
     async fn begin_with(&self, statement: &'static str) -> Result<PgTx, StoreError> {
         let tx = match self.pool.begin_with(statement).await {
@@ -957,155 +867,5 @@ impl AuctionStore for PgTx {
         .await
         .map_err(self.error())?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl WalletLedger for PgTx {
-    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
-        let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
-        // Existing wallets are only locked: a row lock writes far less than
-        // an update (no new row version), and a hot auction's batch locks
-        // dozens of wallets. Locked in ascending order, like every locker.
-        let rows = sqlx::query_as::<_, WalletRow>(
-            "SELECT user_id, balance, locked FROM wallets WHERE user_id = ANY($1) \
-             ORDER BY user_id FOR UPDATE",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        let rows = if rows.len() == ids.len() {
-            rows
-        } else {
-            // Some wallet does not exist yet: one statement creates the
-            // missing ones and locks them all, visiting users in ascending
-            // order, so a brand-new wallet's insert is waited on like a row
-            // lock. (The wallets locked above are already this
-            // transaction's.)
-            sqlx::query_as::<_, WalletRow>(
-                "INSERT INTO wallets (user_id) SELECT * FROM unnest($1::bigint[]) \
-                 ON CONFLICT (user_id) DO UPDATE SET balance = wallets.balance \
-                 RETURNING user_id, balance, locked",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(self.error())?
-        };
-        let mut wallets = codec::convert(rows, WalletRow::into_wallet)?;
-        wallets.sort_by_key(|wallet| wallet.user);
-        if wallets.len() != users.len() {
-            return Err(StoreError::new(
-                StoreErrorKind::Other,
-                format!("locked {} wallets of {}", wallets.len(), users.len()),
-            ));
-        }
-        Ok(wallets)
-    }
-
-    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
-        let rows = sqlx::query_as::<_, HoldRow>(
-            "SELECT auction_id, user_id, amount FROM holds WHERE auction_id = $1 ORDER BY user_id",
-        )
-        .bind(auction.0)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, HoldRow::into_hold)
-    }
-
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        let updated =
-            sqlx::query("UPDATE wallets SET balance = $2, locked = $3 WHERE user_id = $1")
-                .bind(wallet.user.0)
-                .bind(wallet.balance.amount())
-                .bind(wallet.locked.amount())
-                .execute(&mut *self.tx)
-                .await
-                .map_err(self.error())?;
-        expect_one(updated.rows_affected(), "wallet", wallet.user)
-    }
-
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ledger_entries \
-             (user_id, kind, amount, auction_id, balance_after, locked_after, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(entry.user.0)
-        .bind(entry.kind.as_str())
-        .bind(entry.amount.amount())
-        .bind(entry.auction_id.map(|id| id.0))
-        .bind(entry.balance_after.amount())
-        .bind(entry.locked_after.amount())
-        .bind(entry.at)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(())
-    }
-
-    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
-        let query = if hold.amount.is_zero() {
-            sqlx::query("DELETE FROM holds WHERE auction_id = $1 AND user_id = $2")
-                .bind(hold.auction_id.0)
-                .bind(hold.user.0)
-        } else {
-            sqlx::query(
-                "INSERT INTO holds (auction_id, user_id, amount) VALUES ($1, $2, $3) \
-                 ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = EXCLUDED.amount",
-            )
-            .bind(hold.auction_id.0)
-            .bind(hold.user.0)
-            .bind(hold.amount.amount())
-        };
-        query.execute(&mut *self.tx).await.map_err(self.error())?;
-        Ok(())
-    }
-
-    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
-        let row = sqlx::query_as::<_, WalletRow>(
-            "SELECT user_id, balance, locked FROM wallets WHERE user_id = $1",
-        )
-        .bind(user.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        match row {
-            Some(row) => row.into_wallet(),
-            None => Ok(Wallet::empty(user)),
-        }
-    }
-
-    async fn wallet_history(
-        &mut self,
-        user: UserId,
-        page: Page,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, EntryRow>(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(user.0)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, EntryRow::into_entry)
-    }
-
-    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
-        let rows = sqlx::query_as::<_, HoldRow>(
-            "SELECT auction_id, user_id, amount FROM holds WHERE user_id = $1 ORDER BY auction_id",
-        )
-        .bind(user.0)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, HoldRow::into_hold)
     }
 }

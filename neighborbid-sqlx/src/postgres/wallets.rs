@@ -1,0 +1,157 @@
+//! [`PgTx`]'s wallet ledger: wallets locked in ascending user id,
+//! history and escrow holds.
+
+use async_trait::async_trait;
+use neighborbid_core::{Hold, LedgerEntry, Page, StoreError, UserId, Wallet, WalletLedger};
+
+use super::*;
+
+#[async_trait]
+impl WalletLedger for PgTx {
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
+        let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
+        // Existing wallets are only locked: a row lock writes far less than
+        // an update (no new row version), and a hot auction's batch locks
+        // dozens of wallets. Locked in ascending order, like every locker.
+        let rows = sqlx::query_as::<_, WalletRow>(
+            "SELECT user_id, balance, locked FROM wallets WHERE user_id = ANY($1) \
+             ORDER BY user_id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        let rows = if rows.len() == ids.len() {
+            rows
+        } else {
+            // Some wallet does not exist yet: one statement creates the
+            // missing ones and locks them all, visiting users in ascending
+            // order, so a brand-new wallet's insert is waited on like a row
+            // lock. (The wallets locked above are already this
+            // transaction's.)
+            sqlx::query_as::<_, WalletRow>(
+                "INSERT INTO wallets (user_id) SELECT * FROM unnest($1::bigint[]) \
+                 ON CONFLICT (user_id) DO UPDATE SET balance = wallets.balance \
+                 RETURNING user_id, balance, locked",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(self.error())?
+        };
+        let mut wallets = codec::convert(rows, WalletRow::into_wallet)?;
+        wallets.sort_by_key(|wallet| wallet.user);
+        if wallets.len() != users.len() {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("locked {} wallets of {}", wallets.len(), users.len()),
+            ));
+        }
+        Ok(wallets)
+    }
+
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query_as::<_, HoldRow>(
+            "SELECT auction_id, user_id, amount FROM holds WHERE auction_id = $1 ORDER BY user_id",
+        )
+        .bind(auction.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, HoldRow::into_hold)
+    }
+
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
+        let updated =
+            sqlx::query("UPDATE wallets SET balance = $2, locked = $3 WHERE user_id = $1")
+                .bind(wallet.user.0)
+                .bind(wallet.balance.amount())
+                .bind(wallet.locked.amount())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(self.error())?;
+        expect_one(updated.rows_affected(), "wallet", wallet.user)
+    }
+
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger_entries \
+             (user_id, kind, amount, auction_id, balance_after, locked_after, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(entry.user.0)
+        .bind(entry.kind.as_str())
+        .bind(entry.amount.amount())
+        .bind(entry.auction_id.map(|id| id.0))
+        .bind(entry.balance_after.amount())
+        .bind(entry.locked_after.amount())
+        .bind(entry.at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
+        let query = if hold.amount.is_zero() {
+            sqlx::query("DELETE FROM holds WHERE auction_id = $1 AND user_id = $2")
+                .bind(hold.auction_id.0)
+                .bind(hold.user.0)
+        } else {
+            sqlx::query(
+                "INSERT INTO holds (auction_id, user_id, amount) VALUES ($1, $2, $3) \
+                 ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = EXCLUDED.amount",
+            )
+            .bind(hold.auction_id.0)
+            .bind(hold.user.0)
+            .bind(hold.amount.amount())
+        };
+        query.execute(&mut *self.tx).await.map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
+        let row = sqlx::query_as::<_, WalletRow>(
+            "SELECT user_id, balance, locked FROM wallets WHERE user_id = $1",
+        )
+        .bind(user.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        match row {
+            Some(row) => row.into_wallet(),
+            None => Ok(Wallet::empty(user)),
+        }
+    }
+
+    async fn wallet_history(
+        &mut self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let (limit, offset) = limit(page);
+        let rows = sqlx::query_as::<_, EntryRow>(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(user.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, EntryRow::into_entry)
+    }
+
+    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query_as::<_, HoldRow>(
+            "SELECT auction_id, user_id, amount FROM holds WHERE user_id = $1 ORDER BY auction_id",
+        )
+        .bind(user.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        codec::convert(rows, HoldRow::into_hold)
+    }
+}
