@@ -4,7 +4,9 @@
 //! server that `DATABASE_URL` names (any database on it; the user must be
 //! allowed to create databases), and dropping the value drops the
 //! database. With the `testcontainers` feature it starts a Postgres
-//! container instead (once per test process) and needs a Docker daemon.
+//! container instead (once per test process; the image and network come
+//! from environment variables, see `docs/testing.md`) and needs a Docker
+//! daemon.
 //! When there is no server to use, the test fails and says how to provide
 //! one; it is never skipped.
 
@@ -152,36 +154,119 @@ fn server_url() -> String {
 #[cfg(feature = "testcontainers")]
 fn server_url() -> String {
     use std::sync::OnceLock;
-    use testcontainers_modules::postgres::Postgres;
-    use testcontainers_modules::testcontainers::runners::SyncRunner;
-    use testcontainers_modules::testcontainers::ImageExt;
 
     static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
     let server = SERVER.get_or_init(|| {
         // The blocking runner brings its own runtime, which must not start
         // inside the test's.
-        std::thread::spawn(|| {
-            let container = Postgres::default()
-                .with_tag("16-alpine")
-                .start()
-                .map_err(|error| error.to_string())?;
-            let host = container.get_host().map_err(|error| error.to_string())?;
-            let port = container
-                .get_host_port_ipv4(5432)
-                .map_err(|error| error.to_string())?;
-            // The container serves every test of this process; it goes
-            // away with the process.
-            std::mem::forget(container);
-            Ok(format!(
-                "postgres://postgres:postgres@{host}:{port}/postgres"
-            ))
-        })
-        .join()
-        .unwrap_or_else(|_| Err("starting the container panicked".to_owned()))
+        std::thread::spawn(container::start)
+            .join()
+            .unwrap_or_else(|_| Err("starting the container panicked".to_owned()))
     });
     match server {
         Ok(url) => url.clone(),
         Err(error) => panic!("cannot start Postgres in Docker: {error}\n{HOW_TO}"),
+    }
+}
+
+/// The Postgres container of a test process (feature `testcontainers`).
+///
+/// Which image: `NEIGHBORBID_PG_IMAGE` and `NEIGHBORBID_PG_TAG` (default
+/// the official `postgres:16-alpine`, as a user with Docker Hub gets it).
+/// `NEIGHBORBID_PG_HOST_NETWORK=1` runs it on the host's network, on the
+/// port `NEIGHBORBID_PG_PORT` names (default: a free one), passed to the
+/// image as `PGPORT`; otherwise its port 5432 is published. Either way the
+/// container is ready once a connection succeeds, whatever the image logs.
+/// It carries the label `neighborbid-test` and serves every test of the
+/// process; `.ci/docker stop` removes it.
+#[cfg(feature = "testcontainers")]
+mod container {
+    use std::time::{Duration, Instant};
+
+    use testcontainers_modules::testcontainers::core::IntoContainerPort;
+    use testcontainers_modules::testcontainers::runners::SyncRunner;
+    use testcontainers_modules::testcontainers::{GenericImage, ImageExt};
+
+    fn setting(name: &str, default: &str) -> String {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    pub(super) fn start() -> Result<String, String> {
+        let image = setting("NEIGHBORBID_PG_IMAGE", "postgres");
+        let tag = setting("NEIGHBORBID_PG_TAG", "16-alpine");
+        let host_network = matches!(
+            setting("NEIGHBORBID_PG_HOST_NETWORK", "0").as_str(),
+            "1" | "true" | "yes"
+        );
+        let request = GenericImage::new(image, tag)
+            .with_exposed_port(5432.tcp())
+            .with_env_var("POSTGRES_HOST_AUTH_METHOD", "trust")
+            .with_label("neighborbid-test", "postgres");
+        let (container, host, port) = if host_network {
+            let port = match std::env::var("NEIGHBORBID_PG_PORT") {
+                Ok(port) => port
+                    .parse::<u16>()
+                    .map_err(|error| format!("NEIGHBORBID_PG_PORT: {error}"))?,
+                Err(_) => free_port()?,
+            };
+            let request = request
+                .with_network("host")
+                .with_env_var("PGPORT", port.to_string());
+            let container = request.start().map_err(|error| error.to_string())?;
+            (container, "127.0.0.1".to_owned(), port)
+        } else {
+            let container = request.start().map_err(|error| error.to_string())?;
+            let host = container.get_host().map_err(|error| error.to_string())?;
+            let port = container
+                .get_host_port_ipv4(5432)
+                .map_err(|error| error.to_string())?;
+            (container, host.to_string(), port)
+        };
+        let url = format!("postgres://postgres@{host}:{port}/postgres");
+        ready(&url, Duration::from_secs(60))?;
+        // The container serves every test of this process; `.ci/docker
+        // stop` (or `docker rm -f` on the label) removes it afterwards.
+        std::mem::forget(container);
+        Ok(url)
+    }
+
+    /// A port nothing listens on now.
+    fn free_port() -> Result<u16, String> {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
+        let port = listener
+            .local_addr()
+            .map_err(|error| error.to_string())?
+            .port();
+        Ok(port)
+    }
+
+    /// Waits until a connection to `url` succeeds.
+    fn ready(url: &str, patience: Duration) -> Result<(), String> {
+        use sqlx::Connection;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| error.to_string())?;
+        let deadline = Instant::now() + patience;
+        loop {
+            match runtime.block_on(sqlx::PgConnection::connect(url)) {
+                Ok(connection) => {
+                    let _ = runtime.block_on(connection.close());
+                    return Ok(());
+                }
+                Err(error) if Instant::now() > deadline => {
+                    return Err(format!(
+                        "Postgres at {url} never accepted a connection: {error}"
+                    ))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 }
 
