@@ -292,6 +292,21 @@ async fn a_snapshot_shows_as_many_latest_bids_as_the_setting_says() {
     assert_eq!(amounts, ["120", "110"]);
 }
 
+/// Creates an auction on `engine` and opens its room on the API at `base`.
+async fn watch_a_new_auction(
+    engine: &neighborbid_core::Engine<neighborbid_core::MemoryStore, neighborbid_core::Hub>,
+    base: &str,
+) -> (neighborbid_core::AuctionId, WsClient) {
+    let auction = neighborbid_core::testkit::national_auction(engine.now(), 100, 10);
+    let auction = engine
+        .create_auction(auction, None)
+        .await
+        .expect("create")
+        .id;
+    let url = format!("{}/auctions/{auction}/live", base.replacen("http", "ws", 1));
+    (auction, WsClient::connect(url).await)
+}
+
 /// The API built exactly as the crate documentation shows, with no
 /// shutdown handle taken: a room stays open after its snapshot and gets
 /// the events of bids.
@@ -316,16 +331,8 @@ async fn the_documented_minimal_set_up_keeps_rooms_open() {
     let base = crate::support::serve(api.router()).await;
 
     testkit::fund(&engine, &[ALICE], 1_000).await;
-    let auction = testkit::national_auction(engine.now(), 100, 10);
-    let auction = engine
-        .create_auction(auction, None)
-        .await
-        .expect("create")
-        .id;
-    let url = format!("{}/auctions/{auction}/live", base.replacen("http", "ws", 1));
-    let mut room = WsClient::connect(url).await;
+    let (auction, mut room) = watch_a_new_auction(&engine, &base).await;
     assert_eq!(room.next_of("snapshot").await["seq"], 0);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     engine
         .place_bid(bid_of(auction, ALICE, 100), None)
         .await
@@ -339,7 +346,7 @@ async fn the_documented_minimal_set_up_keeps_rooms_open() {
 #[tokio::test]
 async fn rooms_close_when_the_hosts_shutdown_signal_completes() {
     use neighborbid_axum::{Api, StaticTokens};
-    use neighborbid_core::{testkit, Engine, Hub, MemoryStore};
+    use neighborbid_core::{Engine, Hub, MemoryStore};
 
     let hub = Hub::default();
     let engine = Engine::new(MemoryStore::new(), hub.clone());
@@ -349,14 +356,7 @@ async fn rooms_close_when_the_hosts_shutdown_signal_completes() {
         let _ = stopped.await;
     });
     let base = crate::support::serve(router).await;
-    let auction = testkit::national_auction(engine.now(), 100, 10);
-    let auction = engine
-        .create_auction(auction, None)
-        .await
-        .expect("create")
-        .id;
-    let url = format!("{}/auctions/{auction}/live", base.replacen("http", "ws", 1));
-    let mut room = WsClient::connect(url).await;
+    let (_, mut room) = watch_a_new_auction(&engine, &base).await;
     room.next_of("snapshot").await;
     assert!(
         room.quiet_for(Duration::from_millis(200)).await,

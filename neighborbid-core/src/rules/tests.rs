@@ -1085,19 +1085,9 @@ fn full_wallets_are_outbid_bought_out_and_paid() {
 #[test]
 fn dates_at_the_ends_of_the_range_are_accepted() {
     let currency = Currency::default();
-    let cmd = CreateAuction {
-        seller: SELLER,
-        title: "Clock".into(),
-        description: String::new(),
-        category: None,
-        attributes: Default::default(),
-        scope: Scope::National,
-        start_price: m(100),
-        policy: AuctionPolicy::fixed(m(10)),
-        buy_now_price: None,
-        starts_at: Some(CreateAuction::EARLIEST),
-        ends_at: CreateAuction::latest(),
-    };
+    let unit = crate::policy::Increment::fixed(m(10));
+    let mut cmd = CreateAuction::new(SELLER, "Clock", m(100), unit, CreateAuction::latest());
+    cmd.starts_at = Some(CreateAuction::EARLIEST);
     let auction = create_auction(rules_with(&currency), &cmd, t0()).expect("in range");
     assert_eq!(auction.starts_at, CreateAuction::EARLIEST);
     assert_eq!(
