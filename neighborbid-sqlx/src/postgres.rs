@@ -189,9 +189,8 @@ impl PgTx {
         let Some(row) = row else {
             return Ok(None);
         };
-        let decode = |error| codec::store_error(error, |_| None, &self.counters);
-        let auction = <AuctionRow as sqlx::FromRow<_>>::from_row(&row).map_err(decode)?;
-        let at: Timestamp = row.try_get("locked_at").map_err(decode)?;
+        let auction = <AuctionRow as sqlx::FromRow<_>>::from_row(&row).map_err(self.error())?;
+        let at: Timestamp = row.try_get("locked_at").map_err(self.error())?;
         self.locked_at = Some(at);
         auction.into_auction().map(Some)
     }

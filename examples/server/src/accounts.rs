@@ -312,14 +312,19 @@ impl Accounts {
         .map_err(database)?;
         let row = row.ok_or_else(refused)?;
         let stored: String = row.try_get("password_hash").map_err(database)?;
-        PasswordHash::new(&stored).map_err(internal)?;
         let password = credentials.password.clone();
-        let verified = hashed(&self.hashing, move || {
+        // A stored hash that does not parse is the server's fault; a
+        // password that does not match it, the caller's.
+        let matches = hashed(&self.hashing, move || {
             let hash = PasswordHash::new(&stored)?;
-            Argon2::default().verify_password(password.as_bytes(), &hash)
+            let verified = Argon2::default().verify_password(password.as_bytes(), &hash);
+            Ok::<_, argon2::password_hash::Error>(verified.is_ok())
         })
-        .await?;
-        verified.map_err(|_| refused())?;
+        .await?
+        .map_err(internal)?;
+        if !matches {
+            return Err(refused());
+        }
         let account = account(&row)?;
         let token = self.start_session(account.id).await?;
         Ok((account, token))

@@ -207,7 +207,7 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn Error + Send + Sync
     let ttl = Duration::from_secs(config.session_hours.clamp(1, MAX_SESSION_HOURS) * 3600);
     let accounts = Accounts::open(&config.database_url, ttl).await?;
     let url = config.database_url.clone();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(&url) {
         let store = PgStore::connect(&url)?;
         store.migrate().await?;
         serve(store, accounts, config).await
@@ -217,6 +217,11 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn Error + Send + Sync
         store.migrate().await?;
         serve(store, accounts, config).await
     }
+}
+
+/// Whether `url` names a Postgres database (else an SQLite file).
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The engine's notifier: the hub alone, or the hub and the Redis relay.
@@ -343,7 +348,7 @@ async fn serve<S: Store + Clone>(
         metrics: metrics.clone(),
         redis: relaying.as_ref().map(|relaying| relaying.link.clone()),
         secure_cookies: config.secure_cookies,
-        database_clock: config.database_url.starts_with("postgres"),
+        database_clock: is_postgres(&config.database_url),
     });
     let app = Router::new()
         .route("/", get(|| async { Html(security::PAGE) }))
