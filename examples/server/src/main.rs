@@ -23,35 +23,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .with_ansi(std::io::stdout().is_terminal())
             .init();
     }
+    // Listening for the signals before starting: one sent as soon as the
+    // server says it runs (a service manager's SIGTERM) then stops it
+    // gracefully instead of killing it by the default action.
+    let stopping = shutdown_signal()?;
     let server = start(config).await?;
     println!(
         "NeighborBid is running at http://{}/ (Ctrl-C stops it)",
         server.address
     );
-    shutdown_signal().await;
+    stopping.await;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C, or SIGTERM on Unix, from the moment this is called.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
