@@ -18,7 +18,7 @@ use crate::notify::Notifier;
 use crate::rules::{
     self, AuctionAction, AuctionState, Decision, RegionPolicy, RuleError, Rules, SameRegion,
 };
-use crate::store::{AuctionStore, Store, Transaction, WalletLedger};
+use crate::store::{AuctionStore, BatchRecord, Store, Transaction, WalletLedger};
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 
@@ -486,7 +486,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
             }
         }
-        let (receipt, event) = match self.decide(tx, command).await {
+        let (receipt, event) = match self.decide(tx, command, key).await {
             Err(EngineError::Rejected(rejection)) => {
                 // The same request may have been in flight when this one
                 // looked (a client retrying after a lost answer, its
@@ -502,33 +502,26 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             }
             decided => decided?,
         };
-        if let Some(key) = key {
-            let record = IdempotencyRecord {
-                command: command.clone(),
-                receipt: receipt.clone(),
-            };
-            tx.save_idempotency(actor, key, &record).await?;
-        }
         Ok((receipt, event.into_iter().collect()))
     }
 
-    /// Decides `command` under the locks it needs and writes the result.
+    /// Decides `command` under the locks it needs and writes the result,
+    /// with its idempotency record when it has a `key`.
     async fn decide(
         &self,
         tx: &mut S::Tx,
         command: &Command,
+        key: Option<&IdempotencyKey>,
     ) -> Result<(Receipt, Option<Event>), EngineError> {
         // Every command reads the time once it holds its locks: an
-        // auction's (in `decide_and_write`), or a wallet's.
+        // auction's (in `lock_and_decide`), or a wallet's.
         let clock = &*self.inner.config.clock;
         let rules = self.rules();
-        Ok(match command {
+        let (receipt, decision) = match command {
             Command::CreateAuction(cmd) => {
                 let auction = rules::create_auction(rules, cmd, decision_time(tx, clock).await?)?;
-                (
-                    Receipt::AuctionCreated(tx.insert_auction(&auction).await?),
-                    None,
-                )
+                let receipt = Receipt::AuctionCreated(tx.insert_auction(&auction).await?);
+                (receipt, None)
             }
             Command::Deposit(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
@@ -549,46 +542,60 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             Command::PlaceBid(cmd) => {
                 let action = AuctionAction::Bid(cmd.bidder);
                 let check = |auction: &Auction, now| rules::check_bid(rules, auction, cmd, now);
-                let (decision, bid) =
-                    decide_and_write(tx, cmd.auction_id, action, clock, check, |state, now| {
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, check, |state, now| {
                         rules::place_bid(rules, state, cmd, now)
                     })
                     .await?;
-                let receipt = BidReceipt {
-                    bid,
-                    leading: decision.auction.leader == Some(cmd.bidder),
-                    auction: decision.auction,
-                };
-                (Receipt::BidPlaced(receipt), Some(decision.event))
+                let receipt = |decision: &Decision, bid| bid_receipt(decision, cmd.bidder, bid);
+                return write_decision(tx, decision, command, key, receipt).await;
             }
             Command::BuyNow(cmd) => {
                 let action = AuctionAction::BuyNow(cmd.buyer);
-                let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, action, clock, no_check, |state, now| {
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
                         rules::buy_now(rules, state, cmd, now)
                     })
                     .await?;
-                (Receipt::BoughtNow(decision.auction), Some(decision.event))
+                (Receipt::BoughtNow(decision.auction.clone()), Some(decision))
             }
             Command::CancelAuction(cmd) => {
                 let action = AuctionAction::Cancel;
-                let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, action, clock, no_check, |state, now| {
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
                         rules::cancel(state, cmd, now)
                     })
                     .await?;
-                (Receipt::Cancelled(decision.auction), Some(decision.event))
+                (Receipt::Cancelled(decision.auction.clone()), Some(decision))
             }
             Command::EndEarly(cmd) => {
                 let action = AuctionAction::Settle;
-                let (decision, _) =
-                    decide_and_write(tx, cmd.auction_id, action, clock, no_check, |state, now| {
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
                         rules::end_early(state, cmd, now)
                     })
                     .await?;
-                (Receipt::EndedEarly(decision.auction), Some(decision.event))
+                (
+                    Receipt::EndedEarly(decision.auction.clone()),
+                    Some(decision),
+                )
             }
-        })
+        };
+        match decision {
+            Some(decision) => {
+                write_decision(tx, decision, command, key, |_, _| receipt.clone()).await
+            }
+            None => {
+                if let Some(key) = key {
+                    let record = IdempotencyRecord {
+                        command: command.clone(),
+                        receipt: receipt.clone(),
+                    };
+                    tx.save_idempotency(command.actor(), key, &record).await?;
+                }
+                Ok((receipt, None))
+            }
+        }
     }
 
     /// Settles the first due auction not in `skip`, recording which one
@@ -624,7 +631,8 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         };
         let decision = rules::settle(state, now)?
             .ok_or_else(|| invariant("the store claimed an auction that is not due"))?;
-        tx.write_decision(&decision).await?;
+        tx.write_decisions(std::slice::from_ref(&decision), &[])
+            .await?;
         Ok((Some(decision.auction), vec![decision.event]))
     }
 }
@@ -655,16 +663,15 @@ async fn finish<T: Transaction, R>(
 /// Locks the auction, reads the time from `clock` (so a command that
 /// waited for the lock is judged when it got it, after every decision
 /// committed before it), asks `check` (refusals that need no wallet), locks
-/// the wallets the action touches (ascending), decides, and writes the
-/// decision.
-async fn decide_and_write<T: Transaction>(
+/// the wallets the action touches (ascending), and decides.
+async fn lock_and_decide<T: Transaction>(
     tx: &mut T,
     auction_id: AuctionId,
     action: AuctionAction,
     clock: &dyn Clock,
     check: impl FnOnce(&Auction, Timestamp) -> Result<(), Rejection>,
     decide: impl FnOnce(AuctionState<'_>, Timestamp) -> Result<Decision, RuleError>,
-) -> Result<(Decision, Option<Bid>), EngineError> {
+) -> Result<Decision, EngineError> {
     let auction = tx
         .lock_auction(auction_id)
         .await?
@@ -677,9 +684,47 @@ async fn decide_and_write<T: Transaction>(
         holds: &holds,
         wallets: &wallets,
     };
-    let decision = decide(state, now)?;
-    let bid = tx.write_decision(&decision).await?;
-    Ok((decision, bid))
+    Ok(decide(state, now)?)
+}
+
+/// Writes one command's `decision` as a batch of one, with the command's
+/// idempotency record when it has a `key`; `receipt` makes its receipt from
+/// the decision and its bid (without an id until written). Returns the
+/// receipt as written and the decision's event.
+async fn write_decision<T: Transaction>(
+    tx: &mut T,
+    decision: Decision,
+    command: &Command,
+    key: Option<&IdempotencyKey>,
+    receipt: impl Fn(&Decision, Option<Bid>) -> Receipt,
+) -> Result<(Receipt, Option<Event>), EngineError> {
+    let records: Vec<BatchRecord> = key
+        .map(|key| BatchRecord {
+            decision: 0,
+            user: command.actor(),
+            key,
+            record: IdempotencyRecord {
+                command: command.clone(),
+                receipt: receipt(&decision, decision.bid.clone()),
+            },
+        })
+        .into_iter()
+        .collect();
+    let stored = tx
+        .write_decisions(std::slice::from_ref(&decision), &records)
+        .await?
+        .pop()
+        .flatten();
+    Ok((receipt(&decision, stored), Some(decision.event)))
+}
+
+/// The receipt of a bid by `bidder` that led to `decision`; `bid` as stored.
+fn bid_receipt(decision: &Decision, bidder: UserId, bid: Option<Bid>) -> Receipt {
+    Receipt::BidPlaced(BidReceipt {
+        bid,
+        leading: decision.auction.leader == Some(bidder),
+        auction: decision.auction.clone(),
+    })
 }
 
 /// The time to judge a decision by, once `tx` holds its locks: the

@@ -112,7 +112,7 @@ mod notify;
 mod policy;
 mod relay;
 pub mod rules;
-mod store;
+pub mod store;
 mod wallet;
 
 #[cfg(feature = "testkit")]

@@ -291,7 +291,7 @@ impl MemoryTx {
         Ok(())
     }
 
-    /// Every row of `decision`, as [`Transaction::write_decision`] writes
+    /// Every row of `decision`, as [`Transaction::write_decisions`] writes
     /// them; later decisions overwrite the auction, wallets and holds.
     fn write(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
         self.put_auction(&decision.auction)?;
@@ -329,10 +329,6 @@ impl Store for MemoryStore {
 
 #[async_trait]
 impl Transaction for MemoryTx {
-    async fn write_decision(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
-        self.write(decision)
-    }
-
     async fn write_decisions(
         &mut self,
         decisions: &[Decision],
@@ -498,18 +494,6 @@ impl AuctionStore for MemoryTx {
             self.remember(Row::Auction(row.value.id), row.version);
             row.value.clone()
         }))
-    }
-
-    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        self.put_auction(auction)
-    }
-
-    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
-        self.put_bid(bid)
-    }
-
-    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        self.put_event(event)
     }
 
     async fn load_idempotency(
@@ -738,10 +722,6 @@ impl WalletLedger for MemoryTx {
 
     async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
         self.put_entry(entry)
-    }
-
-    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
-        self.put_hold(hold)
     }
 
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {

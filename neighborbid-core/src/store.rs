@@ -2,9 +2,12 @@
 //!
 //! A [`Store`] opens transactions. A transaction value implements
 //! [`AuctionStore`] and [`WalletLedger`]; the engine drives it through
-//! load -> decide -> write -> [`Transaction::commit`]. Dropping a
-//! transaction without committing rolls it back, so a refused or failed
-//! command leaves no trace.
+//! load -> decide -> write -> [`Transaction::commit`]. Every decision about
+//! an auction is written by one method,
+//! [`Transaction::write_decisions`], whether it is one command's, a
+//! coalesced batch of bids' or a settlement's. Dropping a transaction
+//! without committing rolls it back, so a refused or failed command leaves
+//! no trace.
 //!
 //! **Locking contract.** `lock_*` methods lock what they return until the
 //! transaction ends (Postgres: `SELECT ... FOR UPDATE`; the memory store
@@ -301,29 +304,6 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         Ok(())
     }
 
-    /// Writes a decision about an auction: the auction row, the bid, the
-    /// wallets, the history entries, the holds and the event (outbox).
-    /// Returns the stored bid (with its id). Backends may override this to
-    /// batch statements; the result must be the same.
-    async fn write_decision(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
-        self.update_auction(&decision.auction).await?;
-        let bid = match &decision.bid {
-            Some(bid) => Some(self.insert_bid(bid).await?),
-            None => None,
-        };
-        for wallet in &decision.wallets {
-            self.save_wallet(wallet).await?;
-        }
-        for entry in &decision.entries {
-            self.append_entry(entry).await?;
-        }
-        for hold in &decision.holds {
-            self.set_hold(hold).await?;
-        }
-        self.append_event(&decision.event).await?;
-        Ok(bid)
-    }
-
     /// Once `auction` is locked: its open holds (by user), and the wallets
     /// of `parties` and of every hold's owner, locked as
     /// [`lock_wallets`](WalletLedger::lock_wallets) locks them (see
@@ -365,47 +345,21 @@ pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
         })
     }
 
-    /// Writes consecutive decisions about one auction (a batch of bids):
-    /// every bid, history entry and event, the last state of the auction
-    /// and of each wallet and hold touched, and the idempotency `records`
-    /// of keyed bids, each with its bid as stored. Returns the stored bids,
-    /// one per decision. Backends may override this to batch statements;
-    /// the result must be the same.
+    /// Writes consecutive decisions about one auction, the only way a
+    /// decision is written (one command's, a batch of bids', a
+    /// settlement's): every bid, history entry and event (the outbox), the
+    /// last state of the auction and of each wallet and hold touched (see
+    /// [`BatchWrites`]), and the idempotency `records` of keyed commands,
+    /// each with its bid as stored ([`BatchRecord::with_bid`]). Returns the
+    /// stored bids, one per decision, with the ids they got.
+    ///
+    /// A stored key already under `records` is a retryable conflict, here
+    /// or at commit, as in [`save_idempotency`](AuctionStore::save_idempotency).
     async fn write_decisions(
         &mut self,
         decisions: &[Decision],
         records: &[BatchRecord<'_>],
-    ) -> Result<Vec<Option<Bid>>, StoreError> {
-        let Some(writes) = BatchWrites::of(decisions) else {
-            return Ok(Vec::new());
-        };
-        self.update_auction(writes.auction).await?;
-        let mut bids = Vec::with_capacity(decisions.len());
-        for decision in decisions {
-            bids.push(match &decision.bid {
-                Some(bid) => Some(self.insert_bid(bid).await?),
-                None => None,
-            });
-        }
-        for wallet in writes.wallets {
-            self.save_wallet(wallet).await?;
-        }
-        for entry in writes.entries {
-            self.append_entry(entry).await?;
-        }
-        for hold in writes.holds {
-            self.set_hold(hold).await?;
-        }
-        for event in writes.events {
-            self.append_event(event).await?;
-        }
-        for record in records {
-            let stored = record.with_bid(&bids);
-            self.save_idempotency(record.user, record.key, &stored)
-                .await?;
-        }
-        Ok(bids)
-    }
+    ) -> Result<Vec<Option<Bid>>, StoreError>;
 }
 
 /// What [`Transaction::batch_reads`] returns.
@@ -419,16 +373,16 @@ pub struct BatchReads {
     pub records: Vec<Option<IdempotencyRecord>>,
 }
 
-/// The idempotency record of a keyed bid in a batch
-/// ([`Transaction::write_decisions`]). Its receipt names the bid of decision
-/// `decision`, which has no id until the batch is written.
+/// The idempotency record of a keyed command written with its decision
+/// ([`Transaction::write_decisions`]). A bid's receipt names the bid of
+/// decision `decision`, which has no id until the batch is written.
 #[derive(Clone, Debug)]
 pub struct BatchRecord<'a> {
-    /// The decision of the batch the bid led to.
+    /// The decision of the batch the command led to.
     pub decision: usize,
-    /// The bidder.
+    /// Who sent the command.
     pub user: UserId,
-    /// The bid's key.
+    /// The command's key.
     pub key: &'a IdempotencyKey,
     /// The record, its receipt's bid not yet stored (no id).
     pub record: IdempotencyRecord,
@@ -448,8 +402,8 @@ impl BatchRecord<'_> {
 
 /// What consecutive decisions about one auction leave to write: the last
 /// state of the auction and of each wallet and hold they touch, and every
-/// bid, history entry and event, in order. For backends that write a
-/// batch their own way (see [`Transaction::write_decisions`]).
+/// bid, history entry and event, in order: what a backend's
+/// [`Transaction::write_decisions`] writes.
 #[derive(Clone, Debug)]
 pub struct BatchWrites<'a> {
     /// The auction after the last decision.
@@ -509,15 +463,6 @@ pub trait AuctionStore: Send {
         now: Timestamp,
         skip: &[AuctionId],
     ) -> Result<Option<Auction>, StoreError>;
-
-    /// Overwrites a locked auction's state.
-    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError>;
-
-    /// Records a bid, assigning its id (the given id is ignored).
-    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError>;
-
-    /// Appends an event to the outbox, in the same transaction as its change.
-    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError>;
 
     /// The record stored under `(user, key)`, if any.
     async fn load_idempotency(
@@ -621,9 +566,6 @@ pub trait WalletLedger: Send {
 
     /// Appends a history entry.
     async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
-
-    /// Sets a hold's amount; zero closes (deletes) it.
-    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError>;
 
     /// A wallet, without locking it (empty for an unknown user).
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError>;

@@ -105,6 +105,7 @@ macro_rules! conformance_tests {
             double_spend_across_auctions,
             concurrent_bidding_conserves_money,
             failures_leave_no_trace,
+            single_commands_fail_without_a_trace,
             conflicts_are_retried_up_to_the_limit,
             closers_race,
             policies_round_trip,

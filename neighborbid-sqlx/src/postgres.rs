@@ -37,7 +37,7 @@ mod batch_sql;
 mod options;
 mod wallets;
 
-use batch_sql::{column, update_auction_sql, BATCH_READS, LOCK_PARTIES, WRITE_BATCH};
+use batch_sql::{column, BATCH_READS, LOCK_PARTIES, WRITE_BATCH};
 
 pub use options::PgStoreOptions;
 
@@ -293,13 +293,6 @@ impl Transaction for PgTx {
         self.tx.rollback().await.map_err(error)
     }
 
-    async fn write_decision(&mut self, decision: &Decision) -> Result<Option<Bid>, StoreError> {
-        let mut bids = self
-            .write_decisions(std::slice::from_ref(decision), &[])
-            .await?;
-        Ok(bids.pop().flatten())
-    }
-
     /// One query: the holds, the wallets locked, then one index probe
     /// per key whatever the table's statistics say (as a join, the cached
     /// plan of a young table scanned the whole, ever-growing table on
@@ -544,48 +537,6 @@ impl AuctionStore for PgTx {
         let ids: Vec<i64> = skip.iter().map(|id| id.0).collect();
         self.locked_auction(sqlx::query(sql).bind(now).bind(ids))
             .await
-    }
-
-    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        let query = sqlx::query(update_auction_sql!());
-        let updated = bind_auction(query, auction)?
-            .bind(auction.id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        expect_one(updated.rows_affected(), "auction", auction.id)
-    }
-
-    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO bids (auction_id, bidder, amount, placed_at, seq, auto) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(bid.auction_id.0)
-        .bind(bid.bidder.0)
-        .bind(bid.amount.amount())
-        .bind(bid.placed_at)
-        .bind(to_i64(bid.seq, "seq")?)
-        .bind(bid.auto)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(Bid {
-            id: neighborbid_core::BidId(id),
-            ..bid.clone()
-        })
-    }
-
-    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO outbox (auction_id, seq, at, payload) VALUES ($1, $2, $3, $4)")
-            .bind(event.auction_id.0)
-            .bind(to_i64(event.seq, "seq")?)
-            .bind(event.at)
-            .bind(Json(event))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        Ok(())
     }
 
     async fn load_idempotency(

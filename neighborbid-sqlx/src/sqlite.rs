@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use neighborbid_core::rules::Decision;
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, BidId, Event, EventId, ForgottenEvents,
-    Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store, StoreError,
-    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionFilter, AuctionId, AuctionStore, BatchRecord, Bid, Event, EventId,
+    ForgottenEvents, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store,
+    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -26,6 +27,8 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row, Sqlite};
+
+mod writes;
 
 use crate::codec::{
     self, auction_columns, bid_columns, entry_columns, expect_one, limit, micros, scope_columns,
@@ -303,6 +306,14 @@ impl Transaction for SqliteTx {
         let error = self.error();
         self.tx.rollback().await.map_err(error)
     }
+
+    async fn write_decisions(
+        &mut self,
+        decisions: &[Decision],
+        records: &[BatchRecord<'_>],
+    ) -> Result<Vec<Option<Bid>>, StoreError> {
+        self.write_batch(decisions, records).await
+    }
 }
 
 #[async_trait]
@@ -357,54 +368,6 @@ impl AuctionStore for SqliteTx {
         .map_err(self.error())?
         .map(AuctionRow::into_auction)
         .transpose()
-    }
-
-    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE auctions SET seller = ?1, title = ?2, description = ?3, scope = ?4, \
-             region = ?5, start_price = ?6, policy = ?7, buy_now_price = ?8, starts_at = ?9, \
-             ends_at = ?10, status = ?11, current_price = ?12, leader = ?13, max_bid = ?14, \
-             reserve_met = ?15, extensions = ?16, bid_count = ?17, seq = ?18, \
-             created_at = ?19, closed_at = ?20 WHERE id = ?21",
-        );
-        let updated = bind_auction(query, auction)?
-            .bind(auction.id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        expect_one(updated.rows_affected(), "auction", auction.id)
-    }
-
-    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO bids (auction_id, bidder, amount, placed_at, seq, auto) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-        )
-        .bind(bid.auction_id.0)
-        .bind(bid.bidder.0)
-        .bind(bid.amount.to_string())
-        .bind(bid.placed_at.timestamp_micros())
-        .bind(to_i64(bid.seq, "seq")?)
-        .bind(bid.auto)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(Bid {
-            id: BidId(id),
-            ..bid.clone()
-        })
-    }
-
-    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO outbox (auction_id, seq, at, payload) VALUES (?1, ?2, ?3, ?4)")
-            .bind(event.auction_id.0)
-            .bind(to_i64(event.seq, "seq")?)
-            .bind(event.at.timestamp_micros())
-            .bind(Json(event))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        Ok(())
     }
 
     async fn load_idempotency(
@@ -659,24 +622,6 @@ impl WalletLedger for SqliteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(self.error())?;
-        Ok(())
-    }
-
-    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
-        let query = if hold.amount.is_zero() {
-            sqlx::query("DELETE FROM holds WHERE auction_id = ?1 AND user_id = ?2")
-                .bind(hold.auction_id.0)
-                .bind(hold.user.0)
-        } else {
-            sqlx::query(
-                "INSERT INTO holds (auction_id, user_id, amount) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = excluded.amount",
-            )
-            .bind(hold.auction_id.0)
-            .bind(hold.user.0)
-            .bind(hold.amount.to_string())
-        };
-        query.execute(&mut *self.tx).await.map_err(self.error())?;
         Ok(())
     }
 

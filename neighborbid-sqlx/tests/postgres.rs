@@ -262,7 +262,7 @@ async fn refused_and_failed_commands_release_their_locks_before_answering() {
     // A settlement that fails after claiming the auction and locking the
     // winner's and the seller's wallets.
     h.clock.advance(TimeDelta::hours(2));
-    faults.arm(Fault::UpdateAuction);
+    faults.arm(Fault::WriteDecisions);
     let passed = h.engine.close_due_auctions(10).await.expect("a pass");
     assert!(faults.fired() && passed.is_empty(), "{passed:?}");
     assert_eq!(h.engine.stuck_auctions().len(), 1, "set aside");
@@ -303,7 +303,7 @@ async fn a_failed_batch_releases_its_locks_before_answering() {
     while h.engine.waiting_bids(auction) != 1 {
         tokio::task::yield_now().await;
     }
-    faults.arm(Fault::UpdateAuction);
+    faults.arm(Fault::WriteDecisions);
     gated.open();
     let stale = stale.await.expect("the stale bid");
     assert!(

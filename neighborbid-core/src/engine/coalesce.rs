@@ -15,13 +15,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::{decision_time, finish, invariant, replay, Attempt, Engine};
-use crate::auction::Bid;
-use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
+use super::{bid_receipt, decision_time, finish, invariant, replay, Attempt, Engine};
+use crate::command::{Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
 use crate::error::{EngineError, Rejection, StoreError};
 use crate::ids::{AuctionId, UserId};
 use crate::notify::Notifier;
-use crate::rules::{self, AuctionState, Decision, RuleError};
+use crate::rules::{self, AuctionState, RuleError};
 use crate::store::{AuctionStore, BatchReads, BatchRecord, Store, Transaction};
 
 /// The queued bids of every auction with a transaction in flight. An
@@ -339,13 +338,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .filter(|(_, outcome)| matches!(outcome, Some(Outcome::Decided(_))))
             .map(|((bid, _), _)| bid)
             .collect();
-        let receipt = |decision: &Decision, bid: &PlaceBid, stored: Option<Bid>| {
-            Receipt::BidPlaced(BidReceipt {
-                bid: stored,
-                leading: decision.auction.leader == Some(bid.bidder),
-                auction: decision.auction.clone(),
-            })
-        };
         // Written with the batch: a keyed bid's record names its bid, which
         // gets its id in the same write.
         let records: Vec<BatchRecord> = bids
@@ -360,7 +352,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                         key,
                         record: IdempotencyRecord {
                             command: Command::PlaceBid(bid.clone()),
-                            receipt: receipt(decision, bid, decision.bid.clone()),
+                            receipt: bid_receipt(decision, bid.bidder, decision.bid.clone()),
                         },
                     })
                 }
@@ -372,7 +364,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             .iter()
             .zip(stored)
             .zip(decided)
-            .map(|((decision, stored), bid)| receipt(decision, bid, stored))
+            .map(|((decision, stored), bid)| bid_receipt(decision, bid.bidder, stored))
             .collect();
 
         let answers: Vec<Result<Receipt, EngineError>> = (0..bids.len())

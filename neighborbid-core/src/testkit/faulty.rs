@@ -8,28 +8,34 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::rules::Decision;
+use crate::store::{BatchReads, BatchRecord};
 use crate::{
     Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, ForgottenEvents, Hold,
     IdempotencyKey, IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind,
     Timestamp, Transaction, UserId, Wallet, WalletLedger,
 };
 
-/// A write after which [`FaultyStore`] fails.
+/// A step after which [`FaultyStore`] fails. The faults sit on the store
+/// contract's own methods, so they strike each backend's production path
+/// (Postgres's one-statement batch, say), not a test-only one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// After [`AuctionStore::update_auction`].
-    UpdateAuction,
-    /// After [`AuctionStore::insert_bid`].
-    InsertBid,
-    /// After [`WalletLedger::save_wallet`].
+    /// After [`Transaction::lock_parties`] or [`Transaction::batch_reads`]:
+    /// an auction command holds its locks and has written nothing.
+    LockParties,
+    /// After [`Transaction::write_decisions`]: every row of an auction
+    /// command, a batch of bids or a settlement is written, with the
+    /// idempotency records.
+    WriteDecisions,
+    /// After [`AuctionStore::insert_auction`].
+    InsertAuction,
+    /// After [`WalletLedger::save_wallet`] (a deposit or a withdrawal).
     SaveWallet,
-    /// After [`WalletLedger::append_entry`].
+    /// After [`WalletLedger::append_entry`] (a deposit or a withdrawal).
     AppendEntry,
-    /// After [`WalletLedger::set_hold`].
-    SetHold,
-    /// After [`AuctionStore::append_event`].
-    AppendEvent,
-    /// After [`AuctionStore::save_idempotency`].
+    /// After [`AuctionStore::save_idempotency`] (a keyed command that
+    /// writes no auction decision: a deposit, a withdrawal, a new auction).
     SaveIdempotency,
     /// Instead of [`Transaction::commit`]: the transaction is dropped.
     Commit,
@@ -47,17 +53,9 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// Every fault a bid reaches, in that order.
-    pub const ALL: [Fault; 8] = [
-        Fault::UpdateAuction,
-        Fault::InsertBid,
-        Fault::SaveWallet,
-        Fault::AppendEntry,
-        Fault::SetHold,
-        Fault::AppendEvent,
-        Fault::SaveIdempotency,
-        Fault::Commit,
-    ];
+    /// Every fault a bid reaches, in that order (a settlement reaches the
+    /// same).
+    pub const ALL: [Fault; 3] = [Fault::LockParties, Fault::WriteDecisions, Fault::Commit];
 }
 
 /// Wraps a store and, once its [`FaultSwitch`] is armed, fails the next
@@ -228,12 +226,45 @@ impl<T: Transaction + 'static> Transaction for FaultyTx<T> {
     async fn rollback(self) -> Result<(), StoreError> {
         self.inner.rollback().await
     }
+
+    async fn lock_parties(
+        &mut self,
+        auction: AuctionId,
+        parties: &[UserId],
+    ) -> Result<(Vec<Hold>, Vec<Wallet>), StoreError> {
+        let locked = self.inner.lock_parties(auction, parties).await?;
+        self.trip(Fault::LockParties)?;
+        Ok(locked)
+    }
+
+    async fn batch_reads(
+        &mut self,
+        auction: AuctionId,
+        keys: &[(UserId, &IdempotencyKey)],
+        bidders: &[UserId],
+    ) -> Result<BatchReads, StoreError> {
+        let reads = self.inner.batch_reads(auction, keys, bidders).await?;
+        self.trip(Fault::LockParties)?;
+        Ok(reads)
+    }
+
+    async fn write_decisions(
+        &mut self,
+        decisions: &[Decision],
+        records: &[BatchRecord<'_>],
+    ) -> Result<Vec<Option<Bid>>, StoreError> {
+        let bids = self.inner.write_decisions(decisions, records).await?;
+        self.trip(Fault::WriteDecisions)?;
+        Ok(bids)
+    }
 }
 
 #[async_trait]
 impl<T: Transaction> AuctionStore for FaultyTx<T> {
     async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
-        self.inner.insert_auction(auction).await
+        let auction = self.inner.insert_auction(auction).await?;
+        self.trip(Fault::InsertAuction)?;
+        Ok(auction)
     }
 
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
@@ -246,22 +277,6 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         skip: &[AuctionId],
     ) -> Result<Option<Auction>, StoreError> {
         self.inner.claim_due_auction(now, skip).await
-    }
-
-    async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        self.inner.update_auction(auction).await?;
-        self.trip(Fault::UpdateAuction)
-    }
-
-    async fn insert_bid(&mut self, bid: &Bid) -> Result<Bid, StoreError> {
-        let bid = self.inner.insert_bid(bid).await?;
-        self.trip(Fault::InsertBid)?;
-        Ok(bid)
-    }
-
-    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        self.inner.append_event(event).await?;
-        self.trip(Fault::AppendEvent)
     }
 
     async fn load_idempotency(
@@ -368,11 +383,6 @@ impl<T: Transaction> WalletLedger for FaultyTx<T> {
     async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
         self.inner.append_entry(entry).await?;
         self.trip(Fault::AppendEntry)
-    }
-
-    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
-        self.inner.set_hold(hold).await?;
-        self.trip(Fault::SetHold)
     }
 
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {

@@ -100,14 +100,7 @@ pub async fn failures_leave_no_trace<S: Store>(store: S) {
         .expect("the deposit now succeeds");
 
     h.clock.advance(TimeDelta::hours(2));
-    for fault in [
-        Fault::UpdateAuction,
-        Fault::SaveWallet,
-        Fault::AppendEntry,
-        Fault::SetHold,
-        Fault::AppendEvent,
-        Fault::Commit,
-    ] {
+    for fault in Fault::ALL {
         let before = books(&h, auction, &parties).await;
         faulty.arm(fault);
         // The closer sets the auction aside and goes on; the pass is fine.
@@ -124,6 +117,81 @@ pub async fn failures_leave_no_trace<S: Store>(store: S) {
     assert!(h.engine.stuck_auctions().is_empty(), "settled at last");
     assert_eq!(h.wallet(SELLER).await.balance, money(110));
     h.assert_books(&parties, money(1_050)).await;
+}
+
+/// With coalescing off, every keyed command writes through the same
+/// calls a batch does: a failure at any of them (a bid, a buy-now, a new
+/// auction) rolls the command back with its idempotency record, and the
+/// same request then succeeds once and replays.
+pub async fn single_commands_fail_without_a_trace<S: Store>(store: S) {
+    let store = FaultyStore::new(store);
+    let faulty = store.switch();
+    let h = Harness::configured(store, |config| config.coalesce_bids = false);
+    let parties = [ALICE, BOB, SELLER];
+    h.fund(ALICE, 500).await;
+    h.fund(BOB, 500).await;
+    let mut listing = h.national(100, 10);
+    listing.buy_now_price = Some(money(300));
+    let auction = h.create(listing.clone()).await.id;
+    let injected = |result: Result<(), EngineError>, what: &str, fault: Fault| match result {
+        Err(EngineError::Store(error)) if error.kind() == StoreErrorKind::Other => {}
+        other => panic!("{what} at {fault:?}: expected the injected failure, got {other:?}"),
+    };
+
+    let bid = bid_of(auction, ALICE, 120);
+    for fault in Fault::ALL {
+        let before = books(&h, auction, &parties).await;
+        faulty.arm(fault);
+        let result = h.engine.place_bid(bid.clone(), key("alice-bids")).await;
+        injected(result.map(|_| ()), "a bid", fault);
+        assert!(faulty.fired(), "a bid reaches {fault:?}");
+        assert_eq!(books(&h, auction, &parties).await, before, "{fault:?}");
+    }
+    let placed = h.engine.place_bid(bid.clone(), key("alice-bids")).await;
+    let placed = placed.expect("the same bid now succeeds");
+    assert!(placed.bid.as_ref().is_some_and(|bid| bid.id.0 > 0), "{placed:?}");
+    let replayed = h.engine.place_bid(bid, key("alice-bids")).await;
+    assert_eq!(replayed.expect("replay"), placed, "the record names the stored bid");
+
+    let buy = BuyNow {
+        auction_id: auction,
+        buyer: BOB,
+        buyer_region: None,
+    };
+    for fault in Fault::ALL {
+        let before = books(&h, auction, &parties).await;
+        faulty.arm(fault);
+        let result = h.engine.buy_now(buy.clone(), key("bob-buys")).await;
+        injected(result.map(|_| ()), "a buy-now", fault);
+        assert!(faulty.fired(), "a buy-now reaches {fault:?}");
+        assert_eq!(books(&h, auction, &parties).await, before, "{fault:?}");
+    }
+    let bought = h.engine.buy_now(buy.clone(), key("bob-buys")).await;
+    let bought = bought.expect("the same buy-now now succeeds");
+    assert_eq!(bought.status, AuctionStatus::BoughtNow);
+    let replayed = h.engine.buy_now(buy, key("bob-buys")).await;
+    assert_eq!(replayed.expect("replay"), bought);
+    h.assert_books(&parties, money(1_000)).await;
+
+    let listed = |h: &Harness<FaultyStore<S>>| {
+        let engine = h.engine.clone();
+        async move {
+            let filter = AuctionFilter::default();
+            engine.count_auctions(&filter).await.expect("count")
+        }
+    };
+    for fault in [Fault::InsertAuction, Fault::SaveIdempotency, Fault::Commit] {
+        let before = listed(&h).await;
+        faulty.arm(fault);
+        let result = h.engine.create_auction(listing.clone(), key("list")).await;
+        injected(result.map(|_| ()), "a new auction", fault);
+        assert!(faulty.fired(), "a new auction reaches {fault:?}");
+        assert_eq!(listed(&h).await, before, "{fault:?}");
+    }
+    let created = h.engine.create_auction(listing.clone(), key("list")).await;
+    let created = created.expect("the same listing now succeeds");
+    let replayed = h.engine.create_auction(listing, key("list")).await;
+    assert_eq!(replayed.expect("replay"), created);
 }
 
 /// A command whose commit conflicts is retried in a fresh transaction, up

@@ -53,7 +53,6 @@ macro_rules! update_auction_sql {
 /// receipt gets the id of its bid (matched by `seq`) at `receipt.bid.id`,
 /// where serde puts it (`Receipt` is tagged by a `type` field); the
 /// conformance suite's replays of coalesced bids check that path.
-pub(super) use update_auction_sql;
 
 pub(super) const WRITE_BATCH: &str = concat!(
     "WITH saved_auction AS (",

@@ -92,24 +92,6 @@ impl WalletLedger for PgTx {
         Ok(())
     }
 
-    async fn set_hold(&mut self, hold: &Hold) -> Result<(), StoreError> {
-        let query = if hold.amount.is_zero() {
-            sqlx::query("DELETE FROM holds WHERE auction_id = $1 AND user_id = $2")
-                .bind(hold.auction_id.0)
-                .bind(hold.user.0)
-        } else {
-            sqlx::query(
-                "INSERT INTO holds (auction_id, user_id, amount) VALUES ($1, $2, $3) \
-                 ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = EXCLUDED.amount",
-            )
-            .bind(hold.auction_id.0)
-            .bind(hold.user.0)
-            .bind(hold.amount.amount())
-        };
-        query.execute(&mut *self.tx).await.map_err(self.error())?;
-        Ok(())
-    }
-
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
         let row = sqlx::query_as::<_, WalletRow>(
             "SELECT user_id, balance, locked FROM wallets WHERE user_id = $1",
