@@ -8,22 +8,22 @@ use crate::auction::{Auction, Bid};
 use crate::clock::{Clock, SystemClock};
 use crate::command::{
     BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, EndEarly, IdempotencyKey,
-    IdempotencyRecord, PlaceBid, Receipt, Withdraw,
+    PlaceBid, Receipt, Withdraw,
 };
 use crate::error::{EngineError, Rejection};
 use crate::event::Event;
-use crate::ids::{AuctionId, UserId};
+use crate::ids::AuctionId;
 use crate::money::Currency;
 use crate::notify::Notifier;
-use crate::rules::{
-    self, AuctionAction, AuctionState, Decision, RegionPolicy, RuleError, Rules, SameRegion,
-};
-use crate::store::{AuctionStore, BatchRecord, Store, Transaction, WalletLedger};
+use crate::rules::{RegionPolicy, RuleError, Rules, SameRegion};
+use crate::store::{AuctionStore, Store, Transaction};
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 
+mod batch;
 mod closer;
 mod coalesce;
+mod decide;
 mod reads;
 
 pub use closer::StuckAuction;
@@ -466,175 +466,6 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             );
         }
     }
-
-    async fn attempt(&self, command: &Command, key: Option<&IdempotencyKey>) -> Attempt<Receipt> {
-        let mut tx = self.inner.store.begin().await?;
-        let result = self.attempt_in(&mut tx, command, key).await;
-        finish(tx, result).await
-    }
-
-    /// [`attempt`](Self::attempt)'s work inside its transaction.
-    async fn attempt_in(
-        &self,
-        tx: &mut S::Tx,
-        command: &Command,
-        key: Option<&IdempotencyKey>,
-    ) -> Attempt<Receipt> {
-        let actor = command.actor();
-        if let Some(key) = key {
-            if let Some(record) = tx.load_idempotency(actor, key).await? {
-                return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
-            }
-        }
-        let (receipt, event) = match self.decide(tx, command, key).await {
-            Err(EngineError::Rejected(rejection)) => {
-                // The same request may have been in flight when this one
-                // looked (a client retrying after a lost answer, its
-                // first COMMIT still on the way). It held the locks this
-                // one waited for, so its record is visible by now; a
-                // refusal must not hide that it happened.
-                if let Some(key) = key {
-                    if let Some(record) = tx.load_idempotency(actor, key).await? {
-                        return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
-                    }
-                }
-                return Err(rejection.into());
-            }
-            decided => decided?,
-        };
-        Ok((receipt, event.into_iter().collect()))
-    }
-
-    /// Decides `command` under the locks it needs and writes the result,
-    /// with its idempotency record when it has a `key`.
-    async fn decide(
-        &self,
-        tx: &mut S::Tx,
-        command: &Command,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<(Receipt, Option<Event>), EngineError> {
-        // Every command reads the time once it holds its locks: an
-        // auction's (in `lock_and_decide`), or a wallet's.
-        let clock = &*self.inner.config.clock;
-        let rules = self.rules();
-        let (receipt, decision) = match command {
-            Command::CreateAuction(cmd) => {
-                let auction = rules::create_auction(rules, cmd, decision_time(tx, clock).await?)?;
-                let receipt = Receipt::AuctionCreated(tx.insert_auction(&auction).await?);
-                (receipt, None)
-            }
-            Command::Deposit(cmd) => {
-                let wallet = lock_wallet(tx, cmd.user).await?;
-                let now = decision_time(tx, clock).await?;
-                let decision = rules::deposit(rules, &wallet, cmd, now)?;
-                tx.save_wallet(&decision.wallet).await?;
-                tx.append_entry(&decision.entry).await?;
-                (Receipt::Deposited(decision.entry), None)
-            }
-            Command::Withdraw(cmd) => {
-                let wallet = lock_wallet(tx, cmd.user).await?;
-                let now = decision_time(tx, clock).await?;
-                let decision = rules::withdraw(rules, &wallet, cmd, now)?;
-                tx.save_wallet(&decision.wallet).await?;
-                tx.append_entry(&decision.entry).await?;
-                (Receipt::Withdrawn(decision.entry), None)
-            }
-            Command::PlaceBid(cmd) => {
-                let action = AuctionAction::Bid(cmd.bidder);
-                let check = |auction: &Auction, now| rules::check_bid(rules, auction, cmd, now);
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, check, |state, now| {
-                        rules::place_bid(rules, state, cmd, now)
-                    })
-                    .await?;
-                let receipt = |decision: &Decision, bid| bid_receipt(decision, cmd.bidder, bid);
-                return write_decision(tx, decision, command, key, receipt).await;
-            }
-            Command::BuyNow(cmd) => {
-                let action = AuctionAction::BuyNow(cmd.buyer);
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
-                        rules::buy_now(rules, state, cmd, now)
-                    })
-                    .await?;
-                (Receipt::BoughtNow(decision.auction.clone()), Some(decision))
-            }
-            Command::CancelAuction(cmd) => {
-                let action = AuctionAction::Cancel;
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
-                        rules::cancel(state, cmd, now)
-                    })
-                    .await?;
-                (Receipt::Cancelled(decision.auction.clone()), Some(decision))
-            }
-            Command::EndEarly(cmd) => {
-                let action = AuctionAction::Settle;
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
-                        rules::end_early(state, cmd, now)
-                    })
-                    .await?;
-                (
-                    Receipt::EndedEarly(decision.auction.clone()),
-                    Some(decision),
-                )
-            }
-        };
-        match decision {
-            Some(decision) => {
-                write_decision(tx, decision, command, key, |_, _| receipt.clone()).await
-            }
-            None => {
-                if let Some(key) = key {
-                    let record = IdempotencyRecord {
-                        command: command.clone(),
-                        receipt: receipt.clone(),
-                    };
-                    tx.save_idempotency(command.actor(), key, &record).await?;
-                }
-                Ok((receipt, None))
-            }
-        }
-    }
-
-    /// Settles the first due auction not in `skip`, recording which one
-    /// it claimed in `claimed` (so a failure can be pinned on it).
-    async fn attempt_close_next(
-        &self,
-        skip: &[AuctionId],
-        claimed: &Mutex<Option<AuctionId>>,
-    ) -> Attempt<Option<Auction>> {
-        let mut tx = self.inner.store.begin().await?;
-        let result = self.close_next_in(&mut tx, skip, claimed).await;
-        finish(tx, result).await
-    }
-
-    /// [`attempt_close_next`](Self::attempt_close_next)'s work inside its
-    /// transaction.
-    async fn close_next_in(
-        &self,
-        tx: &mut S::Tx,
-        skip: &[AuctionId],
-        claimed: &Mutex<Option<AuctionId>>,
-    ) -> Attempt<Option<Auction>> {
-        let Some(auction) = tx.claim_due_auction(self.now(), skip).await? else {
-            return Ok((None, Vec::new()));
-        };
-        *claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(auction.id);
-        let now = decision_time(tx, &*self.inner.config.clock).await?;
-        let (holds, wallets) = lock_parties(tx, &auction, AuctionAction::Settle).await?;
-        let state = AuctionState {
-            auction: &auction,
-            holds: &holds,
-            wallets: &wallets,
-        };
-        let decision = rules::settle(state, now)?
-            .ok_or_else(|| invariant("the store claimed an auction that is not due"))?;
-        tx.write_decisions(std::slice::from_ref(&decision), &[])
-            .await?;
-        Ok((Some(decision.auction), vec![decision.event]))
-    }
 }
 
 /// Finishes `tx` after `result`: commits what succeeded, and rolls back what
@@ -657,118 +488,6 @@ async fn finish<T: Transaction, R>(
             }
             Err(error)
         }
-    }
-}
-
-/// Locks the auction, reads the time from `clock` (so a command that
-/// waited for the lock is judged when it got it, after every decision
-/// committed before it), asks `check` (refusals that need no wallet), locks
-/// the wallets the action touches (ascending), and decides.
-async fn lock_and_decide<T: Transaction>(
-    tx: &mut T,
-    auction_id: AuctionId,
-    action: AuctionAction,
-    clock: &dyn Clock,
-    check: impl FnOnce(&Auction, Timestamp) -> Result<(), Rejection>,
-    decide: impl FnOnce(AuctionState<'_>, Timestamp) -> Result<Decision, RuleError>,
-) -> Result<Decision, EngineError> {
-    let auction = tx
-        .lock_auction(auction_id)
-        .await?
-        .ok_or(Rejection::AuctionNotFound { auction_id })?;
-    let now = decision_time(tx, clock).await?;
-    check(&auction, now)?;
-    let (holds, wallets) = lock_parties(tx, &auction, action).await?;
-    let state = AuctionState {
-        auction: &auction,
-        holds: &holds,
-        wallets: &wallets,
-    };
-    Ok(decide(state, now)?)
-}
-
-/// Writes one command's `decision` as a batch of one, with the command's
-/// idempotency record when it has a `key`; `receipt` makes its receipt from
-/// the decision and its bid (without an id until written). Returns the
-/// receipt as written and the decision's event.
-async fn write_decision<T: Transaction>(
-    tx: &mut T,
-    decision: Decision,
-    command: &Command,
-    key: Option<&IdempotencyKey>,
-    receipt: impl Fn(&Decision, Option<Bid>) -> Receipt,
-) -> Result<(Receipt, Option<Event>), EngineError> {
-    let records: Vec<BatchRecord> = key
-        .map(|key| BatchRecord {
-            decision: 0,
-            user: command.actor(),
-            key,
-            record: IdempotencyRecord {
-                command: command.clone(),
-                receipt: receipt(&decision, decision.bid.clone()),
-            },
-        })
-        .into_iter()
-        .collect();
-    let stored = tx
-        .write_decisions(std::slice::from_ref(&decision), &records)
-        .await?
-        .pop()
-        .flatten();
-    Ok((receipt(&decision, stored), Some(decision.event)))
-}
-
-/// The receipt of a bid by `bidder` that led to `decision`; `bid` as stored.
-fn bid_receipt(decision: &Decision, bidder: UserId, bid: Option<Bid>) -> Receipt {
-    Receipt::BidPlaced(BidReceipt {
-        bid,
-        leading: decision.auction.leader == Some(bidder),
-        auction: decision.auction.clone(),
-    })
-}
-
-/// The time to judge a decision by, once `tx` holds its locks: the
-/// store's clock where it keeps one (see [`Transaction::clock`]), else the
-/// engine's.
-async fn decision_time<T: Transaction>(
-    tx: &mut T,
-    clock: &dyn Clock,
-) -> Result<Timestamp, EngineError> {
-    Ok(tx.clock().await?.unwrap_or_else(|| clock.now()))
-}
-
-fn no_check(_: &Auction, _: Timestamp) -> Result<(), Rejection> {
-    Ok(())
-}
-
-async fn lock_parties<T: Transaction>(
-    tx: &mut T,
-    auction: &Auction,
-    action: AuctionAction,
-) -> Result<(Vec<Hold>, Vec<Wallet>), EngineError> {
-    Ok(tx
-        .lock_parties(auction.id, &action.parties(auction))
-        .await?)
-}
-
-async fn lock_wallet<T: Transaction>(tx: &mut T, user: UserId) -> Result<Wallet, EngineError> {
-    tx.lock_wallets(&[user])
-        .await?
-        .pop()
-        .ok_or_else(|| invariant("the store returned no wallet"))
-}
-
-/// The answer to a request whose key has a stored record: the first
-/// receipt if it is the same command, a conflict otherwise.
-fn replay(
-    record: IdempotencyRecord,
-    command: &Command,
-    key: &IdempotencyKey,
-) -> Result<Receipt, EngineError> {
-    if record.command == *command {
-        Ok(record.receipt)
-    } else {
-        Err(EngineError::IdempotencyConflict { key: key.clone() })
     }
 }
 

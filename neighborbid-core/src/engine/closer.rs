@@ -7,12 +7,15 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::decide::{decision_time, lock_parties};
+use super::{finish, invariant, Attempt};
 use crate::auction::Auction;
 use crate::engine::Engine;
 use crate::error::{EngineError, StoreErrorKind};
 use crate::ids::AuctionId;
 use crate::notify::Notifier;
-use crate::store::Store;
+use crate::rules::{self, AuctionAction, AuctionState};
+use crate::store::{AuctionStore, Store, Transaction};
 
 /// Auctions one pass of the closer settles at most before the next.
 const BATCH: usize = 100;
@@ -169,6 +172,46 @@ impl SetAside {
 fn retry_delay(first: Duration, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(20);
     first.saturating_mul(1 << doublings).min(MAX_RETRY_DELAY)
+}
+
+impl<S: Store, N: Notifier> Engine<S, N> {
+    /// Settles the first due auction not in `skip`, recording which one
+    /// it claimed in `claimed` (so a failure can be pinned on it).
+    pub(super) async fn attempt_close_next(
+        &self,
+        skip: &[AuctionId],
+        claimed: &Mutex<Option<AuctionId>>,
+    ) -> Attempt<Option<Auction>> {
+        let mut tx = self.inner.store.begin().await?;
+        let result = self.close_next_in(&mut tx, skip, claimed).await;
+        finish(tx, result).await
+    }
+
+    /// [`attempt_close_next`](Self::attempt_close_next)'s work inside its
+    /// transaction.
+    async fn close_next_in(
+        &self,
+        tx: &mut S::Tx,
+        skip: &[AuctionId],
+        claimed: &Mutex<Option<AuctionId>>,
+    ) -> Attempt<Option<Auction>> {
+        let Some(auction) = tx.claim_due_auction(self.now(), skip).await? else {
+            return Ok((None, Vec::new()));
+        };
+        *claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(auction.id);
+        let now = decision_time(tx, &*self.inner.config.clock).await?;
+        let (holds, wallets) = lock_parties(tx, &auction, AuctionAction::Settle).await?;
+        let state = AuctionState {
+            auction: &auction,
+            holds: &holds,
+            wallets: &wallets,
+        };
+        let decision = rules::settle(state, now)?
+            .ok_or_else(|| invariant("the store claimed an auction that is not due"))?;
+        tx.write_decisions(std::slice::from_ref(&decision), &[])
+            .await?;
+        Ok((Some(decision.auction), vec![decision.event]))
+    }
 }
 
 #[cfg(test)]

@@ -10,18 +10,19 @@
 //! goes away (a closed HTTP connection) hands the lane to the task too, so
 //! no bid is stranded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::{bid_receipt, decision_time, finish, invariant, replay, Attempt, Engine};
-use crate::command::{Command, IdempotencyKey, IdempotencyRecord, PlaceBid, Receipt};
-use crate::error::{EngineError, Rejection, StoreError};
-use crate::ids::{AuctionId, UserId};
+use super::batch::{self, Bids};
+use super::decide::decision_time;
+use super::{finish, invariant, Attempt, Engine};
+use crate::command::{Command, IdempotencyKey, PlaceBid, Receipt};
+use crate::error::{EngineError, StoreError};
+use crate::ids::AuctionId;
 use crate::notify::Notifier;
-use crate::rules::{self, AuctionState, RuleError};
-use crate::store::{AuctionStore, BatchReads, BatchRecord, Store, Transaction};
+use crate::store::{AuctionStore, BatchReads, Store, Transaction};
 
 /// The queued bids of every auction with a transaction in flight. An
 /// auction has an entry exactly while a task drains it.
@@ -71,16 +72,6 @@ struct Queued {
     bid: PlaceBid,
     key: Option<IdempotencyKey>,
     answer: oneshot::Sender<Result<Receipt, EngineError>>,
-}
-
-/// What a batch decided for one of its bids.
-enum Outcome {
-    /// Answered without deciding: a replay, or a refusal.
-    Done(Box<Result<Receipt, EngineError>>),
-    /// Accepted: the index of its decision.
-    Decided(usize),
-    /// The same key and bid as an earlier bid of the batch: its answer.
-    SameAs(usize),
 }
 
 impl<S: Store, N: Notifier> Engine<S, N> {
@@ -182,7 +173,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     async fn attempt_bids(
         &self,
         auction_id: AuctionId,
-        bids: &[(PlaceBid, Option<IdempotencyKey>)],
+        bids: &Bids,
     ) -> Attempt<Vec<Result<Receipt, EngineError>>> {
         let mut tx = self.inner.store.begin().await?;
         match self.batch_in(&mut tx, auction_id, bids).await {
@@ -198,179 +189,53 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         }
     }
 
-    /// [`attempt_bids`](Self::attempt_bids)'s work inside its transaction;
-    /// no events when it wrote nothing.
+    /// [`attempt_bids`](Self::attempt_bids)'s work inside its transaction:
+    /// load -> decide -> write; no events when it wrote nothing.
     async fn batch_in(
         &self,
         tx: &mut S::Tx,
         auction_id: AuctionId,
-        bids: &[(PlaceBid, Option<IdempotencyKey>)],
+        bids: &Bids,
     ) -> Attempt<Vec<Result<Receipt, EngineError>>> {
         // The auction first, then the records: a request of this batch may
         // be the retry of one still committing (its answer was lost), which
         // holds the auction until it is done; its record is visible once
         // the lock is ours.
-        let locked = tx.lock_auction(auction_id).await?;
+        let auction = tx.lock_auction(auction_id).await?;
         let now = decision_time(tx, &*self.inner.config.clock).await?;
-        // Refused on the auction as locked, so refused whatever the batch
-        // does before it: the minimum next bid never falls and an ended
-        // auction stays ended. Such stale bids lock no wallet.
-        let stale: Vec<bool> = bids
-            .iter()
-            .map(|(bid, _)| {
-                locked.as_ref().is_none_or(|auction| {
-                    rules::check_bid(self.rules(), auction, bid, now).is_err()
-                })
-            })
-            .collect();
-        let bidders: Vec<UserId> = bids
-            .iter()
-            .zip(&stale)
-            .filter(|(_, stale)| !**stale)
-            .map(|((bid, _), _)| bid.bidder)
-            .collect();
-        let keys: Vec<(UserId, &IdempotencyKey)> = bids
-            .iter()
-            .filter_map(|(bid, key)| Some((bid.bidder, key.as_ref()?)))
-            .collect();
+        let stale = batch::stale(self.rules(), auction.as_ref(), bids, now);
         // The wallets of every hold's owner and of every bidder whose bid
         // is not stale, locked at once in ascending order (a replayed
         // bid's among them: harmless, and it saves a round trip to know
-        // them first). Updated in place bid after bid.
+        // them first).
         let BatchReads {
-            mut holds,
-            mut wallets,
+            holds,
+            wallets,
             records,
-        } = tx.batch_reads(auction_id, &keys, &bidders).await?;
-        let mut records = records.into_iter();
-        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(bids.len());
-        for (bid, key) in bids {
-            let mut outcome = None;
-            if let Some(key) = key {
-                if let Some(record) = records.next().flatten() {
-                    let command = Command::PlaceBid(bid.clone());
-                    outcome = Some(Outcome::Done(Box::new(replay(record, &command, key))));
-                }
-            }
-            outcomes.push(outcome);
-        }
-        let Some(mut auction) = locked else {
-            let missing = || Err(Rejection::AuctionNotFound { auction_id }.into());
-            let answers = outcomes
-                .into_iter()
-                .map(|outcome| match outcome {
-                    Some(Outcome::Done(answer)) => *answer,
-                    _ => missing(),
-                })
-                .collect();
-            return Ok((answers, Vec::new()));
+        } = tx
+            .batch_reads(
+                auction_id,
+                &batch::keys(bids),
+                &batch::bidders(bids, &stale),
+            )
+            .await?;
+        let loaded = batch::Loaded {
+            auction,
+            holds,
+            wallets,
+            records,
+            now,
         };
-
-        let mut decisions = Vec::new();
-        let mut keyed: HashMap<(UserId, &IdempotencyKey), usize> = HashMap::new();
-        for (index, (bid, key)) in bids.iter().enumerate() {
-            if outcomes[index].is_some() {
-                continue;
-            }
-            if let Some(key) = key {
-                if let Some(&first) = keyed.get(&(bid.bidder, key)) {
-                    outcomes[index] = Some(if bids[first].0 == *bid {
-                        Outcome::SameAs(first)
-                    } else {
-                        let conflict = EngineError::IdempotencyConflict { key: key.clone() };
-                        Outcome::Done(Box::new(Err(conflict)))
-                    });
-                    continue;
-                }
-            }
-            if stale[index] {
-                // Answered as of its turn, with the minimum it names then.
-                let Err(rejection) = rules::check_bid(self.rules(), &auction, bid, now) else {
-                    return Err(invariant("a stale bid of the batch became a winning one"));
-                };
-                outcomes[index] = Some(Outcome::Done(Box::new(Err(rejection.into()))));
-                continue;
-            }
-            let state = AuctionState {
-                auction: &auction,
-                holds: &holds,
-                wallets: &wallets,
-            };
-            match rules::place_bid(self.rules(), state, bid, now) {
-                Ok(decision) => {
-                    auction = decision.auction.clone();
-                    for wallet in &decision.wallets {
-                        match wallets.binary_search_by_key(&wallet.user, |w| w.user) {
-                            Ok(index) => wallets[index] = wallet.clone(),
-                            Err(index) => wallets.insert(index, wallet.clone()),
-                        }
-                    }
-                    for hold in &decision.holds {
-                        holds.retain(|open| open.user != hold.user);
-                        if !hold.amount.is_zero() {
-                            holds.push(hold.clone());
-                        }
-                    }
-                    if let Some(key) = key {
-                        keyed.insert((bid.bidder, key), index);
-                    }
-                    outcomes[index] = Some(Outcome::Decided(decisions.len()));
-                    decisions.push(decision);
-                }
-                Err(RuleError::Rejected(rejection)) => {
-                    outcomes[index] = Some(Outcome::Done(Box::new(Err(rejection.into()))));
-                }
-                // Stored state is damaged: write nothing at all.
-                Err(error @ RuleError::Inconsistent(_)) => return Err(error.into()),
-            }
+        let decided = batch::decide(self.rules(), bids, &stale, loaded)?;
+        if decided.decisions.is_empty() {
+            return Ok((decided.answers(Vec::new()), Vec::new()));
         }
-
-        if decisions.is_empty() {
-            let answers = (0..bids.len())
-                .map(|index| answer(&outcomes, &[], index))
-                .collect();
-            return Ok((answers, Vec::new()));
-        }
-        // The bid each decision came from, in order.
-        let decided: Vec<&PlaceBid> = bids
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Some(Outcome::Decided(_))))
-            .map(|((bid, _), _)| bid)
-            .collect();
-        // Written with the batch: a keyed bid's record names its bid, which
-        // gets its id in the same write.
-        let records: Vec<BatchRecord> = bids
-            .iter()
-            .zip(&outcomes)
-            .filter_map(|((bid, key), outcome)| match (key, outcome) {
-                (Some(key), Some(Outcome::Decided(index))) => {
-                    let decision = &decisions[*index];
-                    Some(BatchRecord {
-                        decision: *index,
-                        user: bid.bidder,
-                        key,
-                        record: IdempotencyRecord {
-                            command: Command::PlaceBid(bid.clone()),
-                            receipt: bid_receipt(decision, bid.bidder, decision.bid.clone()),
-                        },
-                    })
-                }
-                _ => None,
-            })
-            .collect();
-        let stored = tx.write_decisions(&decisions, &records).await?;
-        let receipts: Vec<Receipt> = decisions
-            .iter()
-            .zip(stored)
-            .zip(decided)
-            .map(|((decision, stored), bid)| bid_receipt(decision, bid.bidder, stored))
-            .collect();
-
-        let answers: Vec<Result<Receipt, EngineError>> = (0..bids.len())
-            .map(|index| answer(&outcomes, &receipts, index))
-            .collect();
-        let events = decisions
+        let stored = tx
+            .write_decisions(&decided.decisions, &decided.records())
+            .await?;
+        let answers = decided.answers(stored);
+        let events = decided
+            .decisions
             .into_iter()
             .map(|decision| decision.event)
             .collect();
@@ -378,26 +243,9 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     }
 }
 
-/// The answer for bid `index` once the batch committed.
-fn answer(
-    outcomes: &[Option<Outcome>],
-    receipts: &[Receipt],
-    index: usize,
-) -> Result<Receipt, EngineError> {
-    match &outcomes[index] {
-        Some(Outcome::Done(answer)) => match answer.as_ref() {
-            Ok(receipt) => Ok(receipt.clone()),
-            Err(error) => Err(error_for_another_caller(error)),
-        },
-        Some(Outcome::Decided(decision)) => Ok(receipts[*decision].clone()),
-        Some(Outcome::SameAs(first)) => answer(outcomes, receipts, *first),
-        None => Err(invariant("a bid of the batch was never decided")),
-    }
-}
-
 /// The same error for another caller of the batch (a store error's source
 /// stays with the first).
-fn error_for_another_caller(error: &EngineError) -> EngineError {
+pub(super) fn error_for_another_caller(error: &EngineError) -> EngineError {
     match error {
         EngineError::Rejected(rejection) => EngineError::Rejected(rejection.clone()),
         EngineError::IdempotencyConflict { key } => {

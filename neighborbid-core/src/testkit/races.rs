@@ -149,9 +149,16 @@ pub async fn single_commands_fail_without_a_trace<S: Store>(store: S) {
     }
     let placed = h.engine.place_bid(bid.clone(), key("alice-bids")).await;
     let placed = placed.expect("the same bid now succeeds");
-    assert!(placed.bid.as_ref().is_some_and(|bid| bid.id.0 > 0), "{placed:?}");
+    assert!(
+        placed.bid.as_ref().is_some_and(|bid| bid.id.0 > 0),
+        "{placed:?}"
+    );
     let replayed = h.engine.place_bid(bid, key("alice-bids")).await;
-    assert_eq!(replayed.expect("replay"), placed, "the record names the stored bid");
+    assert_eq!(
+        replayed.expect("replay"),
+        placed,
+        "the record names the stored bid"
+    );
 
     let buy = BuyNow {
         auction_id: auction,

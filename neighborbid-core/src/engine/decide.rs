@@ -1,0 +1,267 @@
+//! One command in its transaction: load -> decide -> write. Every command
+//! but a coalesced batch of bids (`batch.rs`) runs this way, and an
+//! auction command's decision is written as a batch of one, with its
+//! idempotency record, by the same store call a batch uses.
+
+use crate::auction::{Auction, Bid};
+use crate::clock::Clock;
+use crate::command::{BidReceipt, Command, IdempotencyKey, IdempotencyRecord, Receipt};
+use crate::error::{EngineError, Rejection};
+use crate::event::Event;
+use crate::ids::{AuctionId, UserId};
+use crate::notify::Notifier;
+use crate::rules::{self, AuctionAction, AuctionState, Decision, RuleError};
+use crate::store::{AuctionStore, BatchRecord, Store, Transaction, WalletLedger};
+use crate::wallet::{Hold, Wallet};
+use crate::Timestamp;
+
+use super::{finish, invariant, Attempt, Engine};
+
+impl<S: Store, N: Notifier> Engine<S, N> {
+    pub(super) async fn attempt(
+        &self,
+        command: &Command,
+        key: Option<&IdempotencyKey>,
+    ) -> Attempt<Receipt> {
+        let mut tx = self.inner.store.begin().await?;
+        let result = self.attempt_in(&mut tx, command, key).await;
+        finish(tx, result).await
+    }
+
+    /// [`attempt`](Self::attempt)'s work inside its transaction.
+    async fn attempt_in(
+        &self,
+        tx: &mut S::Tx,
+        command: &Command,
+        key: Option<&IdempotencyKey>,
+    ) -> Attempt<Receipt> {
+        let actor = command.actor();
+        if let Some(key) = key {
+            if let Some(record) = tx.load_idempotency(actor, key).await? {
+                return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
+            }
+        }
+        let (receipt, event) = match self.decide(tx, command, key).await {
+            Err(EngineError::Rejected(rejection)) => {
+                // The same request may have been in flight when this one
+                // looked (a client retrying after a lost answer, its
+                // first COMMIT still on the way). It held the locks this
+                // one waited for, so its record is visible by now; a
+                // refusal must not hide that it happened.
+                if let Some(key) = key {
+                    if let Some(record) = tx.load_idempotency(actor, key).await? {
+                        return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
+                    }
+                }
+                return Err(rejection.into());
+            }
+            decided => decided?,
+        };
+        Ok((receipt, event.into_iter().collect()))
+    }
+
+    /// Decides `command` under the locks it needs and writes the result,
+    /// with its idempotency record when it has a `key`.
+    async fn decide(
+        &self,
+        tx: &mut S::Tx,
+        command: &Command,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<(Receipt, Option<Event>), EngineError> {
+        // Every command reads the time once it holds its locks: an
+        // auction's (in `lock_and_decide`), or a wallet's.
+        let clock = &*self.inner.config.clock;
+        let rules = self.rules();
+        let (receipt, decision) = match command {
+            Command::CreateAuction(cmd) => {
+                let auction = rules::create_auction(rules, cmd, decision_time(tx, clock).await?)?;
+                let receipt = Receipt::AuctionCreated(tx.insert_auction(&auction).await?);
+                (receipt, None)
+            }
+            Command::Deposit(cmd) => {
+                let wallet = lock_wallet(tx, cmd.user).await?;
+                let now = decision_time(tx, clock).await?;
+                let decision = rules::deposit(rules, &wallet, cmd, now)?;
+                tx.save_wallet(&decision.wallet).await?;
+                tx.append_entry(&decision.entry).await?;
+                (Receipt::Deposited(decision.entry), None)
+            }
+            Command::Withdraw(cmd) => {
+                let wallet = lock_wallet(tx, cmd.user).await?;
+                let now = decision_time(tx, clock).await?;
+                let decision = rules::withdraw(rules, &wallet, cmd, now)?;
+                tx.save_wallet(&decision.wallet).await?;
+                tx.append_entry(&decision.entry).await?;
+                (Receipt::Withdrawn(decision.entry), None)
+            }
+            Command::PlaceBid(cmd) => {
+                let action = AuctionAction::Bid(cmd.bidder);
+                let check = |auction: &Auction, now| rules::check_bid(rules, auction, cmd, now);
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, check, |state, now| {
+                        rules::place_bid(rules, state, cmd, now)
+                    })
+                    .await?;
+                let receipt = |decision: &Decision, bid| bid_receipt(decision, cmd.bidder, bid);
+                return write_decision(tx, decision, command, key, receipt).await;
+            }
+            Command::BuyNow(cmd) => {
+                let action = AuctionAction::BuyNow(cmd.buyer);
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
+                        rules::buy_now(rules, state, cmd, now)
+                    })
+                    .await?;
+                (Receipt::BoughtNow(decision.auction.clone()), Some(decision))
+            }
+            Command::CancelAuction(cmd) => {
+                let action = AuctionAction::Cancel;
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
+                        rules::cancel(state, cmd, now)
+                    })
+                    .await?;
+                (Receipt::Cancelled(decision.auction.clone()), Some(decision))
+            }
+            Command::EndEarly(cmd) => {
+                let action = AuctionAction::Settle;
+                let decision =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
+                        rules::end_early(state, cmd, now)
+                    })
+                    .await?;
+                (
+                    Receipt::EndedEarly(decision.auction.clone()),
+                    Some(decision),
+                )
+            }
+        };
+        match decision {
+            Some(decision) => {
+                write_decision(tx, decision, command, key, |_, _| receipt.clone()).await
+            }
+            None => {
+                if let Some(key) = key {
+                    let record = IdempotencyRecord {
+                        command: command.clone(),
+                        receipt: receipt.clone(),
+                    };
+                    tx.save_idempotency(command.actor(), key, &record).await?;
+                }
+                Ok((receipt, None))
+            }
+        }
+    }
+}
+
+/// Locks the auction, reads the time from `clock` (so a command that
+/// waited for the lock is judged when it got it, after every decision
+/// committed before it), asks `check` (refusals that need no wallet), locks
+/// the wallets the action touches (ascending), and decides.
+async fn lock_and_decide<T: Transaction>(
+    tx: &mut T,
+    auction_id: AuctionId,
+    action: AuctionAction,
+    clock: &dyn Clock,
+    check: impl FnOnce(&Auction, Timestamp) -> Result<(), Rejection>,
+    decide: impl FnOnce(AuctionState<'_>, Timestamp) -> Result<Decision, RuleError>,
+) -> Result<Decision, EngineError> {
+    let auction = tx
+        .lock_auction(auction_id)
+        .await?
+        .ok_or(Rejection::AuctionNotFound { auction_id })?;
+    let now = decision_time(tx, clock).await?;
+    check(&auction, now)?;
+    let (holds, wallets) = lock_parties(tx, &auction, action).await?;
+    let state = AuctionState {
+        auction: &auction,
+        holds: &holds,
+        wallets: &wallets,
+    };
+    Ok(decide(state, now)?)
+}
+
+/// Writes one command's `decision` as a batch of one, with the command's
+/// idempotency record when it has a `key`; `receipt` makes its receipt from
+/// the decision and its bid (without an id until written). Returns the
+/// receipt as written and the decision's event.
+async fn write_decision<T: Transaction>(
+    tx: &mut T,
+    decision: Decision,
+    command: &Command,
+    key: Option<&IdempotencyKey>,
+    receipt: impl Fn(&Decision, Option<Bid>) -> Receipt,
+) -> Result<(Receipt, Option<Event>), EngineError> {
+    let records: Vec<BatchRecord> = key
+        .map(|key| BatchRecord {
+            decision: 0,
+            user: command.actor(),
+            key,
+            record: IdempotencyRecord {
+                command: command.clone(),
+                receipt: receipt(&decision, decision.bid.clone()),
+            },
+        })
+        .into_iter()
+        .collect();
+    let stored = tx
+        .write_decisions(std::slice::from_ref(&decision), &records)
+        .await?
+        .pop()
+        .flatten();
+    Ok((receipt(&decision, stored), Some(decision.event)))
+}
+
+/// The receipt of a bid by `bidder` that led to `decision`; `bid` as stored.
+pub(super) fn bid_receipt(decision: &Decision, bidder: UserId, bid: Option<Bid>) -> Receipt {
+    Receipt::BidPlaced(BidReceipt {
+        bid,
+        leading: decision.auction.leader == Some(bidder),
+        auction: decision.auction.clone(),
+    })
+}
+
+/// The time to judge a decision by, once `tx` holds its locks: the
+/// store's clock where it keeps one (see [`Transaction::clock`]), else the
+/// engine's.
+pub(super) async fn decision_time<T: Transaction>(
+    tx: &mut T,
+    clock: &dyn Clock,
+) -> Result<Timestamp, EngineError> {
+    Ok(tx.clock().await?.unwrap_or_else(|| clock.now()))
+}
+
+fn no_check(_: &Auction, _: Timestamp) -> Result<(), Rejection> {
+    Ok(())
+}
+
+pub(super) async fn lock_parties<T: Transaction>(
+    tx: &mut T,
+    auction: &Auction,
+    action: AuctionAction,
+) -> Result<(Vec<Hold>, Vec<Wallet>), EngineError> {
+    Ok(tx
+        .lock_parties(auction.id, &action.parties(auction))
+        .await?)
+}
+
+async fn lock_wallet<T: Transaction>(tx: &mut T, user: UserId) -> Result<Wallet, EngineError> {
+    tx.lock_wallets(&[user])
+        .await?
+        .pop()
+        .ok_or_else(|| invariant("the store returned no wallet"))
+}
+
+/// The answer to a request whose key has a stored record: the first
+/// receipt if it is the same command, a conflict otherwise.
+pub(super) fn replay(
+    record: IdempotencyRecord,
+    command: &Command,
+    key: &IdempotencyKey,
+) -> Result<Receipt, EngineError> {
+    if record.command == *command {
+        Ok(record.receipt)
+    } else {
+        Err(EngineError::IdempotencyConflict { key: key.clone() })
+    }
+}
