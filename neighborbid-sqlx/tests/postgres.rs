@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::stored;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,55 @@ async fn fresh_store() -> (PgStore, TestDatabase) {
 }
 
 neighborbid_core::conformance_tests!(fresh_store);
+
+/// Rows written by earlier versions read back as they did then (see
+/// `common/stored.rs`), and as they do on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_stored_by_an_earlier_version_still_read_back() {
+    if stored::blessing() {
+        let (store, db) = fresh_store().await;
+        stored::write_every_kind(store.clone()).await;
+        let rows = stored::fixture(stored::SET, "postgres.sql");
+        std::fs::write(rows, dump(db.url()).await).expect("write the rows");
+        let reading = stored::read_back(&store).await;
+        std::fs::write(stored::fixture(stored::SET, "read-back.txt"), reading)
+            .expect("write the reading");
+    }
+    for set in stored::sets() {
+        let (store, db) = fresh_store().await;
+        let sql = std::fs::read_to_string(stored::fixture(&set, "postgres.sql")).expect("rows");
+        session(db.url())
+            .await
+            .execute(sqlx::raw_sql(&sql))
+            .await
+            .unwrap_or_else(|error| panic!("set {set} loads into today's schema: {error}"));
+        let expected =
+            std::fs::read_to_string(stored::fixture(&set, "read-back.txt")).expect("reading");
+        assert_eq!(stored::read_back(&store).await, expected, "set {set}");
+    }
+}
+
+/// Every row of the database's tables as `INSERT` statements, one per line
+/// (each row as JSON, which `json_populate_record` turns back into a row).
+async fn dump(url: &str) -> String {
+    let mut session = session(url).await;
+    let mut sql = String::new();
+    for table in common::stored::TABLES {
+        let select = format!(
+            "SELECT format('INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM json_populate_record(NULL::{table}, %L);', \
+             row_to_json(t)::text) FROM {table} AS t ORDER BY t"
+        );
+        let lines: Vec<String> = sqlx::query_scalar(&select)
+            .fetch_all(&mut session)
+            .await
+            .expect("rows");
+        for line in lines {
+            sql.push_str(&line);
+            sql.push('\n');
+        }
+    }
+    sql
+}
 
 /// A fresh store whose lock waits time out after 100 ms.
 async fn impatient_store() -> (PgStore, TestDatabase) {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::stored;
+
 use std::time::Duration;
 
 use neighborbid_core::testkit::{self, money, Harness, Load, ALICE};
@@ -26,6 +28,60 @@ async fn open(dir: &TempDir) -> SqliteStore {
 }
 
 neighborbid_core::conformance_tests!(fresh_store);
+
+/// Rows written by earlier versions read back as they did then (see
+/// `common/stored.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_stored_by_an_earlier_version_still_read_back() {
+    if stored::blessing() {
+        let (store, _dir) = fresh_store().await;
+        stored::write_every_kind(store.clone()).await;
+        let rows = stored::fixture(stored::SET, "sqlite.sql");
+        std::fs::write(rows, dump(&store).await).expect("write the rows");
+        let reading = stored::read_back(&store).await;
+        std::fs::write(stored::fixture(stored::SET, "read-back.txt"), reading)
+            .expect("write the reading");
+    }
+    for set in stored::sets() {
+        let (store, _dir) = fresh_store().await;
+        let sql = std::fs::read_to_string(stored::fixture(&set, "sqlite.sql")).expect("rows");
+        sqlx::raw_sql(&sql)
+            .execute(store.writer())
+            .await
+            .unwrap_or_else(|error| panic!("set {set} loads into today's schema: {error}"));
+        let expected =
+            std::fs::read_to_string(stored::fixture(&set, "read-back.txt")).expect("reading");
+        assert_eq!(stored::read_back(&store).await, expected, "set {set}");
+    }
+}
+
+/// Every row of the store's tables as `INSERT` statements, one per line.
+async fn dump(store: &SqliteStore) -> String {
+    let mut sql = String::new();
+    for table in stored::TABLES {
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+                .bind(table)
+                .fetch_all(store.writer())
+                .await
+                .expect("columns");
+        let values: Vec<String> = columns.iter().map(|c| format!("quote({c})")).collect();
+        let select = format!(
+            "SELECT 'INSERT INTO {table} ({}) VALUES (' || {} || ');' FROM {table} ORDER BY rowid",
+            columns.join(", "),
+            values.join(" || ', ' || "),
+        );
+        let lines: Vec<String> = sqlx::query_scalar(&select)
+            .fetch_all(store.writer())
+            .await
+            .expect("rows");
+        for line in lines {
+            sql.push_str(&line);
+            sql.push('\n');
+        }
+    }
+    sql
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_refuses_what_must_never_happen() {
