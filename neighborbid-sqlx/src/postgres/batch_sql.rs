@@ -1,5 +1,5 @@
-//! The statements of a coalesced batch on Postgres: the parties' locks,
-//! the batch's reads, and its one write.
+//! The statements of a batch of decisions on Postgres (one command's is a
+//! batch of one): the parties' locks, the batch's reads, and its one write.
 
 /// An auction's holds, and the wallets of their owners and of the users
 /// `$2`, locked in ascending order (`PgTx::lock_parties`).
@@ -52,8 +52,7 @@ macro_rules! update_auction_sql {
 /// `WITH ORDINALITY` keeps history entries and events in order. A record's
 /// receipt gets the id of its bid (matched by `seq`) at `receipt.bid.id`,
 /// where serde puts it (`Receipt` is tagged by a `type` field); the
-/// conformance suite's replays of coalesced bids check that path.
-
+/// conformance suite's replays of keyed bids check that path.
 pub(super) const WRITE_BATCH: &str = concat!(
     "WITH saved_auction AS (",
     update_auction_sql!(),
