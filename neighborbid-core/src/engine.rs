@@ -16,7 +16,7 @@ use crate::ids::AuctionId;
 use crate::money::Currency;
 use crate::notify::Notifier;
 use crate::rules::{RegionPolicy, RuleError, Rules, SameRegion};
-use crate::store::{AuctionStore, Store, Transaction};
+use crate::store::{AuctionStore, Outbox, Store, Transaction};
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 

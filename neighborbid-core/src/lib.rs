@@ -3,8 +3,8 @@
 //! The NeighborBid auction engine: bidding with escrow, refunds of the
 //! outbid leader, buy-now, settlement, idempotent commands, and events that
 //! go out only after the change committed. Backends plug in through the
-//! [`Store`] traits ([`AuctionStore`], [`WalletLedger`]); delivery through
-//! [`Notifier`]. This crate knows no database, broker or web framework:
+//! traits of [`store`] ([`Store`], [`Transaction`] and one trait per
+//! concern); delivery through [`Notifier`]. This crate knows no database, broker or web framework:
 //! `neighborbid-sqlx`, `neighborbid-redis` and `neighborbid-axum` adapt it.
 //!
 //! Every command runs as **load -> decide -> write -> commit -> notify**:
@@ -134,8 +134,5 @@ pub use money::{Currency, CurrencyCode, Money, MoneyError};
 pub use notify::{BroadcastNotifier, NoopNotifier, Notifier, NotifyError};
 pub use policy::{AuctionPolicy, Band, BuyNowPolicy, ClosePolicy, Increment};
 pub use relay::{Relay, RelayConfig, RelayCounts, RelayError, RelaySender};
-pub use store::{
-    AuctionFilter, AuctionSort, AuctionStore, BatchReads, BatchRecord, BatchWrites,
-    ForgottenEvents, Page, Phase, ScopeFilter, Store, Transaction, WalletLedger,
-};
+pub use store::{AuctionFilter, AuctionSort, Page, Phase, ScopeFilter, Store, Transaction};
 pub use wallet::{EntryKind, Hold, LedgerEntry, LedgerError, Wallet};

@@ -26,8 +26,8 @@ use crate::ids::{AuctionId, BidId, UserId};
 use crate::money::Money;
 use crate::rules::Decision;
 use crate::store::{
-    AuctionFilter, AuctionStore, BatchRecord, ForgottenEvents, Page, Store, Transaction,
-    WalletLedger,
+    AuctionFilter, AuctionStore, BatchRecord, ForgottenEvents, Outbox, Page, Queries, Store,
+    Transaction, WalletLedger,
 };
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
@@ -534,133 +534,6 @@ impl AuctionStore for MemoryTx {
         self.rows.forgotten.extend(old);
         Ok(forgotten)
     }
-
-    async fn forget_events(
-        &mut self,
-        closed_before: Timestamp,
-        after: AuctionId,
-        limit: u32,
-    ) -> Result<ForgottenEvents, StoreError> {
-        let mut done = ForgottenEvents::default();
-        let gone: Vec<EventId> = {
-            let state = self.state();
-            let closed = state
-                .auctions
-                .range((Bound::Excluded(after), Bound::Unbounded))
-                .filter(|(_, row)| row.value.closed_at.is_some_and(|at| at <= closed_before))
-                .take(limit as usize);
-            let mut gone = Vec::new();
-            for (id, _) in closed {
-                done.last_auction = Some(*id);
-                let events = state.events.get(id).map(Vec::as_slice).unwrap_or_default();
-                let old = events.iter().filter(|event| event.at <= closed_before);
-                gone.extend(old.map(Event::id));
-            }
-            gone
-        };
-        done.events = gone.len() as u64;
-        self.rows.forgotten_events.extend(gone);
-        Ok(done)
-    }
-
-    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        Ok(self.state().auctions.get(&id).map(|row| row.value.clone()))
-    }
-
-    async fn list_auctions(
-        &mut self,
-        filter: &AuctionFilter,
-        page: Page,
-    ) -> Result<Vec<Auction>, StoreError> {
-        let state = self.state();
-        let mut found: Vec<&Auction> = state
-            .auctions
-            .values()
-            .rev()
-            .map(|row| &row.value)
-            .filter(|auction| filter.matches(auction))
-            .collect();
-        found.sort_by(|a, b| filter.sort.compare(a, b));
-        Ok(paged(found.into_iter(), page))
-    }
-
-    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
-        let state = self.state();
-        let matching = state
-            .auctions
-            .values()
-            .filter(|row| filter.matches(&row.value));
-        Ok(matching.count() as u64)
-    }
-
-    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let state = self.state();
-        let bids = state.bids.get(&id).map(Vec::as_slice).unwrap_or_default();
-        Ok(paged(bids.iter().rev(), page))
-    }
-
-    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let state = self.state();
-        let refs = state
-            .bids_by_user
-            .get(&user)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        Ok(paged(
-            refs.iter()
-                .rev()
-                .map(|(auction, index)| &state.bids[auction][*index]),
-            page,
-        ))
-    }
-
-    async fn events_after(
-        &mut self,
-        id: AuctionId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let state = self.state();
-        let events = state.events.get(&id).map(Vec::as_slice).unwrap_or_default();
-        Ok(events
-            .iter()
-            .filter(|event| event.seq > after)
-            .take(limit as usize)
-            .cloned()
-            .collect())
-    }
-
-    async fn undelivered_events(
-        &mut self,
-        before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let state = self.state();
-        let stored = |id: &EventId| {
-            let events = state.events.get(&id.auction_id)?;
-            let index = events
-                .binary_search_by_key(&id.seq, |event| event.seq)
-                .ok()?;
-            Some(&events[index])
-        };
-        Ok(state
-            .undelivered
-            .iter()
-            .filter_map(stored)
-            .filter(|event| event.at <= before)
-            .take(limit as usize)
-            .cloned()
-            .collect())
-    }
-
-    async fn mark_delivered(
-        &mut self,
-        events: &[EventId],
-        _at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.rows.delivered.extend_from_slice(events);
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -722,6 +595,138 @@ impl WalletLedger for MemoryTx {
 
     async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
         self.put_entry(entry)
+    }
+}
+#[async_trait]
+impl Outbox for MemoryTx {
+    async fn events_after(
+        &mut self,
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let state = self.state();
+        let events = state.events.get(&id).map(Vec::as_slice).unwrap_or_default();
+        Ok(events
+            .iter()
+            .filter(|event| event.seq > after)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn undelivered_events(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let state = self.state();
+        let stored = |id: &EventId| {
+            let events = state.events.get(&id.auction_id)?;
+            let index = events
+                .binary_search_by_key(&id.seq, |event| event.seq)
+                .ok()?;
+            Some(&events[index])
+        };
+        Ok(state
+            .undelivered
+            .iter()
+            .filter_map(stored)
+            .filter(|event| event.at <= before)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_delivered(
+        &mut self,
+        events: &[EventId],
+        _at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.rows.delivered.extend_from_slice(events);
+        Ok(())
+    }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        let mut done = ForgottenEvents::default();
+        let gone: Vec<EventId> = {
+            let state = self.state();
+            let closed = state
+                .auctions
+                .range((Bound::Excluded(after), Bound::Unbounded))
+                .filter(|(_, row)| row.value.closed_at.is_some_and(|at| at <= closed_before))
+                .take(limit as usize);
+            let mut gone = Vec::new();
+            for (id, _) in closed {
+                done.last_auction = Some(*id);
+                let events = state.events.get(id).map(Vec::as_slice).unwrap_or_default();
+                let old = events.iter().filter(|event| event.at <= closed_before);
+                gone.extend(old.map(Event::id));
+            }
+            gone
+        };
+        done.events = gone.len() as u64;
+        self.rows.forgotten_events.extend(gone);
+        Ok(done)
+    }
+}
+
+#[async_trait]
+impl Queries for MemoryTx {
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        Ok(self.state().auctions.get(&id).map(|row| row.value.clone()))
+    }
+
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError> {
+        let state = self.state();
+        let mut found: Vec<&Auction> = state
+            .auctions
+            .values()
+            .rev()
+            .map(|row| &row.value)
+            .filter(|auction| filter.matches(auction))
+            .collect();
+        found.sort_by(|a, b| filter.sort.compare(a, b));
+        Ok(paged(found.into_iter(), page))
+    }
+
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
+        let state = self.state();
+        let matching = state
+            .auctions
+            .values()
+            .filter(|row| filter.matches(&row.value));
+        Ok(matching.count() as u64)
+    }
+
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let state = self.state();
+        let bids = state.bids.get(&id).map(Vec::as_slice).unwrap_or_default();
+        Ok(paged(bids.iter().rev(), page))
+    }
+
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        let state = self.state();
+        let refs = state
+            .bids_by_user
+            .get(&user)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(paged(
+            refs.iter()
+                .rev()
+                .map(|(auction, index)| &state.bids[auction][*index]),
+            page,
+        ))
     }
 
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {

@@ -32,7 +32,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::event::{Event, EventId};
 use crate::notify::{Notifier, NotifyError};
-use crate::store::{AuctionStore, Store, Transaction};
+use crate::store::{Outbox, Store, Transaction};
 
 /// Delivered events remembered for marking at most; beyond this (the store
 /// is failing) they are forgotten and the recovery path sends them again.

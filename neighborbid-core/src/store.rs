@@ -1,7 +1,10 @@
 //! The storage traits every backend implements.
 //!
-//! A [`Store`] opens transactions. A transaction value implements
-//! [`AuctionStore`] and [`WalletLedger`]; the engine drives it through
+//! A [`Store`] opens transactions. A transaction value implements four
+//! traits, one per concern, so a backend can be built and tested a piece at
+//! a time: [`AuctionStore`] and [`WalletLedger`] (what a command locks and
+//! writes), [`Outbox`] (events after commit) and [`Queries`] (read-only
+//! browsing). The engine drives a transaction through
 //! load -> decide -> write -> [`Transaction::commit`]. Every decision about
 //! an auction is written by one method,
 //! [`Transaction::write_decisions`], whether it is one command's, a
@@ -67,7 +70,7 @@ impl Default for Page {
     }
 }
 
-/// What one [`AuctionStore::forget_events`] call did.
+/// What one [`Outbox::forget_events`] call did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ForgottenEvents {
     /// Outbox events deleted.
@@ -281,7 +284,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
 /// An open transaction. Dropping it without [`commit`](Transaction::commit)
 /// rolls back everything it wrote.
 #[async_trait]
-pub trait Transaction: AuctionStore + WalletLedger + Send + Sized {
+pub trait Transaction: AuctionStore + WalletLedger + Outbox + Queries + Send + Sized {
     /// Makes every write of this transaction durable and visible at once.
     async fn commit(self) -> Result<(), StoreError>;
 
@@ -445,7 +448,8 @@ impl<'a> BatchWrites<'a> {
     }
 }
 
-/// Auctions, bids, the event outbox and idempotency records.
+/// Auctions and idempotency records, as a command's transaction reads,
+/// locks and writes them.
 #[async_trait]
 pub trait AuctionStore: Send {
     /// Inserts a new auction, assigning its id (the given id is ignored).
@@ -491,39 +495,34 @@ pub trait AuctionStore: Send {
         age: std::time::Duration,
         limit: u32,
     ) -> Result<u64, StoreError>;
+}
 
-    /// Deletes the outbox events of the first `limit` auctions with ids
-    /// above `after` that closed at or before `closed_before`, keeping any
-    /// event of theirs from after that time. Their bids, holds and ledger
-    /// entries stay: the outbox only carries changes to the notifier and to
-    /// clients filling a gap, and a long-closed auction needs neither. The
-    /// database refuses to delete an open auction's events.
-    async fn forget_events(
-        &mut self,
-        closed_before: Timestamp,
-        after: AuctionId,
-        limit: u32,
-    ) -> Result<ForgottenEvents, StoreError>;
+/// Wallets, their history and escrow holds, as a command's transaction
+/// locks and writes them.
+#[async_trait]
+pub trait WalletLedger: Send {
+    /// Locks and returns the wallets of `users` (given ascending, without
+    /// duplicates), in that order. A user without a wallet gets an empty
+    /// one.
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError>;
 
-    /// An auction, without locking it.
-    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;
+    /// The open holds on an auction. The caller has locked the auction,
+    /// which guards its holds.
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError>;
 
-    /// Auctions matching `filter`, in its order.
-    async fn list_auctions(
-        &mut self,
-        filter: &AuctionFilter,
-        page: Page,
-    ) -> Result<Vec<Auction>, StoreError>;
+    /// Overwrites a locked wallet.
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError>;
 
-    /// How many auctions match `filter`.
-    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError>;
+    /// Appends a history entry.
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
+}
 
-    /// An auction's bids, newest first.
-    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError>;
-
-    /// A user's bids on all auctions, newest first.
-    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError>;
-
+/// The outbox: every event is written in the transaction of its change
+/// (by [`Transaction::write_decisions`]) and read from here by clients
+/// filling a gap and by the [`Relay`](crate::Relay), which hands it to the
+/// notifier and marks it delivered.
+#[async_trait]
+pub trait Outbox: Send {
     /// An auction's events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(
         &mut self,
@@ -547,25 +546,44 @@ pub trait AuctionStore: Send {
     /// are left as they are.
     async fn mark_delivered(&mut self, events: &[EventId], at: Timestamp)
         -> Result<(), StoreError>;
+
+    /// Deletes the outbox events of the first `limit` auctions with ids
+    /// above `after` that closed at or before `closed_before`, keeping any
+    /// event of theirs from after that time. Their bids, holds and ledger
+    /// entries stay: the outbox only carries changes to the notifier and to
+    /// clients filling a gap, and a long-closed auction needs neither. The
+    /// database refuses to delete an open auction's events.
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError>;
 }
 
-/// Wallets, their history and escrow holds.
+/// What browsing, pages and the API read. Nothing here locks or writes; a
+/// backend may serve it from a read-only snapshot
+/// ([`Store::begin_read`]).
 #[async_trait]
-pub trait WalletLedger: Send {
-    /// Locks and returns the wallets of `users` (given ascending, without
-    /// duplicates), in that order. A user without a wallet gets an empty
-    /// one.
-    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError>;
+pub trait Queries: Send {
+    /// An auction, without locking it.
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError>;
 
-    /// The open holds on an auction. The caller has locked the auction,
-    /// which guards its holds.
-    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError>;
+    /// Auctions matching `filter`, in its order.
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError>;
 
-    /// Overwrites a locked wallet.
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError>;
+    /// How many auctions match `filter`.
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError>;
 
-    /// Appends a history entry.
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
+    /// An auction's bids, newest first.
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError>;
+
+    /// A user's bids on all auctions, newest first.
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError>;
 
     /// A wallet, without locking it (empty for an unknown user).
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError>;

@@ -59,14 +59,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{TimeDelta, TimeZone, Utc};
 
+use crate::store::{AuctionStore, WalletLedger};
 use crate::{
-    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, AuctionStore,
-    BidReceipt, BuyNow, CancelAuction, CreateAuction, Delivery, Deposit, EndEarly, Engine,
-    EngineConfig, EngineError, EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money,
-    MoneyError, Notifier, NotifyError, Page, Phase, PlaceBid, PrivateEvent, PublicEvent, Region,
-    Rejection, Relay, RelayConfig, RelayCounts, RetryPolicy, Scope, ScopeFilter, Store,
-    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger, WalletView, Watch,
-    Withdraw,
+    Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, BidReceipt,
+    BuyNow, CancelAuction, CreateAuction, Delivery, Deposit, EndEarly, Engine, EngineConfig,
+    EngineError, EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money, MoneyError,
+    Notifier, NotifyError, Page, Phase, PlaceBid, PrivateEvent, PublicEvent, Region, Rejection,
+    Relay, RelayConfig, RelayCounts, RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind,
+    Timestamp, Transaction, UserId, Wallet, WalletView, Watch, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store

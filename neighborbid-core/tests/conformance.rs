@@ -59,8 +59,9 @@ async fn caller_work_is_spent_after_every_answer() {
 /// pass counts only what it removed, as a database's `DELETE` does.
 #[tokio::test]
 async fn racing_forget_passes_count_each_row_once() {
+    use neighborbid_core::store::{AuctionStore, Outbox};
     use neighborbid_core::testkit::{Harness, ALICE};
-    use neighborbid_core::{AuctionId, AuctionStore, Deposit, IdempotencyKey, MemoryTx, Money};
+    use neighborbid_core::{AuctionId, Deposit, IdempotencyKey, MemoryTx, Money};
     use neighborbid_core::{Store, StoreErrorKind, Timestamp, Transaction};
 
     #[derive(Clone, Copy, Debug)]

@@ -15,10 +15,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use neighborbid_core::rules::{self, Decision};
+use neighborbid_core::store::{
+    AuctionStore, BatchReads, BatchRecord, BatchWrites, ForgottenEvents, Outbox, WalletLedger,
+};
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, BatchReads, BatchRecord, BatchWrites, Bid,
-    Event, EventId, ForgottenEvents, Hold, IdempotencyKey, IdempotencyRecord, Money, Page, Store,
-    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, Money, Page,
+    Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
@@ -27,14 +29,15 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, limit, micros, scope_columns,
-    to_i64, Amount, Conflict, ConflictCounters, ConflictCounts,
+    self, auction_columns, expect_one, limit, micros, scope_columns, to_i64, Amount, Conflict,
+    ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
 
 mod batch_sql;
 mod options;
+mod queries;
 mod wallets;
 
 use batch_sql::{column, BATCH_READS, LOCK_PARTIES, WRITE_BATCH};
@@ -583,82 +586,9 @@ impl AuctionStore for PgTx {
         .map_err(self.error())?;
         Ok(done.rows_affected())
     }
-
-    async fn forget_events(
-        &mut self,
-        closed_before: Timestamp,
-        after: AuctionId,
-        limit: u32,
-    ) -> Result<ForgottenEvents, StoreError> {
-        let (events, last): (i64, Option<i64>) = sqlx::query_as(
-            "WITH picked AS ( \
-                 SELECT id FROM auctions WHERE id > $2 AND closed_at <= $1 ORDER BY id LIMIT $3), \
-             gone AS ( \
-                 DELETE FROM outbox USING picked \
-                 WHERE outbox.auction_id = picked.id AND outbox.at <= $1 RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM gone), (SELECT MAX(id) FROM picked)",
-        )
-        .bind(closed_before)
-        .bind(after.0)
-        .bind(i64::from(limit))
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(ForgottenEvents {
-            events: u64::try_from(events).unwrap_or_default(),
-            last_auction: last.map(AuctionId),
-        })
-    }
-
-    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            auction_columns!(),
-            " FROM auctions WHERE id = $1"
-        );
-        self.auction(sql, id).await
-    }
-
-    async fn list_auctions(
-        &mut self,
-        filter: &AuctionFilter,
-        page: Page,
-    ) -> Result<Vec<Auction>, StoreError> {
-        let rows = codec::list_auctions(filter, page)
-            .build_query_as::<AuctionRow>()
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        codec::convert(rows, AuctionRow::into_auction)
-    }
-
-    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
-        let count: i64 = codec::count_auctions(filter)
-            .build_query_scalar()
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        Ok(u64::try_from(count).unwrap_or_default())
-    }
-
-    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            bid_columns!(),
-            " FROM bids WHERE auction_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-        );
-        self.bids(sql, id.0, page).await
-    }
-
-    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            bid_columns!(),
-            " FROM bids WHERE bidder = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-        );
-        self.bids(sql, user.0, page).await
-    }
-
+}
+#[async_trait]
+impl Outbox for PgTx {
     async fn events_after(
         &mut self,
         id: AuctionId,
@@ -676,6 +606,7 @@ impl AuctionStore for PgTx {
         .map_err(self.error())?;
         Ok(events.into_iter().map(|Json(event)| event).collect())
     }
+
     async fn undelivered_events(
         &mut self,
         before: Timestamp,
@@ -717,5 +648,31 @@ impl AuctionStore for PgTx {
         .await
         .map_err(self.error())?;
         Ok(())
+    }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        let (events, last): (i64, Option<i64>) = sqlx::query_as(
+            "WITH picked AS ( \
+                 SELECT id FROM auctions WHERE id > $2 AND closed_at <= $1 ORDER BY id LIMIT $3), \
+             gone AS ( \
+                 DELETE FROM outbox USING picked \
+                 WHERE outbox.auction_id = picked.id AND outbox.at <= $1 RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM gone), (SELECT MAX(id) FROM picked)",
+        )
+        .bind(closed_before)
+        .bind(after.0)
+        .bind(i64::from(limit))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(ForgottenEvents {
+            events: u64::try_from(events).unwrap_or_default(),
+            last_auction: last.map(AuctionId),
+        })
     }
 }

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neighborbid_core::rules::Decision;
+use neighborbid_core::store::{
+    AuctionStore, BatchRecord, ForgottenEvents, Outbox, Queries, WalletLedger,
+};
 use neighborbid_core::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, BatchRecord, Bid, Event, EventId,
-    ForgottenEvents, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money, Page, Store,
-    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry,
+    Money, Page, Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -28,11 +30,12 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+mod queries;
 mod writes;
 
 use crate::codec::{
-    self, auction_columns, bid_columns, entry_columns, expect_one, limit, micros, scope_columns,
-    to_i64, Conflict, ConflictCounters, ConflictCounts,
+    self, auction_columns, expect_one, limit, micros, scope_columns, to_i64, Conflict,
+    ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<String, i64>;
@@ -416,148 +419,6 @@ impl AuctionStore for SqliteTx {
         .map_err(self.error())?;
         Ok(done.rows_affected())
     }
-
-    async fn forget_events(
-        &mut self,
-        closed_before: Timestamp,
-        after: AuctionId,
-        limit: u32,
-    ) -> Result<ForgottenEvents, StoreError> {
-        // SQLite takes no DELETE in a WITH: the auctions are picked twice,
-        // the same way, in one transaction.
-        const PICKED: &str =
-            "SELECT id FROM auctions WHERE id > ?2 AND closed_at <= ?1 ORDER BY id LIMIT ?3";
-        let closed_before = closed_before.timestamp_micros();
-        let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM ({PICKED})"))
-            .bind(closed_before)
-            .bind(after.0)
-            .bind(i64::from(limit))
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        let done = sqlx::query(&format!(
-            "DELETE FROM outbox WHERE at <= ?1 AND auction_id IN ({PICKED})"
-        ))
-        .bind(closed_before)
-        .bind(after.0)
-        .bind(i64::from(limit))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(ForgottenEvents {
-            events: done.rows_affected(),
-            last_auction: last.map(AuctionId),
-        })
-    }
-
-    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        sqlx::query_as::<_, AuctionRow>(concat!(
-            "SELECT ",
-            auction_columns!(),
-            " FROM auctions WHERE id = ?1"
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(self.error())?
-        .map(AuctionRow::into_auction)
-        .transpose()
-    }
-
-    async fn list_auctions(
-        &mut self,
-        filter: &AuctionFilter,
-        page: Page,
-    ) -> Result<Vec<Auction>, StoreError> {
-        let rows = codec::list_auctions(filter, page)
-            .build_query_as::<AuctionRow>()
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        codec::convert(rows, AuctionRow::into_auction)
-    }
-
-    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
-        let count: i64 = codec::count_auctions(filter)
-            .build_query_scalar()
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        Ok(u64::try_from(count).unwrap_or_default())
-    }
-
-    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            bid_columns!(),
-            " FROM bids WHERE auction_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-        );
-        self.bids(sql, id.0, page).await
-    }
-
-    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            bid_columns!(),
-            " FROM bids WHERE bidder = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-        );
-        self.bids(sql, user.0, page).await
-    }
-
-    async fn events_after(
-        &mut self,
-        id: AuctionId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let events: Vec<Json<Event>> = sqlx::query_scalar(
-            "SELECT payload FROM outbox WHERE auction_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )
-        .bind(id.0)
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(events.into_iter().map(|Json(event)| event).collect())
-    }
-    async fn undelivered_events(
-        &mut self,
-        before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let events: Vec<Json<Event>> = sqlx::query_scalar(
-            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND at <= ?1 \
-             ORDER BY auction_id, seq LIMIT ?2",
-        )
-        .bind(before.timestamp_micros())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(events.into_iter().map(|Json(event)| event).collect())
-    }
-
-    async fn mark_delivered(
-        &mut self,
-        events: &[EventId],
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let pairs = events
-            .iter()
-            .map(|id| Ok((id.auction_id.0, to_i64(id.seq, "seq")?)))
-            .collect::<Result<Vec<(i64, i64)>, StoreError>>()?;
-        sqlx::query(
-            "UPDATE outbox SET delivered_at = ?1 WHERE delivered_at IS NULL AND (auction_id, seq) \
-             IN (SELECT value ->> 0, value ->> 1 FROM json_each(?2))",
-        )
-        .bind(at.timestamp_micros())
-        .bind(Json(pairs))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -624,49 +485,95 @@ impl WalletLedger for SqliteTx {
         .map_err(self.error())?;
         Ok(())
     }
-
-    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
-        let row = sqlx::query_as::<_, WalletRow>(
-            "SELECT user_id, balance, locked FROM wallets WHERE user_id = ?1",
-        )
-        .bind(user.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        match row {
-            Some(row) => row.into_wallet(),
-            None => Ok(Wallet::empty(user)),
-        }
-    }
-
-    async fn wallet_history(
+}
+#[async_trait]
+impl Outbox for SqliteTx {
+    async fn events_after(
         &mut self,
-        user: UserId,
-        page: Page,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, EntryRow>(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM ledger_entries WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-        ))
-        .bind(user.0)
-        .bind(limit)
-        .bind(offset)
+        id: AuctionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events: Vec<Json<Event>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox WHERE auction_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(id.0)
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(self.error())?;
-        codec::convert(rows, EntryRow::into_entry)
+        Ok(events.into_iter().map(|Json(event)| event).collect())
     }
 
-    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
-        let rows = sqlx::query_as::<_, HoldRow>(
-            "SELECT auction_id, user_id, amount FROM holds WHERE user_id = ?1 ORDER BY auction_id",
+    async fn undelivered_events(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events: Vec<Json<Event>> = sqlx::query_scalar(
+            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND at <= ?1 \
+             ORDER BY auction_id, seq LIMIT ?2",
         )
-        .bind(user.0)
+        .bind(before.timestamp_micros())
+        .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(self.error())?;
-        codec::convert(rows, HoldRow::into_hold)
+        Ok(events.into_iter().map(|Json(event)| event).collect())
+    }
+
+    async fn mark_delivered(
+        &mut self,
+        events: &[EventId],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let pairs = events
+            .iter()
+            .map(|id| Ok((id.auction_id.0, to_i64(id.seq, "seq")?)))
+            .collect::<Result<Vec<(i64, i64)>, StoreError>>()?;
+        sqlx::query(
+            "UPDATE outbox SET delivered_at = ?1 WHERE delivered_at IS NULL AND (auction_id, seq) \
+             IN (SELECT value ->> 0, value ->> 1 FROM json_each(?2))",
+        )
+        .bind(at.timestamp_micros())
+        .bind(Json(pairs))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(())
+    }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        // SQLite takes no DELETE in a WITH: the auctions are picked twice,
+        // the same way, in one transaction.
+        const PICKED: &str =
+            "SELECT id FROM auctions WHERE id > ?2 AND closed_at <= ?1 ORDER BY id LIMIT ?3";
+        let closed_before = closed_before.timestamp_micros();
+        let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM ({PICKED})"))
+            .bind(closed_before)
+            .bind(after.0)
+            .bind(i64::from(limit))
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.error())?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM outbox WHERE at <= ?1 AND auction_id IN ({PICKED})"
+        ))
+        .bind(closed_before)
+        .bind(after.0)
+        .bind(i64::from(limit))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(self.error())?;
+        Ok(ForgottenEvents {
+            events: done.rows_affected(),
+            last_auction: last.map(AuctionId),
+        })
     }
 }

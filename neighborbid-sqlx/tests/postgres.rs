@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use neighborbid_core::store::{AuctionStore, Outbox, WalletLedger};
 use neighborbid_core::testkit::{
     bid_of, money, Fault, FaultyStore, GatedStore, Harness, ALICE, BOB, CAROL, SELLER,
 };
 use neighborbid_core::{
-    AuctionId, AuctionStore, EndEarly, EngineError, Rejection, Store, StoreErrorKind, Transaction,
-    WalletLedger,
+    AuctionId, EndEarly, EngineError, Rejection, Store, StoreErrorKind, Transaction,
 };
 use neighborbid_sqlx::testing::TestDatabase;
 use neighborbid_sqlx::PgStore;

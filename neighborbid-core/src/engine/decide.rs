@@ -18,6 +18,8 @@ use crate::Timestamp;
 use super::{finish, invariant, Attempt, Engine};
 
 impl<S: Store, N: Notifier> Engine<S, N> {
+    /// One attempt at `command` in a transaction of its own, committed if
+    /// it succeeds and rolled back if not.
     pub(super) async fn attempt(
         &self,
         command: &Command,
@@ -136,6 +138,9 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 )
             }
         };
+        // An auction decision goes to the store with its record in one
+        // call; the other commands wrote their rows above, and their
+        // record follows.
         match decision {
             Some(decision) => {
                 write_decision(tx, decision, command, key, |_, _| receipt.clone()).await

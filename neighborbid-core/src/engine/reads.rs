@@ -7,7 +7,7 @@ use crate::error::{EngineError, Rejection};
 use crate::event::Event;
 use crate::ids::{AuctionId, UserId};
 use crate::notify::Notifier;
-use crate::store::{AuctionFilter, AuctionStore, Page, Store, WalletLedger};
+use crate::store::{AuctionFilter, Outbox, Page, Queries, Store};
 
 impl<S: Store, N: Notifier> Engine<S, N> {
     /// An auction with its latest bids (`bids` chooses which).

@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::rules::Decision;
+use crate::store::{AuctionStore, ForgottenEvents, Outbox, Queries, WalletLedger};
 use crate::store::{BatchReads, BatchRecord};
 use crate::{
-    Auction, AuctionFilter, AuctionId, AuctionStore, Bid, Event, EventId, ForgottenEvents, Hold,
-    IdempotencyKey, IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind,
-    Timestamp, Transaction, UserId, Wallet, WalletLedger,
+    Auction, AuctionFilter, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey,
+    IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,
+    Transaction, UserId, Wallet,
 };
 
 /// A step after which [`FaultyStore`] fails. The faults sit on the store
@@ -39,7 +40,7 @@ pub enum Fault {
     SaveIdempotency,
     /// Instead of [`Transaction::commit`]: the transaction is dropped.
     Commit,
-    /// After [`AuctionStore::mark_delivered`] (a relay that sent events and
+    /// After [`Outbox::mark_delivered`] (a relay that sent events and
     /// died before recording it). No bid reaches it.
     MarkDelivered,
     /// Instead of [`Transaction::commit`]: the caller is told the
@@ -304,40 +305,30 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
     ) -> Result<u64, StoreError> {
         self.inner.forget_idempotency(age, limit).await
     }
+}
 
-    async fn forget_events(
-        &mut self,
-        closed_before: Timestamp,
-        after: AuctionId,
-        limit: u32,
-    ) -> Result<ForgottenEvents, StoreError> {
-        self.inner.forget_events(closed_before, after, limit).await
+#[async_trait]
+impl<T: Transaction> WalletLedger for FaultyTx<T> {
+    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
+        self.inner.lock_wallets(users).await
     }
 
-    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
-        self.inner.get_auction(id).await
+    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
+        self.inner.auction_holds(auction).await
     }
 
-    async fn list_auctions(
-        &mut self,
-        filter: &AuctionFilter,
-        page: Page,
-    ) -> Result<Vec<Auction>, StoreError> {
-        self.inner.list_auctions(filter, page).await
+    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
+        self.inner.save_wallet(wallet).await?;
+        self.trip(Fault::SaveWallet)
     }
 
-    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
-        self.inner.count_auctions(filter).await
+    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        self.inner.append_entry(entry).await?;
+        self.trip(Fault::AppendEntry)
     }
-
-    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        self.inner.auction_bids(id, page).await
-    }
-
-    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
-        self.inner.user_bids(user, page).await
-    }
-
+}
+#[async_trait]
+impl<T: Transaction> Outbox for FaultyTx<T> {
     async fn events_after(
         &mut self,
         id: AuctionId,
@@ -363,26 +354,41 @@ impl<T: Transaction> AuctionStore for FaultyTx<T> {
         self.inner.mark_delivered(events, at).await?;
         self.trip(Fault::MarkDelivered)
     }
+
+    async fn forget_events(
+        &mut self,
+        closed_before: Timestamp,
+        after: AuctionId,
+        limit: u32,
+    ) -> Result<ForgottenEvents, StoreError> {
+        self.inner.forget_events(closed_before, after, limit).await
+    }
 }
 
 #[async_trait]
-impl<T: Transaction> WalletLedger for FaultyTx<T> {
-    async fn lock_wallets(&mut self, users: &[UserId]) -> Result<Vec<Wallet>, StoreError> {
-        self.inner.lock_wallets(users).await
+impl<T: Transaction> Queries for FaultyTx<T> {
+    async fn get_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
+        self.inner.get_auction(id).await
     }
 
-    async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
-        self.inner.auction_holds(auction).await
+    async fn list_auctions(
+        &mut self,
+        filter: &AuctionFilter,
+        page: Page,
+    ) -> Result<Vec<Auction>, StoreError> {
+        self.inner.list_auctions(filter, page).await
     }
 
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        self.inner.save_wallet(wallet).await?;
-        self.trip(Fault::SaveWallet)
+    async fn count_auctions(&mut self, filter: &AuctionFilter) -> Result<u64, StoreError> {
+        self.inner.count_auctions(filter).await
     }
 
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.inner.append_entry(entry).await?;
-        self.trip(Fault::AppendEntry)
+    async fn auction_bids(&mut self, id: AuctionId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        self.inner.auction_bids(id, page).await
+    }
+
+    async fn user_bids(&mut self, user: UserId, page: Page) -> Result<Vec<Bid>, StoreError> {
+        self.inner.user_bids(user, page).await
     }
 
     async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {

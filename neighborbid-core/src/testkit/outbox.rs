@@ -1,6 +1,7 @@
 //! Events: gapless sequences, the outbox, the relay, coalesced batches, forgetting closed auctions' events.
 
 use super::*;
+use crate::store::Outbox;
 
 /// The outbox events of auctions closed long enough ago are forgotten,
 /// atomically, auction by auction; open auctions and recently closed ones

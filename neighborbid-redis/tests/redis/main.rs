@@ -10,10 +10,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
+use neighborbid_core::store::Outbox;
 use neighborbid_core::testkit::{self, bid_of, TcpProxy, ALICE, BOB};
 use neighborbid_core::{
-    AuctionId, AuctionStore, Delivery, Engine, Hub, Money, NoopNotifier, Notifier, Page,
-    PublicEvent, Relay, RelayConfig, RelaySender, Store, Watch,
+    AuctionId, Delivery, Engine, Hub, Money, NoopNotifier, Notifier, Page, PublicEvent, Relay,
+    RelayConfig, RelaySender, Store, Watch,
 };
 use neighborbid_redis::testing::TestRedis;
 use neighborbid_redis::{RedisConfig, RedisNotifier, Subscriber};

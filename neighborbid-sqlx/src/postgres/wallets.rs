@@ -2,7 +2,8 @@
 //! history and escrow holds.
 
 use async_trait::async_trait;
-use neighborbid_core::{Hold, LedgerEntry, Page, StoreError, UserId, Wallet, WalletLedger};
+use neighborbid_core::store::WalletLedger;
+use neighborbid_core::{Hold, LedgerEntry, StoreError, UserId, Wallet};
 
 use super::*;
 
@@ -90,50 +91,5 @@ impl WalletLedger for PgTx {
         .await
         .map_err(self.error())?;
         Ok(())
-    }
-
-    async fn get_wallet(&mut self, user: UserId) -> Result<Wallet, StoreError> {
-        let row = sqlx::query_as::<_, WalletRow>(
-            "SELECT user_id, balance, locked FROM wallets WHERE user_id = $1",
-        )
-        .bind(user.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        match row {
-            Some(row) => row.into_wallet(),
-            None => Ok(Wallet::empty(user)),
-        }
-    }
-
-    async fn wallet_history(
-        &mut self,
-        user: UserId,
-        page: Page,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, EntryRow>(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(user.0)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, EntryRow::into_entry)
-    }
-
-    async fn user_holds(&mut self, user: UserId) -> Result<Vec<Hold>, StoreError> {
-        let rows = sqlx::query_as::<_, HoldRow>(
-            "SELECT auction_id, user_id, amount FROM holds WHERE user_id = $1 ORDER BY auction_id",
-        )
-        .bind(user.0)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, HoldRow::into_hold)
     }
 }

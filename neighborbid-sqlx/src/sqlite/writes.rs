@@ -3,10 +3,8 @@
 //! transaction already holds the database's write lock.
 
 use neighborbid_core::rules::Decision;
-use neighborbid_core::{
-    Auction, AuctionStore, BatchRecord, BatchWrites, Bid, BidId, Event, Hold, StoreError,
-    WalletLedger,
-};
+use neighborbid_core::store::{AuctionStore, BatchRecord, BatchWrites, WalletLedger};
+use neighborbid_core::{Auction, Bid, BidId, Event, Hold, StoreError};
 use sqlx::types::Json;
 
 use super::{bind_auction, SqliteTx};

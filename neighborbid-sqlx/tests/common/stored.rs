@@ -16,11 +16,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use chrono::TimeDelta;
+use neighborbid_core::store::{AuctionStore, Outbox, Queries, WalletLedger};
 use neighborbid_core::testkit::{bid_of, money, Harness, ALICE, BOB, CAROL, SELLER};
 use neighborbid_core::{
-    AuctionFilter, AuctionId, AuctionStore, BuyNow, BuyNowPolicy, CancelAuction, ClosePolicy,
-    Deposit, EndEarly, EventId, IdempotencyKey, Increment, Page, Region, Scope, Store, Transaction,
-    UserId, WalletLedger, Withdraw,
+    AuctionFilter, AuctionId, BuyNow, BuyNowPolicy, CancelAuction, ClosePolicy, Deposit, EndEarly,
+    EventId, IdempotencyKey, Increment, Page, Region, Scope, Store, Transaction, UserId, Withdraw,
 };
 
 /// The tables, parents first (the order rows load in).
