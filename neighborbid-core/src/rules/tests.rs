@@ -619,6 +619,170 @@ fn auctions_are_validated_on_creation() {
 }
 
 #[test]
+fn malformed_auctions_are_refused_with_a_reason() {
+    let currency = Currency::default();
+    let rules = rules_with(&currency);
+    let now = t0();
+    let base = CreateAuction {
+        seller: SELLER,
+        title: "Desk".into(),
+        description: String::new(),
+        category: None,
+        attributes: Default::default(),
+        scope: Scope::National,
+        start_price: m(100),
+        policy: AuctionPolicy::fixed(m(10)),
+        buy_now_price: None,
+        starts_at: None,
+        ends_at: now + TimeDelta::hours(1),
+    };
+    let cases: Vec<(CreateAuction, &str)> = vec![
+        (
+            CreateAuction {
+                title: "   ".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                title: "x".repeat(201),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                ends_at: now,
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                starts_at: Some(now + TimeDelta::hours(2)),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                start_price: Money::ZERO,
+                ..base.clone()
+            },
+            "invalid_amount",
+        ),
+        (
+            CreateAuction {
+                policy: AuctionPolicy::fixed(Money::ZERO),
+                ..base.clone()
+            },
+            "invalid_amount",
+        ),
+        (
+            CreateAuction {
+                buy_now_price: Some(m(99)),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                scope: Scope::Local {
+                    region: Region::new(""),
+                },
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+    ];
+    // Dates no database need hold (Postgres refuses years before 4713 BC),
+    // and the first ones past each end of the documented range.
+    let year = |year: i32| {
+        Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a date")
+    };
+    let mut cases = cases;
+    for starts_at in [
+        year(-5000),
+        year(-262_143),
+        CreateAuction::EARLIEST - TimeDelta::microseconds(1),
+    ] {
+        let cmd = CreateAuction {
+            starts_at: Some(starts_at),
+            ..base.clone()
+        };
+        cases.push((cmd, "invalid_auction"));
+    }
+    for ends_at in [
+        year(262_142),
+        CreateAuction::latest() + TimeDelta::microseconds(1),
+    ] {
+        cases.push((
+            CreateAuction {
+                ends_at,
+                ..base.clone()
+            },
+            "invalid_auction",
+        ));
+    }
+    // Control characters, which Postgres cannot store (NUL) or no field
+    // needs: refused alike by every store.
+    let attribute = |value: &str| [("condition".to_owned(), value.to_owned())].into();
+    let controls: Vec<(CreateAuction, &str)> = vec![
+        (
+            CreateAuction {
+                title: "a\0b".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                title: "line\nbreak".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                description: "fine\nbut\0not".into(),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                category: Some("bell\u{7}".into()),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                attributes: attribute("\0"),
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+        (
+            CreateAuction {
+                scope: Scope::Local {
+                    region: Region::new("seoul\0"),
+                },
+                ..base.clone()
+            },
+            "invalid_auction",
+        ),
+    ];
+    for (cmd, code) in cases.into_iter().chain(controls) {
+        let refused = create_auction(rules, &cmd, now).map_err(|rejection| rejection.code());
+        assert_eq!(refused.map(|_| ()), Err(code), "{cmd:?}");
+    }
+}
+
+#[test]
 fn deposits_and_withdrawals() {
     let currency = Currency::default();
     let rules = rules_with(&currency);

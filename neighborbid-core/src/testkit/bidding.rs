@@ -72,154 +72,32 @@ pub async fn auction_round_trip<S: Store>(store: S) {
     assert_eq!(mine, [local]);
 }
 
-/// Malformed auctions are refused with a reason, and nothing is stored.
+/// A refused auction stores nothing, and a description keeps its line
+/// breaks through the store. (Which auctions are refused, and why, is the
+/// rules' business: `rules::create_auction`'s unit tests.)
 pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
     let h = Harness::new(store);
     let base = h.national(100, 10);
-    let now = h.now();
-    let cases: Vec<(CreateAuction, &str)> = vec![
-        (
-            CreateAuction {
-                title: "   ".into(),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                title: "x".repeat(201),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                ends_at: now,
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                starts_at: Some(now + TimeDelta::hours(2)),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                start_price: Money::ZERO,
-                ..base.clone()
-            },
-            "invalid_amount",
-        ),
-        (
-            CreateAuction {
-                policy: AuctionPolicy::fixed(Money::ZERO),
-                ..base.clone()
-            },
-            "invalid_amount",
-        ),
-        (
-            CreateAuction {
-                buy_now_price: Some(money(99)),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                scope: Scope::Local {
-                    region: Region::new(""),
-                },
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-    ];
-    // Dates no database need hold (Postgres refuses years before 4713 BC),
-    // and the first ones past each end of the documented range.
-    let year = |year: i32| {
-        Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0)
-            .single()
-            .expect("a date")
-    };
-    let mut cases = cases;
-    for starts_at in [
-        year(-5000),
-        year(-262_143),
-        CreateAuction::EARLIEST - TimeDelta::microseconds(1),
-    ] {
-        let cmd = CreateAuction {
-            starts_at: Some(starts_at),
+    let refused = [
+        CreateAuction {
+            title: "a\0b".into(),
             ..base.clone()
-        };
-        cases.push((cmd, "invalid_auction"));
-    }
-    for ends_at in [
-        year(262_142),
-        CreateAuction::latest() + TimeDelta::microseconds(1),
-    ] {
-        cases.push((
-            CreateAuction {
-                ends_at,
-                ..base.clone()
-            },
-            "invalid_auction",
-        ));
-    }
-    // Control characters, which Postgres cannot store (NUL) or no field
-    // needs: refused alike by every store.
-    let attribute = |value: &str| [("condition".to_owned(), value.to_owned())].into();
-    let controls: Vec<(CreateAuction, &str)> = vec![
-        (
-            CreateAuction {
-                title: "a\0b".into(),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                title: "line\nbreak".into(),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                description: "fine\nbut\0not".into(),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                category: Some("bell\u{7}".into()),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                attributes: attribute("\0"),
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
-        (
-            CreateAuction {
-                scope: Scope::Local {
-                    region: Region::new("seoul\0"),
-                },
-                ..base.clone()
-            },
-            "invalid_auction",
-        ),
+        },
+        CreateAuction {
+            starts_at: Some(CreateAuction::EARLIEST - TimeDelta::microseconds(1)),
+            ..base.clone()
+        },
+        CreateAuction {
+            start_price: Money::ZERO,
+            ..base.clone()
+        },
     ];
-    for (cmd, code) in cases.into_iter().chain(controls) {
+    for cmd in refused {
         let result = h.engine.create_auction(cmd.clone(), None).await;
-        assert_eq!(rejection(result).code(), code, "{cmd:?}");
+        assert!(
+            matches!(result, Err(EngineError::Rejected(_))),
+            "{cmd:?}: {result:?}"
+        );
     }
     let all = h
         .engine
