@@ -339,8 +339,9 @@ impl Transaction for MemoryTx {
             .map(|decision| self.write(decision))
             .collect::<Result<Vec<_>, _>>()?;
         for record in records {
-            self.save_idempotency(record.user, record.key, &record.with_bid(&bids))
-                .await?;
+            let key = record.key.clone();
+            let stored = record.with_bid(&bids);
+            self.rows.idempotency.push((record.user, key, stored));
         }
         Ok(bids)
     }

@@ -395,7 +395,12 @@ impl BatchRecord<'_> {
     /// The record with its receipt's bid as stored: `stored` holds the
     /// stored bids of the batch, one per decision.
     pub fn with_bid(&self, stored: &[Option<Bid>]) -> IdempotencyRecord {
-        let mut record = self.record.clone();
+        self.clone().into_stored(stored)
+    }
+
+    /// [`with_bid`](Self::with_bid), without a copy.
+    pub fn into_stored(self, stored: &[Option<Bid>]) -> IdempotencyRecord {
+        let mut record = self.record;
         if let Receipt::BidPlaced(receipt) = &mut record.receipt {
             receipt.bid = stored.get(self.decision).cloned().flatten();
         }

@@ -35,6 +35,7 @@
 
 mod codec;
 mod postgres;
+mod queries;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

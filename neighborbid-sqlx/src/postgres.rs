@@ -19,8 +19,8 @@ use neighborbid_core::store::{
     AuctionStore, BatchReads, BatchRecord, BatchWrites, ForgottenEvents, Outbox, WalletLedger,
 };
 use neighborbid_core::{
-    Auction, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, Money, Page,
-    Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
+    Auction, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, Money, Store,
+    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
@@ -29,7 +29,7 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
-    self, auction_columns, expect_one, limit, micros, scope_columns, to_i64, Amount, Conflict,
+    self, auction_columns, expect_one, micros, scope_columns, to_i64, Amount, Conflict,
     ConflictCounters, ConflictCounts,
 };
 
@@ -37,7 +37,6 @@ type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
 
 mod batch_sql;
 mod options;
-mod queries;
 mod wallets;
 
 use batch_sql::{column, BATCH_READS, LOCK_PARTIES, WRITE_BATCH};
@@ -196,39 +195,6 @@ impl PgTx {
         let at: Timestamp = row.try_get("locked_at").map_err(self.error())?;
         self.locked_at = Some(at);
         auction.into_auction().map(Some)
-    }
-
-    /// The auction `sql` selects (`auction_columns!()`, by id), if any.
-    async fn auction(
-        &mut self,
-        sql: &'static str,
-        id: AuctionId,
-    ) -> Result<Option<Auction>, StoreError> {
-        sqlx::query_as::<_, AuctionRow>(sql)
-            .bind(id.0)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(self.error())?
-            .map(AuctionRow::into_auction)
-            .transpose()
-    }
-
-    /// Bids by `sql`, which selects `bid_columns!()` for one id and a page.
-    async fn bids(
-        &mut self,
-        sql: &'static str,
-        id: i64,
-        page: Page,
-    ) -> Result<Vec<Bid>, StoreError> {
-        let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, BidRow>(sql)
-            .bind(id)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        codec::convert(rows, BidRow::into_bid)
     }
 
     fn error(&self) -> impl Fn(sqlx::Error) -> StoreError {
@@ -676,3 +642,6 @@ impl Outbox for PgTx {
         })
     }
 }
+
+// What browsing reads: one implementation for both databases.
+crate::queries::impl_queries!(PgTx);

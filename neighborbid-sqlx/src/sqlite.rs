@@ -20,7 +20,7 @@ use neighborbid_core::store::{
 };
 use neighborbid_core::{
     Auction, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry,
-    Money, Page, Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
+    Money, Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -30,12 +30,11 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-mod queries;
 mod writes;
 
 use crate::codec::{
-    self, auction_columns, expect_one, limit, micros, scope_columns, to_i64, Conflict,
-    ConflictCounters, ConflictCounts,
+    self, auction_columns, expect_one, micros, scope_columns, to_i64, Conflict, ConflictCounters,
+    ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<String, i64>;
@@ -238,24 +237,6 @@ pub struct SqliteTx {
 }
 
 impl SqliteTx {
-    /// Bids by `sql`, which selects `bid_columns!()` for one id and a page.
-    async fn bids(
-        &mut self,
-        sql: &'static str,
-        id: i64,
-        page: Page,
-    ) -> Result<Vec<Bid>, StoreError> {
-        let (limit, offset) = limit(page);
-        let rows = sqlx::query_as::<_, BidRow>(sql)
-            .bind(id)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        codec::convert(rows, BidRow::into_bid)
-    }
-
     fn error(&self) -> impl Fn(sqlx::Error) -> StoreError {
         let counters = Arc::clone(&self.counters);
         move |error| sqlite_error(error, &counters)
@@ -577,3 +558,6 @@ impl Outbox for SqliteTx {
         })
     }
 }
+
+// What browsing reads: one implementation for both databases.
+crate::queries::impl_queries!(SqliteTx);

@@ -230,7 +230,11 @@ impl Decided<'_> {
                         key,
                         record: IdempotencyRecord {
                             command: Command::PlaceBid(bid.clone()),
-                            receipt: bid_receipt(decision, bid.bidder, decision.bid.clone()),
+                            receipt: bid_receipt(
+                                decision.auction.clone(),
+                                bid.bidder,
+                                decision.bid.clone(),
+                            ),
                         },
                     })
                 }
@@ -253,7 +257,9 @@ impl Decided<'_> {
             .iter()
             .zip(stored)
             .zip(bidders)
-            .map(|((decision, stored), bidder)| bid_receipt(decision, bidder, stored))
+            .map(|((decision, stored), bidder)| {
+                bid_receipt(decision.auction.clone(), bidder, stored)
+            })
             .collect();
         (0..self.bids.len())
             .map(|index| self.answer(&receipts, index))

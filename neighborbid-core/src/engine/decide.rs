@@ -74,11 +74,10 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         // auction's (in `lock_and_decide`), or a wallet's.
         let clock = &*self.inner.config.clock;
         let rules = self.rules();
-        let (receipt, decision) = match command {
+        let receipt = match command {
             Command::CreateAuction(cmd) => {
                 let auction = rules::create_auction(rules, cmd, decision_time(tx, clock).await?)?;
-                let receipt = Receipt::AuctionCreated(tx.insert_auction(&auction).await?);
-                (receipt, None)
+                Receipt::AuctionCreated(tx.insert_auction(&auction).await?)
             }
             Command::Deposit(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
@@ -86,7 +85,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 let decision = rules::deposit(rules, &wallet, cmd, now)?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
-                (Receipt::Deposited(decision.entry), None)
+                Receipt::Deposited(decision.entry)
             }
             Command::Withdraw(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
@@ -94,7 +93,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 let decision = rules::withdraw(rules, &wallet, cmd, now)?;
                 tx.save_wallet(&decision.wallet).await?;
                 tx.append_entry(&decision.entry).await?;
-                (Receipt::Withdrawn(decision.entry), None)
+                Receipt::Withdrawn(decision.entry)
             }
             Command::PlaceBid(cmd) => {
                 let action = AuctionAction::Bid(cmd.bidder);
@@ -104,7 +103,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                         rules::place_bid(rules, state, cmd, now)
                     })
                     .await?;
-                let receipt = |decision: &Decision, bid| bid_receipt(decision, cmd.bidder, bid);
+                let receipt = |auction, bid| bid_receipt(auction, cmd.bidder, bid);
                 return write_decision(tx, decision, command, key, receipt).await;
             }
             Command::BuyNow(cmd) => {
@@ -114,7 +113,10 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                         rules::buy_now(rules, state, cmd, now)
                     })
                     .await?;
-                (Receipt::BoughtNow(decision.auction.clone()), Some(decision))
+                return write_decision(tx, decision, command, key, |auction, _| {
+                    Receipt::BoughtNow(auction)
+                })
+                .await;
             }
             Command::CancelAuction(cmd) => {
                 let action = AuctionAction::Cancel;
@@ -123,7 +125,10 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                         rules::cancel(state, cmd, now)
                     })
                     .await?;
-                (Receipt::Cancelled(decision.auction.clone()), Some(decision))
+                return write_decision(tx, decision, command, key, |auction, _| {
+                    Receipt::Cancelled(auction)
+                })
+                .await;
             }
             Command::EndEarly(cmd) => {
                 let action = AuctionAction::Settle;
@@ -132,30 +137,21 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                         rules::end_early(state, cmd, now)
                     })
                     .await?;
-                (
-                    Receipt::EndedEarly(decision.auction.clone()),
-                    Some(decision),
-                )
+                return write_decision(tx, decision, command, key, |auction, _| {
+                    Receipt::EndedEarly(auction)
+                })
+                .await;
             }
         };
-        // An auction decision goes to the store with its record in one
-        // call; the other commands wrote their rows above, and their
-        // record follows.
-        match decision {
-            Some(decision) => {
-                write_decision(tx, decision, command, key, |_, _| receipt.clone()).await
-            }
-            None => {
-                if let Some(key) = key {
-                    let record = IdempotencyRecord {
-                        command: command.clone(),
-                        receipt: receipt.clone(),
-                    };
-                    tx.save_idempotency(command.actor(), key, &record).await?;
-                }
-                Ok((receipt, None))
-            }
+        // Not an auction command: its rows are written, its record follows.
+        if let Some(key) = key {
+            let record = IdempotencyRecord {
+                command: command.clone(),
+                receipt: receipt.clone(),
+            };
+            tx.save_idempotency(command.actor(), key, &record).await?;
         }
+        Ok((receipt, None))
     }
 }
 
@@ -188,41 +184,41 @@ async fn lock_and_decide<T: Transaction>(
 
 /// Writes one command's `decision` as a batch of one, with the command's
 /// idempotency record when it has a `key`; `receipt` makes its receipt from
-/// the decision and its bid (without an id until written). Returns the
-/// receipt as written and the decision's event.
+/// the auction as decided and its bid. Returns the receipt, its bid as
+/// stored (with its id), and the decision's event.
 async fn write_decision<T: Transaction>(
     tx: &mut T,
     decision: Decision,
     command: &Command,
     key: Option<&IdempotencyKey>,
-    receipt: impl Fn(&Decision, Option<Bid>) -> Receipt,
+    receipt: impl Fn(Auction, Option<Bid>) -> Receipt,
 ) -> Result<(Receipt, Option<Event>), EngineError> {
-    let records: Vec<BatchRecord> = key
-        .map(|key| BatchRecord {
-            decision: 0,
-            user: command.actor(),
-            key,
-            record: IdempotencyRecord {
-                command: command.clone(),
-                receipt: receipt(&decision, decision.bid.clone()),
-            },
-        })
-        .into_iter()
-        .collect();
+    let record = key.map(|key| BatchRecord {
+        decision: 0,
+        user: command.actor(),
+        key,
+        record: IdempotencyRecord {
+            command: command.clone(),
+            receipt: receipt(decision.auction.clone(), decision.bid.clone()),
+        },
+    });
     let stored = tx
-        .write_decisions(std::slice::from_ref(&decision), &records)
-        .await?
-        .pop()
-        .flatten();
-    Ok((receipt(&decision, stored), Some(decision.event)))
+        .write_decisions(std::slice::from_ref(&decision), record.as_slice())
+        .await?;
+    let receipt = match record {
+        Some(record) => record.into_stored(&stored).receipt,
+        None => receipt(decision.auction, stored.into_iter().next().flatten()),
+    };
+    Ok((receipt, Some(decision.event)))
 }
 
-/// The receipt of a bid by `bidder` that led to `decision`; `bid` as stored.
-pub(super) fn bid_receipt(decision: &Decision, bidder: UserId, bid: Option<Bid>) -> Receipt {
+/// The receipt of a bid by `bidder` that left `auction` so; `bid` as
+/// stored.
+pub(super) fn bid_receipt(auction: Auction, bidder: UserId, bid: Option<Bid>) -> Receipt {
     Receipt::BidPlaced(BidReceipt {
         bid,
-        leading: decision.auction.leader == Some(bidder),
-        auction: decision.auction.clone(),
+        leading: auction.leader == Some(bidder),
+        auction,
     })
 }
 
