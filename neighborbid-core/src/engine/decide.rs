@@ -11,7 +11,7 @@ use crate::event::Event;
 use crate::ids::{AuctionId, UserId};
 use crate::notify::Notifier;
 use crate::rules::{self, AuctionAction, AuctionState, Decision, RuleError};
-use crate::store::{AuctionStore, BatchRecord, Store, Transaction, WalletLedger};
+use crate::store::{AuctionStore, BatchReads, BatchRecord, Store, Transaction, WalletLedger};
 use crate::wallet::{Hold, Wallet};
 use crate::Timestamp;
 
@@ -38,7 +38,9 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         key: Option<&IdempotencyKey>,
     ) -> Attempt<Receipt> {
         let actor = command.actor();
-        if let Some(key) = key {
+        // An auction command reads its record once it holds the auction,
+        // with the wallets it locks (one round trip); the others first.
+        if let Some(key) = key.filter(|_| !on_an_auction(command)) {
             if let Some(record) = tx.load_idempotency(actor, key).await? {
                 return replay(record, command, key).map(|receipt| (receipt, Vec::new()));
             }
@@ -74,6 +76,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         // auction's (in `lock_and_decide`), or a wallet's.
         let clock = &*self.inner.config.clock;
         let rules = self.rules();
+        let stored = key.map(|key| (command.actor(), key));
         let receipt = match command {
             Command::CreateAuction(cmd) => {
                 let auction = rules::create_auction(rules, cmd, decision_time(tx, clock).await?)?;
@@ -98,49 +101,45 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             Command::PlaceBid(cmd) => {
                 let action = AuctionAction::Bid(cmd.bidder);
                 let check = |auction: &Auction, now| rules::check_bid(rules, auction, cmd, now);
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, check, |state, now| {
-                        rules::place_bid(rules, state, cmd, now)
-                    })
-                    .await?;
+                let decide = |state: AuctionState<'_>, now: Timestamp| {
+                    rules::place_bid(rules, state, cmd, now)
+                };
+                let outcome =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, check, decide, stored)
+                        .await?;
                 let receipt = |auction, bid| bid_receipt(auction, cmd.bidder, bid);
-                return write_decision(tx, decision, command, key, receipt).await;
+                return write_decision(tx, outcome, command, key, receipt).await;
             }
             Command::BuyNow(cmd) => {
                 let action = AuctionAction::BuyNow(cmd.buyer);
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
-                        rules::buy_now(rules, state, cmd, now)
-                    })
-                    .await?;
-                return write_decision(tx, decision, command, key, |auction, _| {
-                    Receipt::BoughtNow(auction)
-                })
-                .await;
+                let decide = |state: AuctionState<'_>, now: Timestamp| {
+                    rules::buy_now(rules, state, cmd, now)
+                };
+                let outcome =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, decide, stored)
+                        .await?;
+                let receipt = |auction, _| Receipt::BoughtNow(auction);
+                return write_decision(tx, outcome, command, key, receipt).await;
             }
             Command::CancelAuction(cmd) => {
                 let action = AuctionAction::Cancel;
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
-                        rules::cancel(state, cmd, now)
-                    })
-                    .await?;
-                return write_decision(tx, decision, command, key, |auction, _| {
-                    Receipt::Cancelled(auction)
-                })
-                .await;
+                let decide =
+                    |state: AuctionState<'_>, now: Timestamp| rules::cancel(state, cmd, now);
+                let outcome =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, decide, stored)
+                        .await?;
+                let receipt = |auction, _| Receipt::Cancelled(auction);
+                return write_decision(tx, outcome, command, key, receipt).await;
             }
             Command::EndEarly(cmd) => {
                 let action = AuctionAction::Settle;
-                let decision =
-                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, |state, now| {
-                        rules::end_early(state, cmd, now)
-                    })
-                    .await?;
-                return write_decision(tx, decision, command, key, |auction, _| {
-                    Receipt::EndedEarly(auction)
-                })
-                .await;
+                let decide =
+                    |state: AuctionState<'_>, now: Timestamp| rules::end_early(state, cmd, now);
+                let outcome =
+                    lock_and_decide(tx, cmd.auction_id, action, clock, no_check, decide, stored)
+                        .await?;
+                let receipt = |auction, _| Receipt::EndedEarly(auction);
+                return write_decision(tx, outcome, command, key, receipt).await;
             }
         };
         // Not an auction command: its rows are written, its record follows.
@@ -155,10 +154,35 @@ impl<S: Store, N: Notifier> Engine<S, N> {
     }
 }
 
+/// What an auction command came to under the auction's lock.
+enum Outcome {
+    /// A decision to write.
+    Decided(Decision),
+    /// The record stored under the command's key: it was carried out
+    /// before (a retry whose first answer was lost).
+    Stored(IdempotencyRecord),
+}
+
+/// Whether `command` is decided under an auction's lock.
+fn on_an_auction(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::PlaceBid(_)
+            | Command::BuyNow(_)
+            | Command::CancelAuction(_)
+            | Command::EndEarly(_)
+    )
+}
+
 /// Locks the auction, reads the time from `clock` (so a command that
 /// waited for the lock is judged when it got it, after every decision
 /// committed before it), asks `check` (refusals that need no wallet), locks
-/// the wallets the action touches (ascending), and decides.
+/// the wallets the action touches (ascending) and reads the record `stored`
+/// under (user, key) in the same round trip, and decides, unless a record
+/// was there. A request still committing holds the auction until it is
+/// done, so its record is visible once the lock is ours; a refusal makes
+/// the caller look for the record again (a retry of a command that went
+/// through is refused on the state it left).
 async fn lock_and_decide<T: Transaction>(
     tx: &mut T,
     auction_id: AuctionId,
@@ -166,33 +190,50 @@ async fn lock_and_decide<T: Transaction>(
     clock: &dyn Clock,
     check: impl FnOnce(&Auction, Timestamp) -> Result<(), Rejection>,
     decide: impl FnOnce(AuctionState<'_>, Timestamp) -> Result<Decision, RuleError>,
-) -> Result<Decision, EngineError> {
+    stored: Option<(UserId, &IdempotencyKey)>,
+) -> Result<Outcome, EngineError> {
     let auction = tx
         .lock_auction(auction_id)
         .await?
         .ok_or(Rejection::AuctionNotFound { auction_id })?;
     let now = decision_time(tx, clock).await?;
     check(&auction, now)?;
-    let (holds, wallets) = lock_parties(tx, &auction, action).await?;
+    let parties = action.parties(&auction);
+    let BatchReads {
+        holds,
+        wallets,
+        records,
+    } = tx
+        .batch_reads(auction.id, stored.as_slice(), &parties)
+        .await?;
+    if let Some(record) = records.into_iter().flatten().next() {
+        return Ok(Outcome::Stored(record));
+    }
     let state = AuctionState {
         auction: &auction,
         holds: &holds,
         wallets: &wallets,
     };
-    Ok(decide(state, now)?)
+    Ok(Outcome::Decided(decide(state, now)?))
 }
 
-/// Writes one command's `decision` as a batch of one, with the command's
-/// idempotency record when it has a `key`; `receipt` makes its receipt from
-/// the auction as decided and its bid. Returns the receipt, its bid as
-/// stored (with its id), and the decision's event.
+/// Writes one command's decision as a batch of one, with the command's
+/// idempotency record when it has a `key`, or answers with the record
+/// stored before; `receipt` makes the receipt from the auction as decided
+/// and its bid. Returns the receipt, its bid as stored (with its id), and
+/// the decision's event.
 async fn write_decision<T: Transaction>(
     tx: &mut T,
-    decision: Decision,
+    outcome: Outcome,
     command: &Command,
     key: Option<&IdempotencyKey>,
     receipt: impl Fn(Auction, Option<Bid>) -> Receipt,
 ) -> Result<(Receipt, Option<Event>), EngineError> {
+    let decision = match (outcome, key) {
+        (Outcome::Decided(decision), _) => decision,
+        (Outcome::Stored(record), Some(key)) => return Ok((replay(record, command, key)?, None)),
+        (Outcome::Stored(_), None) => return Err(invariant("a record found without a key")),
+    };
     let record = key.map(|key| BatchRecord {
         decision: 0,
         user: command.actor(),
