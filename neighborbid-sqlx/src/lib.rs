@@ -34,6 +34,7 @@
 //! [`PgStoreOptions`] for pool size and lock timeout), then `migrate()`.
 
 mod codec;
+mod outbox;
 mod postgres;
 mod queries;
 mod sqlite;

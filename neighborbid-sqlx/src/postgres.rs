@@ -15,11 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use neighborbid_core::rules::{self, Decision};
-use neighborbid_core::store::{
-    AuctionStore, BatchReads, BatchRecord, BatchWrites, ForgottenEvents, Outbox, WalletLedger,
-};
+use neighborbid_core::store::{AuctionStore, BatchReads, BatchRecord, BatchWrites, WalletLedger};
 use neighborbid_core::{
-    Auction, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, Money, Store,
+    Auction, AuctionId, Bid, EventId, Hold, IdempotencyKey, IdempotencyRecord, Money, Store,
     StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
 use rust_decimal::Decimal;
@@ -553,45 +551,10 @@ impl AuctionStore for PgTx {
         Ok(done.rows_affected())
     }
 }
-#[async_trait]
-impl Outbox for PgTx {
-    async fn events_after(
-        &mut self,
-        id: AuctionId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let events: Vec<Json<Event>> = sqlx::query_scalar(
-            "SELECT payload FROM outbox WHERE auction_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(id.0)
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(events.into_iter().map(|Json(event)| event).collect())
-    }
-
-    async fn undelivered_events(
-        &mut self,
-        before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        // SKIP LOCKED: relays of several processes take disjoint rows.
-        let events: Vec<Json<Event>> = sqlx::query_scalar(
-            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND at <= $1 \
-             ORDER BY auction_id, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(events.into_iter().map(|Json(event)| event).collect())
-    }
-
-    async fn mark_delivered(
+impl PgTx {
+    /// [`Outbox::mark_delivered`](neighborbid_core::store::Outbox::mark_delivered)
+    /// on this database.
+    async fn mark_delivered_rows(
         &mut self,
         events: &[EventId],
         at: Timestamp,
@@ -615,33 +578,15 @@ impl Outbox for PgTx {
         .map_err(self.error())?;
         Ok(())
     }
-
-    async fn forget_events(
-        &mut self,
-        closed_before: Timestamp,
-        after: AuctionId,
-        limit: u32,
-    ) -> Result<ForgottenEvents, StoreError> {
-        let (events, last): (i64, Option<i64>) = sqlx::query_as(
-            "WITH picked AS ( \
-                 SELECT id FROM auctions WHERE id > $2 AND closed_at <= $1 ORDER BY id LIMIT $3), \
-             gone AS ( \
-                 DELETE FROM outbox USING picked \
-                 WHERE outbox.auction_id = picked.id AND outbox.at <= $1 RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM gone), (SELECT MAX(id) FROM picked)",
-        )
-        .bind(closed_before)
-        .bind(after.0)
-        .bind(i64::from(limit))
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(ForgottenEvents {
-            events: u64::try_from(events).unwrap_or_default(),
-            last_auction: last.map(AuctionId),
-        })
-    }
 }
+
+/// How Postgres stores a time: as it is (`timestamptz`).
+fn db_time(at: Timestamp) -> Timestamp {
+    at
+}
+
+// The outbox: one implementation for both databases.
+crate::outbox::impl_outbox!(PgTx, lock: " FOR UPDATE SKIP LOCKED", time: db_time);
 
 // What browsing reads: one implementation for both databases.
 crate::queries::impl_queries!(PgTx);

@@ -15,12 +15,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neighborbid_core::rules::Decision;
-use neighborbid_core::store::{
-    AuctionStore, BatchRecord, ForgottenEvents, Outbox, Queries, WalletLedger,
-};
+use neighborbid_core::store::{AuctionStore, BatchRecord, Queries, WalletLedger};
 use neighborbid_core::{
-    Auction, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry,
-    Money, Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
+    Auction, AuctionId, Bid, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money,
+    Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -467,44 +465,10 @@ impl WalletLedger for SqliteTx {
         Ok(())
     }
 }
-#[async_trait]
-impl Outbox for SqliteTx {
-    async fn events_after(
-        &mut self,
-        id: AuctionId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let events: Vec<Json<Event>> = sqlx::query_scalar(
-            "SELECT payload FROM outbox WHERE auction_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )
-        .bind(id.0)
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(events.into_iter().map(|Json(event)| event).collect())
-    }
-
-    async fn undelivered_events(
-        &mut self,
-        before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let events: Vec<Json<Event>> = sqlx::query_scalar(
-            "SELECT payload FROM outbox WHERE delivered_at IS NULL AND at <= ?1 \
-             ORDER BY auction_id, seq LIMIT ?2",
-        )
-        .bind(before.timestamp_micros())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(events.into_iter().map(|Json(event)| event).collect())
-    }
-
-    async fn mark_delivered(
+impl SqliteTx {
+    /// [`Outbox::mark_delivered`](neighborbid_core::store::Outbox::mark_delivered)
+    /// on this database.
+    async fn mark_delivered_rows(
         &mut self,
         events: &[EventId],
         at: Timestamp,
@@ -524,40 +488,15 @@ impl Outbox for SqliteTx {
         .map_err(self.error())?;
         Ok(())
     }
-
-    async fn forget_events(
-        &mut self,
-        closed_before: Timestamp,
-        after: AuctionId,
-        limit: u32,
-    ) -> Result<ForgottenEvents, StoreError> {
-        // SQLite takes no DELETE in a WITH: the auctions are picked twice,
-        // the same way, in one transaction.
-        const PICKED: &str =
-            "SELECT id FROM auctions WHERE id > ?2 AND closed_at <= ?1 ORDER BY id LIMIT ?3";
-        let closed_before = closed_before.timestamp_micros();
-        let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM ({PICKED})"))
-            .bind(closed_before)
-            .bind(after.0)
-            .bind(i64::from(limit))
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        let done = sqlx::query(&format!(
-            "DELETE FROM outbox WHERE at <= ?1 AND auction_id IN ({PICKED})"
-        ))
-        .bind(closed_before)
-        .bind(after.0)
-        .bind(i64::from(limit))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(ForgottenEvents {
-            events: done.rows_affected(),
-            last_auction: last.map(AuctionId),
-        })
-    }
 }
+
+/// How SQLite stores a time: microseconds since 1970.
+fn db_time(at: Timestamp) -> i64 {
+    at.timestamp_micros()
+}
+
+// The outbox: one implementation for both databases.
+crate::outbox::impl_outbox!(SqliteTx, lock: "", time: db_time);
 
 // What browsing reads: one implementation for both databases.
 crate::queries::impl_queries!(SqliteTx);
