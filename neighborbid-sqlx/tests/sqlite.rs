@@ -36,22 +36,15 @@ async fn rows_stored_by_an_earlier_version_still_read_back() {
     if stored::blessing() {
         let (store, _dir) = fresh_store().await;
         stored::write_every_kind(store.clone()).await;
-        let rows = stored::fixture(stored::SET, "sqlite.sql");
-        std::fs::write(rows, dump(&store).await).expect("write the rows");
-        let reading = stored::read_back(&store).await;
-        std::fs::write(stored::fixture(stored::SET, "read-back.txt"), reading)
-            .expect("write the reading");
+        stored::bless(&store, "sqlite", dump(&store).await).await;
     }
     for set in stored::sets() {
         let (store, _dir) = fresh_store().await;
-        let sql = std::fs::read_to_string(stored::fixture(&set, "sqlite.sql")).expect("rows");
-        sqlx::raw_sql(&sql)
+        sqlx::raw_sql(&stored::rows(&set, "sqlite"))
             .execute(store.writer())
             .await
             .unwrap_or_else(|error| panic!("set {set} loads into today's schema: {error}"));
-        let expected =
-            std::fs::read_to_string(stored::fixture(&set, "read-back.txt")).expect("reading");
-        assert_eq!(stored::read_back(&store).await, expected, "set {set}");
+        stored::assert_reads_back(&store, &set).await;
     }
 }
 

@@ -576,13 +576,11 @@ fn cancel_rules() {
     );
 }
 
-#[test]
-fn auctions_are_validated_on_creation() {
-    let currency = Currency::default();
-    let rules = rules_with(&currency);
-    let cmd = CreateAuction {
+/// A valid listing at [`t0`]: a desk from 100, by 10, for an hour.
+fn listing() -> CreateAuction {
+    CreateAuction {
         seller: SELLER,
-        title: "  Desk  ".into(),
+        title: "Desk".into(),
         description: String::new(),
         category: None,
         attributes: Default::default(),
@@ -591,7 +589,18 @@ fn auctions_are_validated_on_creation() {
         policy: AuctionPolicy::fixed(m(10)),
         buy_now_price: None,
         starts_at: None,
+        ends_at: t0() + TimeDelta::hours(1),
+    }
+}
+
+#[test]
+fn auctions_are_validated_on_creation() {
+    let currency = Currency::default();
+    let rules = rules_with(&currency);
+    let cmd = CreateAuction {
+        title: "  Desk  ".into(),
         ends_at: t0() + TimeDelta::hours(1) + TimeDelta::nanoseconds(1_500),
+        ..listing()
     };
     let a = create_auction(rules, &cmd, t0()).expect("valid");
     assert_eq!((a.title.as_str(), a.starts_at, a.seq), ("Desk", t0(), 0));
@@ -623,19 +632,7 @@ fn malformed_auctions_are_refused_with_a_reason() {
     let currency = Currency::default();
     let rules = rules_with(&currency);
     let now = t0();
-    let base = CreateAuction {
-        seller: SELLER,
-        title: "Desk".into(),
-        description: String::new(),
-        category: None,
-        attributes: Default::default(),
-        scope: Scope::National,
-        start_price: m(100),
-        policy: AuctionPolicy::fixed(m(10)),
-        buy_now_price: None,
-        starts_at: None,
-        ends_at: now + TimeDelta::hours(1),
-    };
+    let base = listing();
     let cases: Vec<(CreateAuction, &str)> = vec![
         (
             CreateAuction {

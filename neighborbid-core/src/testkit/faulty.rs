@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::rules::Decision;
-use crate::store::{AuctionStore, ForgottenEvents, Outbox, Queries, WalletLedger};
-use crate::store::{BatchReads, BatchRecord};
+use crate::store::{
+    AuctionStore, BatchReads, BatchRecord, ForgottenEvents, Outbox, Queries, WalletLedger,
+};
 use crate::{
     Auction, AuctionFilter, AuctionId, Bid, Event, EventId, Hold, IdempotencyKey,
     IdempotencyRecord, LedgerEntry, Page, Store, StoreError, StoreErrorKind, Timestamp,

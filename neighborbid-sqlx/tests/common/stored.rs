@@ -83,6 +83,26 @@ pub(crate) fn blessing() -> bool {
     std::env::var("NEIGHBORBID_BLESS_FIXTURES").is_ok_and(|v| v == "1")
 }
 
+/// Writes set [`SET`] from `store`, on which [`write_every_kind`] ran:
+/// its rows as `dump` (the file `<SET>-<database>.sql`) and its reading.
+pub(crate) async fn bless<S: Store>(store: &S, database: &str, dump: String) {
+    std::fs::write(fixture(SET, &format!("{database}.sql")), dump).expect("write the rows");
+    let reading = read_back(store).await;
+    std::fs::write(fixture(SET, "read-back.txt"), reading).expect("write the reading");
+}
+
+/// The rows of `set` for `database`, as SQL.
+pub(crate) fn rows(set: &str, database: &str) -> String {
+    std::fs::read_to_string(fixture(set, &format!("{database}.sql"))).expect("the fixture rows")
+}
+
+/// Asserts that `store`, loaded with the rows of `set`, reads them back as
+/// they were read when the set was written.
+pub(crate) async fn assert_reads_back<S: Store>(store: &S, set: &str) {
+    let expected = std::fs::read_to_string(fixture(set, "read-back.txt")).expect("the reading");
+    assert_eq!(read_back(store).await, expected, "fixture set {set}");
+}
+
 /// Writes every kind of stored value through the engine: every auction
 /// status, proxy and plain bids, holds, every kind of history entry, events
 /// delivered and not, and an idempotency record of every receipt kind.
