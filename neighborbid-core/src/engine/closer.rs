@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::decide::{decision_time, lock_parties};
+use super::decide::decision_time;
 use super::{finish, invariant, Attempt};
 use crate::auction::Auction;
 use crate::engine::Engine;
@@ -200,7 +200,8 @@ impl<S: Store, N: Notifier> Engine<S, N> {
         };
         *claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(auction.id);
         let now = decision_time(tx, &*self.inner.config.clock).await?;
-        let (holds, wallets) = lock_parties(tx, &auction, AuctionAction::Settle).await?;
+        let parties = AuctionAction::Settle.parties(&auction);
+        let (holds, wallets) = tx.lock_parties(auction.id, &parties).await?;
         let state = AuctionState {
             auction: &auction,
             holds: &holds,

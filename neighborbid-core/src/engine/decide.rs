@@ -12,7 +12,7 @@ use crate::ids::{AuctionId, UserId};
 use crate::notify::Notifier;
 use crate::rules::{self, AuctionAction, AuctionState, Decision, RuleError};
 use crate::store::{AuctionStore, BatchReads, BatchRecord, Store, Transaction, WalletLedger};
-use crate::wallet::{Hold, Wallet};
+use crate::wallet::Wallet;
 use crate::Timestamp;
 
 use super::{finish, invariant, Attempt, Engine};
@@ -275,16 +275,6 @@ pub(super) async fn decision_time<T: Transaction>(
 
 fn no_check(_: &Auction, _: Timestamp) -> Result<(), Rejection> {
     Ok(())
-}
-
-pub(super) async fn lock_parties<T: Transaction>(
-    tx: &mut T,
-    auction: &Auction,
-    action: AuctionAction,
-) -> Result<(Vec<Hold>, Vec<Wallet>), EngineError> {
-    Ok(tx
-        .lock_parties(auction.id, &action.parties(auction))
-        .await?)
 }
 
 async fn lock_wallet<T: Transaction>(tx: &mut T, user: UserId) -> Result<Wallet, EngineError> {
