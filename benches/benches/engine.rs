@@ -7,9 +7,9 @@ use chrono::{TimeDelta, Utc};
 use criterion::{criterion_main, Criterion};
 use neighborbid_core::rules::{self, AuctionState, Rules, SameRegion};
 use neighborbid_core::{
-    Auction, AuctionId, AuctionPolicy, AuctionStatus, CreateAuction, Currency, Deposit, Engine,
-    EngineConfig, EngineError, Hold, MemoryStore, Money, NoopNotifier, PlaceBid, Rejection, Scope,
-    UserId, Wallet,
+    Auction, AuctionId, AuctionPolicy, AuctionStatus, Bidding, CreateAuction, Currency, Deposit,
+    Engine, EngineConfig, EngineError, Hold, Listing, MemoryStore, Money, NoopNotifier, PlaceBid,
+    Rejection, UserId, Wallet,
 };
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,27 +18,26 @@ fn hot_auction() -> Auction {
     let now = Utc::now();
     Auction {
         id: AuctionId(1),
-        seller: UserId(1),
-        title: "bench".into(),
-        description: String::new(),
-        category: None,
-        attributes: Default::default(),
-        scope: Scope::National,
-        start_price: Money::units(100),
-        policy: AuctionPolicy::fixed(Money::units(1)),
-        buy_now_price: None,
+        listing: Listing::new(
+            UserId(1),
+            "bench",
+            Money::units(100),
+            AuctionPolicy::fixed(Money::units(1)),
+        ),
         starts_at: now - TimeDelta::hours(1),
-        ends_at: now + TimeDelta::hours(1),
-        status: AuctionStatus::Open,
-        current_price: Money::units(500),
-        leader: Some(UserId(2)),
-        max_bid: Some(Money::units(500)),
-        reserve_met: true,
-        extensions: 0,
-        bid_count: 400,
-        seq: 400,
         created_at: now - TimeDelta::hours(1),
-        closed_at: None,
+        bidding: Bidding {
+            ends_at: now + TimeDelta::hours(1),
+            status: AuctionStatus::Open,
+            current_price: Money::units(500),
+            leader: Some(UserId(2)),
+            max_bid: Some(Money::units(500)),
+            reserve_met: true,
+            extensions: 0,
+            bid_count: 400,
+            seq: 400,
+            closed_at: None,
+        },
     }
 }
 
@@ -113,15 +112,12 @@ async fn engine_with(
     let mut ids = Vec::new();
     for _ in 0..auctions {
         let cmd = CreateAuction {
-            seller: UserId(1),
-            title: "hot".into(),
-            description: String::new(),
-            category: None,
-            attributes: Default::default(),
-            scope: Scope::National,
-            start_price: Money::units(1),
-            policy: AuctionPolicy::fixed(Money::units(1)),
-            buy_now_price: None,
+            listing: Listing::new(
+                UserId(1),
+                "hot",
+                Money::units(1),
+                AuctionPolicy::fixed(Money::units(1)),
+            ),
             starts_at: None,
             ends_at: engine.now() + TimeDelta::days(1),
         };

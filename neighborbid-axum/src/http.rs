@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use neighborbid_core::{
     AuctionFilter, AuctionId, BuyNow, CancelAuction, CreateAuction, Deposit, EndEarly,
-    IdempotencyKey, LedgerEntry, Money, Scope, ScopeFilter, Withdraw,
+    IdempotencyKey, LedgerEntry, Listing, Money, Scope, ScopeFilter, Withdraw,
 };
 use serde::{Deserialize, Serialize};
 
@@ -142,7 +142,7 @@ pub(crate) async fn get_auction(
     let etag = format!(
         "\"{}-{}-{}\"",
         id,
-        view.auction.seq,
+        view.auction.bidding.seq,
         viewer.map_or(0, |user| user.0)
     );
     let etag = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
@@ -195,15 +195,14 @@ pub(crate) async fn create_auction(
         },
     };
     let mut command = CreateAuction {
-        seller: me.user,
-        title: body.title,
-        description: body.description,
-        category: body.category,
-        attributes: body.attributes,
-        scope,
-        start_price: body.start_price,
-        policy: body.policy,
-        buy_now_price: body.buy_now_price,
+        listing: Listing {
+            description: body.description,
+            category: body.category,
+            attributes: body.attributes,
+            scope,
+            buy_now_price: body.buy_now_price,
+            ..Listing::new(me.user, body.title, body.start_price, body.policy)
+        },
         starts_at: body.starts_at,
         ends_at: body.ends_at,
     };

@@ -97,7 +97,7 @@ impl AuctionBody {
             auction: auction.redacted_for(viewer),
             min_next_bid: auction.min_next_bid(),
             buy_now_available: auction.buy_now_available(),
-            has_reserve: auction.policy.reserve_price.is_some(),
+            has_reserve: auction.listing.policy.reserve_price.is_some(),
         }
     }
 }

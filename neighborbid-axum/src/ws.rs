@@ -363,14 +363,14 @@ impl<T: Socket> Connection<T> {
     /// Sends the whole state and skips the events it already includes.
     async fn send_snapshot(&mut self, view: AuctionView) -> Flow {
         if let Some(room) = &mut self.room {
-            room.watch.resume_after(view.auction.seq);
+            room.watch.resume_after(view.auction.bidding.seq);
         }
-        self.seq = view.auction.seq;
+        self.seq = view.auction.bidding.seq;
         let viewer = self.viewer.as_ref().map(|actor| actor.user);
         let message = ServerMessage::Snapshot {
-            seq: view.auction.seq,
+            seq: view.auction.bidding.seq,
             server_now: self.state.engine.now(),
-            ends_at: view.auction.ends_at,
+            ends_at: view.auction.bidding.ends_at,
             auction: AuctionBody::new(&view.auction, viewer),
             bids: view.bids,
         };
@@ -418,7 +418,7 @@ impl<T: Socket> Connection<T> {
                 let server_now = self.state.engine.now();
                 let message = match result {
                     Ok(result) => ServerMessage::BidResult {
-                        seq: result.auction.auction.seq,
+                        seq: result.auction.auction.bidding.seq,
                         server_now,
                         request_id,
                         result,

@@ -140,38 +140,85 @@ impl FromStr for AuctionStatus {
     }
 }
 
-/// An auction and its current state.
+/// What a seller lists: fixed when the auction is created, shared by
+/// [`CreateAuction`](crate::CreateAuction) and [`Auction`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Auction {
-    /// Its id ([`AuctionId::UNASSIGNED`] until the store inserts it).
-    pub id: AuctionId,
+pub struct Listing {
     /// Who sells; receives the final price.
     pub seller: UserId,
-    /// Short title.
+    /// 1 to [`Listing::MAX_TITLE`] characters, none of them control
+    /// characters (see [`rules::plain_text`](crate::rules::plain_text); the
+    /// same holds for the category, attributes and a local region).
     pub title: String,
-    /// Free text.
+    /// Up to [`Listing::MAX_DESCRIPTION`] characters; of the control
+    /// characters only line breaks and tabs.
     pub description: String,
-    /// The host application's category name, if it uses categories.
+    /// The host application's category name, if it uses categories: up to
+    /// [`Listing::MAX_LABEL`] characters.
     #[serde(default)]
     pub category: Option<String>,
     /// Item details the host application defines (condition, who pays
-    /// shipping, ...), kept and shown as given.
+    /// shipping, ...), kept and shown as given: at most
+    /// [`Listing::MAX_ATTRIBUTES`], names and values of 1 to
+    /// [`Listing::MAX_LABEL`] characters.
     #[serde(default)]
     pub attributes: Attributes,
     /// Local (one neighbourhood) or national.
     pub scope: Scope,
-    /// The lowest acceptable first bid.
+    /// The lowest acceptable first bid (positive).
     pub start_price: Money,
-    /// Increment, reserve, close and buy-now rules. The reserve price is
-    /// secret: show auctions to others through [`Auction::redacted_for`].
+    /// Increment, reserve, close and buy-now rules
+    /// ([`AuctionPolicy::fixed`] for a fixed bid unit, no reserve and a
+    /// hard close). The reserve price is secret: show auctions to others
+    /// through [`Auction::redacted_for`].
     pub policy: AuctionPolicy,
-    /// Price at which anyone eligible may end the auction at once.
+    /// Price at which anyone eligible may end the auction at once; at least
+    /// the start price.
     pub buy_now_price: Option<Money>,
-    /// Bids are accepted from this moment...
-    pub starts_at: Timestamp,
-    /// ...until just before this one.
+}
+
+impl Listing {
+    /// A national listing by `seller` starting at `start_price`, with no
+    /// description, category, details or buy-now price. Set any other
+    /// field on the result; building listings this way keeps code
+    /// compiling when `Listing` gains a field.
+    pub fn new(
+        seller: UserId,
+        title: impl Into<String>,
+        start_price: Money,
+        policy: AuctionPolicy,
+    ) -> Listing {
+        Listing {
+            seller,
+            title: title.into(),
+            description: String::new(),
+            category: None,
+            attributes: Attributes::default(),
+            scope: Scope::National,
+            start_price,
+            policy,
+            buy_now_price: None,
+        }
+    }
+
+    /// Longest title, in characters.
+    pub const MAX_TITLE: usize = 200;
+    /// Longest description, in characters.
+    pub const MAX_DESCRIPTION: usize = 10_000;
+    /// Longest category, attribute name or attribute value, in characters.
+    pub const MAX_LABEL: usize = 100;
+    /// Most attributes.
+    pub const MAX_ATTRIBUTES: usize = 20;
+}
+
+/// Where bidding stands: what every change of an auction may rewrite (and
+/// all a store writes for a bid).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bidding {
+    /// Bids are accepted until just before this moment: the listed end,
+    /// moved by a soft close's extensions or an early end.
     pub ends_at: Timestamp,
-    /// Where it is in its life.
+    /// Where the auction is in its life.
     pub status: AuctionStatus,
     /// The leading bid, or the start price while there is no bid.
     pub current_price: Money,
@@ -192,21 +239,41 @@ pub struct Auction {
     /// Sequence number of the last change: 0 at creation, +1 per change.
     /// Every event of this auction carries the number of its change.
     pub seq: u64,
-    /// When it was created.
-    pub created_at: Timestamp,
     /// When it was settled, bought or cancelled.
     pub closed_at: Option<Timestamp>,
+}
+
+/// An auction: its listing, fixed at creation, and where its bidding
+/// stands. Its JSON is one flat object of all their fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auction {
+    /// Its id ([`AuctionId::UNASSIGNED`] until the store inserts it).
+    pub id: AuctionId,
+    /// What the seller listed.
+    #[serde(flatten)]
+    pub listing: Listing,
+    /// Bids are accepted from this moment on.
+    pub starts_at: Timestamp,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Where bidding stands.
+    #[serde(flatten)]
+    pub bidding: Bidding,
 }
 
 impl Auction {
     /// The smallest bid the auction accepts now: the start price for the
     /// first bid, then the current price plus one increment.
     pub fn min_next_bid(&self) -> Money {
-        match self.leader {
-            None => self.start_price,
+        match self.bidding.leader {
+            None => self.listing.start_price,
             // Saturates at MAX: a bid above MAX cannot exist, so nothing can
             // win against a leader at MAX anyway.
-            Some(_) => self.policy.increment.above(self.current_price),
+            Some(_) => self
+                .listing
+                .policy
+                .increment
+                .above(self.bidding.current_price),
         }
     }
 
@@ -214,39 +281,42 @@ impl Auction {
     /// price that bidding has not reached, and its [`BuyNowPolicy`] still
     /// allows it.
     pub fn buy_now_available(&self) -> bool {
-        let Some(price) = self.buy_now_price else {
+        let Some(price) = self.listing.buy_now_price else {
             return false;
         };
-        let reached = self.leader.is_some() && self.current_price >= price;
-        let allowed = match self.policy.buy_now {
+        let bidding = &self.bidding;
+        let reached = bidding.leader.is_some() && bidding.current_price >= price;
+        let allowed = match self.listing.policy.buy_now {
             BuyNowPolicy::Always => true,
-            BuyNowPolicy::UntilFirstBid => self.leader.is_none(),
-            BuyNowPolicy::UntilReserveMet => !self.reserve_met,
+            BuyNowPolicy::UntilFirstBid => bidding.leader.is_none(),
+            BuyNowPolicy::UntilReserveMet => !bidding.reserve_met,
         };
-        self.status == AuctionStatus::Open && !reached && allowed
+        bidding.status == AuctionStatus::Open && !reached && allowed
     }
 
     /// The auction as `viewer` may see it: the reserve price only for the
     /// seller, the leader's maximum only for the leader.
     pub fn redacted_for(&self, viewer: Option<UserId>) -> Auction {
         let mut seen = self.clone();
-        if viewer != Some(self.seller) {
-            seen.policy.reserve_price = None;
+        if viewer != Some(self.listing.seller) {
+            seen.listing.policy.reserve_price = None;
         }
-        if viewer.is_none() || viewer != self.leader {
-            seen.max_bid = None;
+        if viewer.is_none() || viewer != self.bidding.leader {
+            seen.bidding.max_bid = None;
         }
         seen
     }
 
     /// Whether the auction takes bids at `now`: open, started, not past its end.
     pub fn is_live(&self, now: Timestamp) -> bool {
-        self.status == AuctionStatus::Open && self.starts_at <= now && now < self.ends_at
+        self.bidding.status == AuctionStatus::Open
+            && self.starts_at <= now
+            && now < self.bidding.ends_at
     }
 
     /// Whether the closer should settle it at `now`.
     pub fn is_due(&self, now: Timestamp) -> bool {
-        self.status == AuctionStatus::Open && self.ends_at <= now
+        self.bidding.status == AuctionStatus::Open && self.bidding.ends_at <= now
     }
 }
 
@@ -309,17 +379,15 @@ mod tests {
     #[test]
     fn only_the_seller_sees_the_reserve_and_only_the_leader_their_maximum() {
         let (mut led, _) = led_by_alice();
-        led.policy.reserve_price = Some(Money::units(120));
-        led.max_bid = Some(Money::units(300));
+        led.listing.policy.reserve_price = Some(Money::units(120));
+        led.bidding.max_bid = Some(Money::units(300));
         let seen = |viewer| {
             let seen = led.redacted_for(viewer);
-            let rest_unchanged = Auction {
-                policy: led.policy.clone(),
-                max_bid: led.max_bid,
-                ..seen.clone()
-            } == led;
-            assert!(rest_unchanged, "only the secrets change for {viewer:?}");
-            (seen.policy.reserve_price, seen.max_bid)
+            let mut restored = seen.clone();
+            restored.listing.policy = led.listing.policy.clone();
+            restored.bidding.max_bid = led.bidding.max_bid;
+            assert_eq!(restored, led, "only the secrets change for {viewer:?}");
+            (seen.listing.policy.reserve_price, seen.bidding.max_bid)
         };
         let (reserve, max) = (Some(Money::units(120)), Some(Money::units(300)));
         assert_eq!(seen(Some(SELLER)), (reserve, None));

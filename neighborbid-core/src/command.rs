@@ -4,42 +4,20 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auction::{Attributes, Auction, Bid, Region, Scope};
+use crate::auction::{Auction, Bid, Listing, Region};
 use crate::ids::{AuctionId, UserId};
 use crate::money::Money;
 use crate::policy::{AuctionPolicy, Increment};
 use crate::wallet::LedgerEntry;
 use crate::Timestamp;
 
-/// Put an auction up for sale.
+/// Put an auction up for sale. Its JSON is one flat object: the
+/// listing's fields, `starts_at` and `ends_at`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateAuction {
-    /// Who sells.
-    pub seller: UserId,
-    /// 1 to [`CreateAuction::MAX_TITLE`] characters, none of them control
-    /// characters (see [`rules::plain_text`](crate::rules::plain_text); the
-    /// same holds for the category, attributes and a local region).
-    pub title: String,
-    /// Up to [`CreateAuction::MAX_DESCRIPTION`] characters; of the control
-    /// characters only line breaks and tabs.
-    pub description: String,
-    /// Up to [`CreateAuction::MAX_LABEL`] characters; which categories
-    /// exist is the host application's business.
-    #[serde(default)]
-    pub category: Option<String>,
-    /// At most [`CreateAuction::MAX_ATTRIBUTES`] item details, names and
-    /// values of 1 to [`CreateAuction::MAX_LABEL`] characters.
-    #[serde(default)]
-    pub attributes: Attributes,
-    /// Local or national.
-    pub scope: Scope,
-    /// Lowest first bid (positive).
-    pub start_price: Money,
-    /// Increment, reserve, close and buy-now rules
-    /// ([`AuctionPolicy::fixed`] for a fixed bid unit, no reserve and a hard close).
-    pub policy: AuctionPolicy,
-    /// Optional instant price, at least the start price.
-    pub buy_now_price: Option<Money>,
+    /// What is listed.
+    #[serde(flatten)]
+    pub listing: Listing,
     /// When bidding opens; `None` means now.
     pub starts_at: Option<Timestamp>,
     /// When bidding closes; after `starts_at` and in the future.
@@ -57,8 +35,8 @@ impl CreateAuction {
     ///
     /// let ends_at = chrono::Utc::now() + chrono::TimeDelta::hours(2);
     /// let mut desk = CreateAuction::new(UserId(1), "Oak desk", Money::units(10_000), Increment::fixed(Money::units(500)), ends_at);
-    /// desk.scope = Scope::Local { region: Region::new("seoul/mapo/mangwon") };
-    /// desk.buy_now_price = Some(Money::units(50_000));
+    /// desk.listing.scope = Scope::Local { region: Region::new("seoul/mapo/mangwon") };
+    /// desk.listing.buy_now_price = Some(Money::units(50_000));
     /// ```
     pub fn new(
         seller: UserId,
@@ -68,28 +46,18 @@ impl CreateAuction {
         ends_at: Timestamp,
     ) -> CreateAuction {
         CreateAuction {
-            seller,
-            title: title.into(),
-            description: String::new(),
-            category: None,
-            attributes: Attributes::default(),
-            scope: Scope::National,
-            start_price,
-            policy: AuctionPolicy::new(increment),
-            buy_now_price: None,
+            listing: Listing::new(seller, title, start_price, AuctionPolicy::new(increment)),
             starts_at: None,
             ends_at,
         }
     }
 
-    /// Longest title, in characters.
-    pub const MAX_TITLE: usize = 200;
-    /// Longest description, in characters.
-    pub const MAX_DESCRIPTION: usize = 10_000;
-    /// Longest category, attribute name or attribute value, in characters.
-    pub const MAX_LABEL: usize = 100;
-    /// Most attributes.
-    pub const MAX_ATTRIBUTES: usize = 20;
+    /// The command with its listing changed by `change`, for variations of
+    /// one listing: `desk.clone().with_listing(|listing| listing.buy_now_price = None)`.
+    pub fn with_listing(mut self, change: impl FnOnce(&mut Listing)) -> CreateAuction {
+        change(&mut self.listing);
+        self
+    }
 
     /// The earliest `starts_at` or `ends_at` accepted: 1970-01-01T00:00:00Z.
     /// Dates outside [`EARLIEST`](Self::EARLIEST) to the end of 9999
@@ -213,7 +181,7 @@ impl Command {
     /// The user acting; idempotency keys are scoped to them.
     pub fn actor(&self) -> UserId {
         match self {
-            Command::CreateAuction(c) => c.seller,
+            Command::CreateAuction(c) => c.listing.seller,
             Command::PlaceBid(c) => c.bidder,
             Command::BuyNow(c) => c.buyer,
             Command::CancelAuction(c) => c.seller,

@@ -227,7 +227,7 @@ impl<S: Store, N: Notifier> Engine<S, N> {
             Receipt::BidPlaced(receipt) if receipt.leading => Ok(receipt),
             // The bid was written (it pushed the price), but it lost at once.
             Receipt::BidPlaced(receipt) => Err(Rejection::OutbidByProxy {
-                price: receipt.auction.current_price,
+                price: receipt.auction.bidding.current_price,
                 min_next_bid: receipt.auction.min_next_bid(),
             }
             .into()),

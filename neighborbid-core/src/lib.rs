@@ -19,8 +19,8 @@
 //! ```
 //! use chrono::{TimeDelta, Utc};
 //! use neighborbid_core::{
-//!     AuctionPolicy, BroadcastNotifier, CreateAuction, Deposit, Engine, MemoryStore, Money,
-//!     PlaceBid, PublicEvent, Scope, UserId,
+//!     AuctionPolicy, BroadcastNotifier, CreateAuction, Deposit, Engine, Listing, MemoryStore,
+//!     Money, PlaceBid, PublicEvent, Scope, UserId,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -33,15 +33,16 @@
 //! let auction = engine
 //!     .create_auction(
 //!         CreateAuction {
-//!             seller,
-//!             title: "Vintage bicycle".into(),
-//!             description: "Barely ridden".into(),
-//!             category: None,
-//!             attributes: Default::default(),
-//!             scope: Scope::National,
-//!             start_price: Money::units(100),
-//!             policy: AuctionPolicy::fixed(Money::units(10)),
-//!             buy_now_price: None,
+//!             listing: Listing {
+//!                 description: "Barely ridden".into(),
+//!                 scope: Scope::National, // or Scope::Local { region }
+//!                 ..Listing::new(
+//!                     seller,
+//!                     "Vintage bicycle",
+//!                     Money::units(100),
+//!                     AuctionPolicy::fixed(Money::units(10)),
+//!                 )
+//!             },
 //!             starts_at: None,
 //!             ends_at: Utc::now() + TimeDelta::hours(1),
 //!         },
@@ -62,7 +63,7 @@
 //!         None,
 //!     )
 //!     .await?;
-//! assert_eq!(receipt.auction.current_price, Money::units(120));
+//! assert_eq!(receipt.auction.bidding.current_price, Money::units(120));
 //!
 //! // The bid is held in escrow...
 //! let wallet = engine.wallet(alice, Default::default()).await?.wallet;
@@ -118,7 +119,9 @@ mod wallet;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use auction::{Attributes, Auction, AuctionStatus, Bid, Region, Scope, UnknownStatus};
+pub use auction::{
+    Attributes, Auction, AuctionStatus, Bid, Bidding, Listing, Region, Scope, UnknownStatus,
+};
 pub use clock::{to_micros, Clock, ManualClock, SystemClock, Timestamp};
 pub use command::{
     BidReceipt, BuyNow, CancelAuction, Command, CreateAuction, Deposit, EndEarly, IdempotencyKey,

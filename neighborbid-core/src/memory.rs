@@ -490,7 +490,7 @@ impl AuctionStore for MemoryTx {
             .auctions
             .values()
             .filter(|row| row.value.is_due(now) && !skip.contains(&row.value.id))
-            .min_by_key(|row| (row.value.ends_at, row.value.id));
+            .min_by_key(|row| (row.value.bidding.ends_at, row.value.id));
         Ok(due.map(|row| {
             self.remember(Row::Auction(row.value.id), row.version);
             row.value.clone()
@@ -660,7 +660,12 @@ impl Outbox for MemoryTx {
             let closed = state
                 .auctions
                 .range((Bound::Excluded(after), Bound::Unbounded))
-                .filter(|(_, row)| row.value.closed_at.is_some_and(|at| at <= closed_before))
+                .filter(|(_, row)| {
+                    row.value
+                        .bidding
+                        .closed_at
+                        .is_some_and(|at| at <= closed_before)
+                })
                 .take(limit as usize);
             let mut gone = Vec::new();
             for (id, _) in closed {

@@ -36,7 +36,7 @@
 
 use std::fmt;
 
-use crate::auction::{Auction, AuctionStatus, Bid, Region, Scope};
+use crate::auction::{Auction, AuctionStatus, Bid, Bidding, Listing, Region, Scope};
 use crate::clock::to_micros;
 use crate::command::{BuyNow, CancelAuction, CreateAuction, Deposit, EndEarly, PlaceBid, Withdraw};
 use crate::error::Rejection;
@@ -158,8 +158,8 @@ impl AuctionAction {
     pub fn parties(self, auction: &Auction) -> Vec<UserId> {
         match self {
             AuctionAction::Bid(user) => vec![user],
-            AuctionAction::BuyNow(user) => vec![user, auction.seller],
-            AuctionAction::Settle => vec![auction.seller],
+            AuctionAction::BuyNow(user) => vec![user, auction.listing.seller],
+            AuctionAction::Settle => vec![auction.listing.seller],
             AuctionAction::Cancel => Vec::new(),
         }
     }
@@ -199,25 +199,27 @@ pub fn create_auction(
     let invalid = |reason: &str| Rejection::InvalidAuction {
         reason: reason.to_owned(),
     };
-    let title = cmd.title.trim();
-    if title.is_empty() || title.chars().count() > CreateAuction::MAX_TITLE {
+    let listing = &cmd.listing;
+    let title = listing.title.trim();
+    if title.is_empty() || title.chars().count() > Listing::MAX_TITLE {
         return Err(invalid("title must be 1 to 200 characters"));
     }
-    if cmd.description.chars().count() > CreateAuction::MAX_DESCRIPTION {
+    if listing.description.chars().count() > Listing::MAX_DESCRIPTION {
         return Err(invalid("description must be at most 10000 characters"));
     }
     let one_line = |text: &str| plain_text(text, &[]);
-    let mut labels = cmd.category.iter().chain(
-        cmd.attributes
+    let mut labels = listing.category.iter().chain(
+        listing
+            .attributes
             .iter()
             .flat_map(|(name, value)| [name, value]),
     );
-    let region = match &cmd.scope {
+    let region = match &listing.scope {
         Scope::Local { region } => region.as_str(),
         Scope::National => "",
     };
     let plain = one_line(title)
-        && plain_text(&cmd.description, LAYOUT)
+        && plain_text(&listing.description, LAYOUT)
         && one_line(region)
         && labels.all(|label| one_line(label));
     if !plain {
@@ -225,17 +227,18 @@ pub fn create_auction(
             "text may not hold control characters (the description may hold line breaks and tabs)",
         ));
     }
-    let label =
-        |text: &str| !text.trim().is_empty() && text.chars().count() <= CreateAuction::MAX_LABEL;
+    let label = |text: &str| !text.trim().is_empty() && text.chars().count() <= Listing::MAX_LABEL;
     if cmd
+        .listing
         .category
         .as_deref()
         .is_some_and(|category| !label(category))
     {
         return Err(invalid("a category is 1 to 100 characters"));
     }
-    if cmd.attributes.len() > CreateAuction::MAX_ATTRIBUTES
+    if listing.attributes.len() > Listing::MAX_ATTRIBUTES
         || !cmd
+            .listing
             .attributes
             .iter()
             .all(|(name, value)| label(name) && label(value))
@@ -244,7 +247,7 @@ pub fn create_auction(
             "at most 20 attributes, names and values of 1 to 100 characters",
         ));
     }
-    if let Scope::Local { region } = &cmd.scope {
+    if let Scope::Local { region } = &listing.scope {
         if region.as_str().trim().is_empty() || region.as_str().len() > 200 {
             return Err(invalid(
                 "a local auction needs a region name of 1 to 200 bytes",
@@ -252,9 +255,10 @@ pub fn create_auction(
         }
     }
     let positive = |field, amount| positive(rules, field, amount);
-    let start_price = positive("start_price", cmd.start_price)?;
-    let policy = cmd.policy.validate(rules.currency)?;
+    let start_price = positive("start_price", listing.start_price)?;
+    let policy = listing.policy.validate(rules.currency)?;
     let buy_now_price = cmd
+        .listing
         .buy_now_price
         .map(|price| positive("buy_now_price", price))
         .transpose()?;
@@ -283,27 +287,27 @@ pub fn create_auction(
     }
     Ok(Auction {
         id: AuctionId::UNASSIGNED,
-        seller: cmd.seller,
-        title: title.to_owned(),
-        description: cmd.description.clone(),
-        category: cmd.category.clone(),
-        attributes: cmd.attributes.clone(),
-        scope: cmd.scope.clone(),
-        start_price,
-        policy,
-        buy_now_price,
+        listing: Listing {
+            title: title.to_owned(),
+            start_price,
+            policy,
+            buy_now_price,
+            ..listing.clone()
+        },
         starts_at,
-        ends_at,
-        status: AuctionStatus::Open,
-        current_price: start_price,
-        leader: None,
-        max_bid: None,
-        reserve_met: false,
-        extensions: 0,
-        bid_count: 0,
-        seq: 0,
         created_at: now,
-        closed_at: None,
+        bidding: Bidding {
+            ends_at,
+            status: AuctionStatus::Open,
+            current_price: start_price,
+            leader: None,
+            max_bid: None,
+            reserve_met: false,
+            extensions: 0,
+            bid_count: 0,
+            seq: 0,
+            closed_at: None,
+        },
     })
 }
 
@@ -325,14 +329,14 @@ pub fn place_bid(
     let amount = cmd.amount;
     let max = cmd.max_amount.unwrap_or(amount);
 
-    let increment = &auction.policy.increment;
+    let increment = &auction.listing.policy.increment;
     // Who leads after this bid, at what price, up to what maximum.
-    let (leader, mut price, leader_max) = match (auction.leader, auction.max_bid) {
+    let (leader, mut price, leader_max) = match (auction.bidding.leader, auction.bidding.max_bid) {
         (None, _) => (cmd.bidder, amount, max),
         (Some(leader), Some(held)) if leader == cmd.bidder => {
             // A plain bid sets the price; a maximum only raises the ceiling.
             let price = match cmd.max_amount {
-                Some(_) => auction.current_price,
+                Some(_) => auction.bidding.current_price,
                 None => amount,
             };
             let raised = held.max(max);
@@ -352,7 +356,9 @@ pub fn place_bid(
     let mut next = advance(auction);
     let mut postings = Postings::new(now, state.wallets, state.holds);
     let mut released = Vec::new();
-    if leading && (auction.leader != Some(leader) || auction.max_bid != Some(leader_max)) {
+    if leading
+        && (auction.bidding.leader != Some(leader) || auction.bidding.max_bid != Some(leader_max))
+    {
         released = postings.release_all(auction.id).map_err(ledger(max))?;
         postings
             .post(leader, EntryKind::BidHold, leader_max, Some(auction.id))
@@ -372,29 +378,29 @@ pub fn place_bid(
     }
 
     let mut later = Vec::new();
-    if !auction.reserve_met {
-        match auction.policy.reserve_price {
-            None => next.reserve_met = true,
+    if !auction.bidding.reserve_met {
+        match auction.listing.policy.reserve_price {
+            None => next.bidding.reserve_met = true,
             Some(reserve) if leader_max >= reserve => {
                 price = price.max(reserve);
-                next.reserve_met = true;
+                next.bidding.reserve_met = true;
                 later.push(PublicEvent::ReserveMet { price });
             }
             Some(_) => {}
         }
     }
-    next.leader = Some(leader);
-    next.max_bid = Some(leader_max);
+    next.bidding.leader = Some(leader);
+    next.bidding.max_bid = Some(leader_max);
 
     let mut public = Vec::new();
     let mut bid = None;
-    if price != auction.current_price || auction.leader != Some(leader) {
-        next.current_price = price;
-        next.bid_count = next.bid_count.saturating_add(1);
+    if price != auction.bidding.current_price || auction.bidding.leader != Some(leader) {
+        next.bidding.current_price = price;
+        next.bidding.bid_count = next.bidding.bid_count.saturating_add(1);
         public.push(PublicEvent::BidPlaced {
             bidder: leader,
             amount: price,
-            bid_count: next.bid_count,
+            bid_count: next.bidding.bid_count,
             min_next_bid: next.min_next_bid(),
             auto: !leading,
         });
@@ -404,7 +410,7 @@ pub fn place_bid(
             bidder: leader,
             amount: price,
             placed_at: now,
-            seq: next.seq,
+            seq: next.bidding.seq,
             auto: !leading,
         });
         if let Some(extended) = extend(&mut next, now) {
@@ -446,14 +452,14 @@ pub fn check_bid(
 
 /// Moves a soft-closing auction's end after a bid in its last window.
 fn extend(next: &mut Auction, now: Timestamp) -> Option<PublicEvent> {
-    let (window, extend_by, max_extensions) = next.policy.close.soft()?;
-    let in_window = now + window >= next.ends_at;
+    let (window, extend_by, max_extensions) = next.listing.policy.close.soft()?;
+    let in_window = now + window >= next.bidding.ends_at;
     let new_end = to_micros(now + extend_by);
-    if !in_window || next.extensions >= max_extensions || new_end <= next.ends_at {
+    if !in_window || next.bidding.extensions >= max_extensions || new_end <= next.bidding.ends_at {
         return None;
     }
-    next.ends_at = new_end;
-    next.extensions += 1;
+    next.bidding.ends_at = new_end;
+    next.bidding.extensions += 1;
     Some(PublicEvent::Extended { ends_at: new_end })
 }
 
@@ -467,7 +473,7 @@ pub fn buy_now(
     let auction = state.auction;
     check_live(auction, now)?;
     check_participant(rules, auction, cmd.buyer, cmd.buyer_region.as_ref())?;
-    let price = match auction.buy_now_price {
+    let price = match auction.listing.buy_now_price {
         Some(price) if auction.buy_now_available() => price,
         _ => return Err(Rejection::BuyNowUnavailable.into()),
     };
@@ -479,7 +485,7 @@ pub fn buy_now(
         .map_err(ledger(price))?;
     postings
         .post(
-            auction.seller,
+            auction.listing.seller,
             EntryKind::BuyNowCredit,
             price,
             Some(auction.id),
@@ -487,11 +493,11 @@ pub fn buy_now(
         .map_err(ledger(price))?;
 
     let mut next = advance(auction);
-    next.status = AuctionStatus::BoughtNow;
-    next.current_price = price;
-    next.leader = Some(cmd.buyer);
-    next.max_bid = None;
-    next.closed_at = Some(now);
+    next.bidding.status = AuctionStatus::BoughtNow;
+    next.bidding.current_price = price;
+    next.bidding.leader = Some(cmd.buyer);
+    next.bidding.max_bid = None;
+    next.bidding.closed_at = Some(now);
     let public = vec![PublicEvent::BoughtNow {
         buyer: cmd.buyer,
         price,
@@ -511,13 +517,13 @@ fn check_seller_running(
     seller: UserId,
     now: Timestamp,
 ) -> Result<(), RuleError> {
-    if seller != auction.seller {
+    if seller != auction.listing.seller {
         return Err(Rejection::NotSeller.into());
     }
     check_open(auction)?;
-    if now >= auction.ends_at {
+    if now >= auction.bidding.ends_at {
         return Err(Rejection::AuctionEnded {
-            ended_at: auction.ends_at,
+            ended_at: auction.bidding.ends_at,
         }
         .into());
     }
@@ -532,13 +538,13 @@ pub fn cancel(
 ) -> Result<Decision, RuleError> {
     let auction = state.auction;
     check_seller_running(auction, cmd.seller, now)?;
-    if auction.leader.is_some() {
+    if auction.bidding.leader.is_some() {
         return Err(Rejection::HasBids.into());
     }
     let postings = Postings::new(now, state.wallets, state.holds);
     let mut next = advance(auction);
-    next.status = AuctionStatus::Cancelled;
-    next.closed_at = Some(now);
+    next.bidding.status = AuctionStatus::Cancelled;
+    next.bidding.closed_at = Some(now);
     Ok(decision(
         next,
         None,
@@ -577,10 +583,8 @@ pub fn end_early(
         }
         .into());
     }
-    let shortened = Auction {
-        ends_at: now,
-        ..auction.clone()
-    };
+    let mut shortened = auction.clone();
+    shortened.bidding.ends_at = now;
     let state = AuctionState {
         auction: &shortened,
         ..state
@@ -598,22 +602,22 @@ fn close(
     let auction = state.auction;
     let mut postings = Postings::new(now, state.wallets, state.holds);
     let mut next = advance(auction);
-    next.closed_at = Some(now);
-    let (public, private) = match auction.leader {
-        Some(winner) if auction.reserve_met => {
-            let price = auction.current_price;
+    next.bidding.closed_at = Some(now);
+    let (public, private) = match auction.bidding.leader {
+        Some(winner) if auction.bidding.reserve_met => {
+            let price = auction.bidding.current_price;
             postings
                 .post(winner, EntryKind::SettlementDebit, price, Some(auction.id))
                 .map_err(ledger(price))?;
             postings
                 .post(
-                    auction.seller,
+                    auction.listing.seller,
                     EntryKind::SaleCredit,
                     price,
                     Some(auction.id),
                 )
                 .map_err(ledger(price))?;
-            next.status = AuctionStatus::Sold;
+            next.bidding.status = AuctionStatus::Sold;
             (
                 vec![PublicEvent::Sold { winner, price }],
                 vec![PrivateNotice {
@@ -623,14 +627,14 @@ fn close(
             )
         }
         Some(_) => {
-            next.status = AuctionStatus::Unsold;
+            next.bidding.status = AuctionStatus::Unsold;
             (
                 vec![PublicEvent::ReserveNotMet, PublicEvent::Unsold],
                 vec![],
             )
         }
         None => {
-            next.status = AuctionStatus::Unsold;
+            next.bidding.status = AuctionStatus::Unsold;
             (vec![PublicEvent::Unsold], vec![])
         }
     };
@@ -638,7 +642,7 @@ fn close(
     // or the whole hold when the reserve was not met.
     postings
         .release_all(auction.id)
-        .map_err(ledger(auction.current_price))?;
+        .map_err(ledger(auction.bidding.current_price))?;
     let public = first.into_iter().chain(public).collect();
     Ok(decision(next, None, postings, public, private, now))
 }
@@ -691,12 +695,12 @@ fn positive(rules: Rules<'_>, field: &'static str, amount: Money) -> Result<Mone
 }
 
 fn check_open(auction: &Auction) -> Result<(), Rejection> {
-    match auction.status {
+    match auction.bidding.status {
         AuctionStatus::Open => Ok(()),
         AuctionStatus::Cancelled => Err(Rejection::AuctionCancelled),
         AuctionStatus::Sold | AuctionStatus::Unsold | AuctionStatus::BoughtNow => {
             Err(Rejection::AuctionEnded {
-                ended_at: auction.closed_at.unwrap_or(auction.ends_at),
+                ended_at: auction.bidding.closed_at.unwrap_or(auction.bidding.ends_at),
             })
         }
     }
@@ -709,9 +713,9 @@ fn check_live(auction: &Auction, now: Timestamp) -> Result<(), Rejection> {
             starts_at: auction.starts_at,
         });
     }
-    if now >= auction.ends_at {
+    if now >= auction.bidding.ends_at {
         return Err(Rejection::AuctionEnded {
-            ended_at: auction.ends_at,
+            ended_at: auction.bidding.ends_at,
         });
     }
     Ok(())
@@ -723,10 +727,10 @@ fn check_participant(
     user: UserId,
     region: Option<&Region>,
 ) -> Result<(), Rejection> {
-    if user == auction.seller {
+    if user == auction.listing.seller {
         return Err(Rejection::SellerCannotBid);
     }
-    if let Scope::Local { region: local } = &auction.scope {
+    if let Scope::Local { region: local } = &auction.listing.scope {
         if !rules.region_policy.admits(local, region) {
             return Err(Rejection::RegionNotEligible {
                 region: local.clone(),
@@ -739,7 +743,7 @@ fn check_participant(
 /// The auction with its sequence number raised for one more change.
 fn advance(auction: &Auction) -> Auction {
     let mut next = auction.clone();
-    next.seq += 1;
+    next.bidding.seq += 1;
     next
 }
 
@@ -765,9 +769,9 @@ fn decision(
     let (wallets, entries, holds) = postings.finish();
     let event = Event {
         auction_id: auction.id,
-        seq: auction.seq,
+        seq: auction.bidding.seq,
         at: now,
-        local: matches!(auction.scope, Scope::Local { .. }),
+        local: matches!(auction.listing.scope, Scope::Local { .. }),
         public,
         private,
     };

@@ -109,7 +109,7 @@ pub enum Phase {
 impl Phase {
     /// The phase of `auction` at `now`.
     pub fn of(auction: &Auction, now: Timestamp) -> Phase {
-        if auction.status != AuctionStatus::Open || auction.ends_at <= now {
+        if auction.bidding.status != AuctionStatus::Open || auction.bidding.ends_at <= now {
             Phase::Ended
         } else if auction.starts_at > now {
             Phase::Scheduled
@@ -141,9 +141,17 @@ impl AuctionSort {
         let newer = b.id.cmp(&a.id);
         match self {
             AuctionSort::Newest => newer,
-            AuctionSort::PriceAsc => a.current_price.cmp(&b.current_price).then(newer),
-            AuctionSort::PriceDesc => b.current_price.cmp(&a.current_price).then(newer),
-            AuctionSort::EndingSoonest => a.ends_at.cmp(&b.ends_at).then(newer),
+            AuctionSort::PriceAsc => a
+                .bidding
+                .current_price
+                .cmp(&b.bidding.current_price)
+                .then(newer),
+            AuctionSort::PriceDesc => b
+                .bidding
+                .current_price
+                .cmp(&a.bidding.current_price)
+                .then(newer),
+            AuctionSort::EndingSoonest => a.bidding.ends_at.cmp(&b.bidding.ends_at).then(newer),
         }
     }
 }
@@ -191,7 +199,7 @@ impl AuctionFilter {
     /// SQL backends must agree with it.
     pub fn matches(&self, auction: &Auction) -> bool {
         use crate::auction::Scope;
-        let scope_ok = match (&self.scope, &auction.scope) {
+        let scope_ok = match (&self.scope, &auction.listing.scope) {
             (None, _) => true,
             (Some(ScopeFilter::National), Scope::National) => true,
             (Some(ScopeFilter::Local { region: None }), Scope::Local { .. }) => true,
@@ -202,23 +210,27 @@ impl AuctionFilter {
         };
         let text_ok = self.text.as_deref().is_none_or(|text| {
             let text = text.to_lowercase();
-            auction.title.to_lowercase().contains(&text)
-                || auction.description.to_lowercase().contains(&text)
+            auction.listing.title.to_lowercase().contains(&text)
+                || auction.listing.description.to_lowercase().contains(&text)
         });
         scope_ok
             && text_ok
-            && self.status.is_none_or(|status| status == auction.status)
-            && self.seller.is_none_or(|seller| seller == auction.seller)
+            && self
+                .status
+                .is_none_or(|status| status == auction.bidding.status)
+            && self
+                .seller
+                .is_none_or(|seller| seller == auction.listing.seller)
             && self
                 .category
                 .as_ref()
-                .is_none_or(|c| auction.category.as_ref() == Some(c))
+                .is_none_or(|c| auction.listing.category.as_ref() == Some(c))
             && self
                 .min_price
-                .is_none_or(|min| auction.current_price >= min)
+                .is_none_or(|min| auction.bidding.current_price >= min)
             && self
                 .max_price
-                .is_none_or(|max| auction.current_price <= max)
+                .is_none_or(|max| auction.bidding.current_price <= max)
             && self
                 .phase
                 .is_none_or(|phase| phase == Phase::of(auction, self.now))

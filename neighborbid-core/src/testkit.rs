@@ -63,10 +63,10 @@ use crate::store::{AuctionStore, WalletLedger};
 use crate::{
     Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, BidReceipt,
     BuyNow, CancelAuction, CreateAuction, Delivery, Deposit, EndEarly, Engine, EngineConfig,
-    EngineError, EntryKind, Event, EventId, Hub, IdempotencyKey, ManualClock, Money, MoneyError,
-    Notifier, NotifyError, Page, Phase, PlaceBid, PrivateEvent, PublicEvent, Region, Rejection,
-    Relay, RelayConfig, RelayCounts, RetryPolicy, Scope, ScopeFilter, Store, StoreErrorKind,
-    Timestamp, Transaction, UserId, Wallet, WalletView, Watch, Withdraw,
+    EngineError, EntryKind, Event, EventId, Hub, IdempotencyKey, Listing, ManualClock, Money,
+    MoneyError, Notifier, NotifyError, Page, Phase, PlaceBid, PrivateEvent, PublicEvent, Region,
+    Rejection, Relay, RelayConfig, RelayCounts, RetryPolicy, Scope, ScopeFilter, Store,
+    StoreErrorKind, Timestamp, Transaction, UserId, Wallet, WalletView, Watch, Withdraw,
 };
 
 /// Generates one `#[tokio::test]` per conformance behaviour for a store
@@ -194,16 +194,15 @@ pub fn money(units: u64) -> Money {
 /// A national auction by [`SELLER`] starting at `start`, rising by `unit`,
 /// ending an hour after `now`.
 pub fn national_auction(now: Timestamp, start: u64, unit: u64) -> CreateAuction {
+    let mut listing = Listing::new(
+        SELLER,
+        "Limited edition sneakers",
+        money(start),
+        AuctionPolicy::fixed(money(unit)),
+    );
+    listing.description = "Size 270, unworn".into();
     CreateAuction {
-        seller: SELLER,
-        title: "Limited edition sneakers".into(),
-        description: "Size 270, unworn".into(),
-        category: None,
-        attributes: Default::default(),
-        scope: Scope::National,
-        start_price: money(start),
-        policy: AuctionPolicy::fixed(money(unit)),
-        buy_now_price: None,
+        listing,
         starts_at: None,
         ends_at: now + TimeDelta::hours(1),
     }

@@ -11,7 +11,7 @@ use loom::future::block_on;
 use loom::sync::Arc;
 use loom::thread;
 use neighborbid_core::{
-    AuctionPolicy, CreateAuction, Deposit, Engine, EngineConfig, EngineError, ManualClock,
+    AuctionPolicy, CreateAuction, Deposit, Engine, EngineConfig, EngineError, Listing, ManualClock,
     MemoryStore, Money, NoopNotifier, Page, PlaceBid, Rejection, RetryPolicy, Scope, UserId,
 };
 
@@ -63,16 +63,9 @@ fn two_threads_one_wallet_two_auctions() {
                 .expect("deposit");
             let mut ids = Vec::new();
             for _ in 0..2 {
+                let policy = AuctionPolicy::fixed(Money::units(1));
                 let cmd = CreateAuction {
-                    seller: UserId(1),
-                    title: "loom".into(),
-                    description: String::new(),
-                    category: None,
-                    attributes: Default::default(),
-                    scope: Scope::National,
-                    start_price: amount,
-                    policy: AuctionPolicy::fixed(Money::units(1)),
-                    buy_now_price: None,
+                    listing: Listing::new(UserId(1), "loom", amount, policy),
                     starts_at: None,
                     ends_at: engine.now() + TimeDelta::hours(1),
                 };

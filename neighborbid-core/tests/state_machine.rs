@@ -10,7 +10,8 @@ use neighborbid_core::testkit::Harness;
 use neighborbid_core::{
     Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionStatus, BuyNow, BuyNowPolicy,
     CancelAuction, ClosePolicy, Command, CreateAuction, Deposit, EngineError, Hold, IdempotencyKey,
-    Increment, MemoryStore, Money, Page, PlaceBid, Receipt, Region, Scope, UserId, Withdraw,
+    Increment, Listing, MemoryStore, Money, Page, PlaceBid, Receipt, Region, Scope, UserId,
+    Withdraw,
 };
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -241,16 +242,16 @@ async fn check_invariants(h: &Harness<MemoryStore>, model: &Model) {
             .filter(|hold| hold.auction_id == auction.id)
             .map(|hold| (hold.user, hold.amount))
             .collect();
-        match (auction.status, auction.leader) {
+        match (auction.bidding.status, auction.bidding.leader) {
             (AuctionStatus::Open, Some(leader)) => {
-                let max = auction.max_bid.expect("a leader has a maximum");
+                let max = auction.bidding.max_bid.expect("a leader has a maximum");
                 assert_eq!(
                     on_auction,
                     [(leader, max)],
                     "one leader, holding its maximum"
                 );
                 assert!(
-                    auction.current_price <= max,
+                    auction.bidding.current_price <= max,
                     "price above the maximum: {auction:?}"
                 );
             }
@@ -261,7 +262,7 @@ async fn check_invariants(h: &Harness<MemoryStore>, model: &Model) {
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
         assert_eq!(
             seqs,
-            (1..=auction.seq).collect::<Vec<_>>(),
+            (1..=auction.bidding.seq).collect::<Vec<_>>(),
             "gapless sequence"
         );
         assert!(
@@ -280,31 +281,35 @@ async fn check_invariants(h: &Harness<MemoryStore>, model: &Model) {
 /// reserve decided the sale; nothing settled before its current end.
 fn check_bidding(model: &Model, auction: &Auction) {
     let best = model.best.get(&auction.id);
-    match auction.status {
+    match auction.bidding.status {
         AuctionStatus::Open | AuctionStatus::Sold => {
             assert_eq!(
-                auction.leader.zip(auction.max_bid),
+                auction.bidding.leader.zip(auction.bidding.max_bid),
                 best.copied(),
                 "the highest maximum leads: {auction:?}"
             );
         }
         _ => {}
     }
-    if matches!(auction.status, AuctionStatus::Sold | AuctionStatus::Unsold) {
+    if matches!(
+        auction.bidding.status,
+        AuctionStatus::Sold | AuctionStatus::Unsold
+    ) {
         let closed_at = auction
+            .bidding
             .closed_at
             .expect("settled auctions have a close time");
         assert!(
-            closed_at >= auction.ends_at,
+            closed_at >= auction.bidding.ends_at,
             "settled before its end: {auction:?}"
         );
-        let reserve_met = match (best, auction.policy.reserve_price) {
+        let reserve_met = match (best, auction.listing.policy.reserve_price) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some((_, max)), Some(reserve)) => *max >= reserve,
         };
         assert_eq!(
-            auction.status == AuctionStatus::Sold,
+            auction.bidding.status == AuctionStatus::Sold,
             reserve_met,
             "{auction:?}"
         );
@@ -342,25 +347,25 @@ async fn command(
             buy_now,
             minutes,
             ..
-        } => Command::CreateAuction(CreateAuction {
-            seller: user_id(*seller),
-            title: "item".into(),
-            description: String::new(),
-            category: None,
-            attributes: Default::default(),
-            scope: if *local {
-                Scope::Local {
+        } => {
+            let mut listing = Listing::new(
+                user_id(*seller),
+                "item",
+                Money::units(*start),
+                policy.clone(),
+            );
+            if *local {
+                listing.scope = Scope::Local {
                     region: home(*seller),
-                }
-            } else {
-                Scope::National
-            },
-            start_price: Money::units(*start),
-            policy: policy.clone(),
-            buy_now_price: buy_now.map(Money::units),
-            starts_at: None,
-            ends_at: h.now() + TimeDelta::minutes(*minutes),
-        }),
+                };
+            }
+            listing.buy_now_price = buy_now.map(Money::units);
+            Command::CreateAuction(CreateAuction {
+                listing,
+                starts_at: None,
+                ends_at: h.now() + TimeDelta::minutes(*minutes),
+            })
+        }
         Op::Bid {
             user,
             auction: index,

@@ -11,13 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use neighborbid_core::{
-    Attributes, Auction, AuctionFilter, AuctionId, AuctionPolicy, AuctionSort, AuctionStatus, Bid,
-    BidId, EntryKind, Hold, LedgerEntry, Money, Page, Region, Scope, StoreError, StoreErrorKind,
-    Timestamp, UserId, Wallet,
+    AuctionFilter, AuctionId, AuctionSort, Bid, BidId, EntryKind, Hold, LedgerEntry, Money, Page,
+    StoreError, StoreErrorKind, Timestamp, UserId, Wallet,
 };
 use rust_decimal::Decimal;
-use sqlx::types::Json;
 use sqlx::{Database, Encode, QueryBuilder, Type};
+
+pub(crate) mod auction;
+
+pub(crate) use auction::{auction_columns, impl_auction_rows, AuctionRow};
 
 /// How a backend stores an amount.
 pub(crate) trait Amount {
@@ -61,93 +63,6 @@ fn corrupt(message: String) -> StoreError {
 
 fn count<T: TryFrom<i64>>(value: i64, column: &str) -> Result<T, StoreError> {
     T::try_from(value).map_err(|_| corrupt(format!("{column} {value} is out of range")))
-}
-
-/// The columns of `auctions` that [`AuctionRow`] reads, as a literal for
-/// `concat!`.
-macro_rules! auction_columns {
-    () => {
-        "id, seller, title, description, scope, region, start_price, policy, buy_now_price, \
-         starts_at, ends_at, status, current_price, leader, max_bid, reserve_met, extensions, \
-         bid_count, seq, created_at, closed_at, category, attributes"
-    };
-}
-pub(crate) use auction_columns;
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct AuctionRow<M, T> {
-    id: i64,
-    seller: i64,
-    title: String,
-    description: String,
-    scope: String,
-    region: Option<String>,
-    start_price: M,
-    policy: Json<AuctionPolicy>,
-    buy_now_price: Option<M>,
-    starts_at: T,
-    ends_at: T,
-    status: String,
-    current_price: M,
-    leader: Option<i64>,
-    max_bid: Option<M>,
-    reserve_met: bool,
-    extensions: i64,
-    bid_count: i64,
-    seq: i64,
-    created_at: T,
-    closed_at: Option<T>,
-    category: Option<String>,
-    attributes: Json<Attributes>,
-}
-
-impl<M: Amount, T: Instant> AuctionRow<M, T> {
-    pub(crate) fn into_auction(self) -> Result<Auction, StoreError> {
-        let scope = match (self.scope.as_str(), self.region) {
-            ("national", None) => Scope::National,
-            ("local", Some(region)) => Scope::Local {
-                region: Region(region),
-            },
-            (scope, region) => {
-                return Err(corrupt(format!("scope {scope:?} with region {region:?}")))
-            }
-        };
-        Ok(Auction {
-            id: AuctionId(self.id),
-            seller: UserId(self.seller),
-            title: self.title,
-            description: self.description,
-            category: self.category,
-            attributes: self.attributes.0,
-            scope,
-            start_price: self.start_price.into_money()?,
-            policy: self.policy.0,
-            buy_now_price: self.buy_now_price.map(Amount::into_money).transpose()?,
-            starts_at: self.starts_at.into_timestamp()?,
-            ends_at: self.ends_at.into_timestamp()?,
-            status: self
-                .status
-                .parse::<AuctionStatus>()
-                .map_err(|error| corrupt(error.to_string()))?,
-            current_price: self.current_price.into_money()?,
-            leader: self.leader.map(UserId),
-            max_bid: self.max_bid.map(Amount::into_money).transpose()?,
-            reserve_met: self.reserve_met,
-            extensions: count(self.extensions, "extensions")?,
-            bid_count: count(self.bid_count, "bid_count")?,
-            seq: count(self.seq, "seq")?,
-            created_at: self.created_at.into_timestamp()?,
-            closed_at: self.closed_at.map(Instant::into_timestamp).transpose()?,
-        })
-    }
-}
-
-/// The scope of an auction as its two columns.
-pub(crate) fn scope_columns(scope: &Scope) -> (&'static str, Option<&str>) {
-    match scope {
-        Scope::National => ("national", None),
-        Scope::Local { region } => ("local", Some(region.as_str())),
-    }
 }
 
 /// What differs between the backends' SQL when browsing auctions: how

@@ -37,6 +37,7 @@ mod codec;
 mod outbox;
 mod postgres;
 mod queries;
+mod rows;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

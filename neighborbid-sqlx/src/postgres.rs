@@ -27,8 +27,8 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::codec::{
-    self, auction_columns, expect_one, micros, scope_columns, to_i64, Amount, Conflict,
-    ConflictCounters, ConflictCounts,
+    self, auction_columns, expect_one, micros, to_i64, Amount, Conflict, ConflictCounters,
+    ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<Decimal, DateTime<Utc>>;
@@ -37,7 +37,7 @@ mod batch_sql;
 mod options;
 mod wallets;
 
-use batch_sql::{column, BATCH_READS, LOCK_PARTIES, WRITE_BATCH};
+use batch_sql::{write_batch, BATCH_READS, LOCK_PARTIES};
 
 pub use options::PgStoreOptions;
 
@@ -201,36 +201,6 @@ impl PgTx {
     }
 }
 
-/// Binds an auction's columns as `$1..$20` in the order of
-/// `auction_columns!()` without `id`.
-fn bind_auction<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    auction: &'q Auction,
-) -> Result<Query<'q, Postgres, PgArguments>, StoreError> {
-    let (scope, region) = scope_columns(&auction.scope);
-    Ok(query
-        .bind(auction.seller.0)
-        .bind(&auction.title)
-        .bind(&auction.description)
-        .bind(scope)
-        .bind(region)
-        .bind(auction.start_price.amount())
-        .bind(Json(&auction.policy))
-        .bind(auction.buy_now_price.map(|price| price.amount()))
-        .bind(auction.starts_at)
-        .bind(auction.ends_at)
-        .bind(auction.status.as_str())
-        .bind(auction.current_price.amount())
-        .bind(auction.leader.map(|leader| leader.0))
-        .bind(auction.max_bid.map(|max| max.amount()))
-        .bind(auction.reserve_met)
-        .bind(i64::from(auction.extensions))
-        .bind(i64::from(auction.bid_count))
-        .bind(to_i64(auction.seq, "seq")?)
-        .bind(auction.created_at)
-        .bind(auction.closed_at))
-}
-
 #[async_trait]
 impl Transaction for PgTx {
     async fn commit(self) -> Result<(), StoreError> {
@@ -348,67 +318,28 @@ impl Transaction for PgTx {
         decisions: &[Decision],
         records: &[BatchRecord<'_>],
     ) -> Result<Vec<Option<Bid>>, StoreError> {
-        let Some(BatchWrites {
-            auction,
-            bids,
-            wallets,
-            entries,
-            holds,
-            events,
-        }) = BatchWrites::of(decisions)
-        else {
+        let Some(writes) = BatchWrites::of(decisions) else {
             return Ok(Vec::new());
         };
-        let (closed, open): (Vec<&Hold>, Vec<&Hold>) =
-            holds.iter().partition(|hold| hold.amount.is_zero());
-        let seqs = |seqs: Vec<u64>| -> Result<Vec<i64>, StoreError> {
-            seqs.into_iter().map(|seq| to_i64(seq, "seq")).collect()
-        };
-        let bid_seqs = seqs(column(&bids, |b| b.seq))?;
-        let event_seqs = seqs(column(&events, |e| e.seq))?;
         // Each record's bid, by `seq`: the statement sets the id it gets.
-        let records: Vec<&BatchRecord> = records.iter().collect();
-        let record_bids = records
+        let records = records
             .iter()
             .map(|r| {
                 let bid = decisions.get(r.decision).and_then(|d| d.bid.as_ref());
-                bid.map(|bid| to_i64(bid.seq, "seq")).transpose()
+                Ok((r, bid.map(|bid| to_i64(bid.seq, "seq")).transpose()?))
             })
-            .collect::<Result<Vec<Option<i64>>, StoreError>>()?;
-        let row = bind_auction(sqlx::query(WRITE_BATCH), auction)?
-            .bind(auction.id.0)
-            .bind(column(&bids, |b| b.auction_id.0))
-            .bind(column(&bids, |b| b.bidder.0))
-            .bind(column(&bids, |b| b.amount.amount()))
-            .bind(column(&bids, |b| b.placed_at))
-            .bind(bid_seqs)
-            .bind(column(&bids, |b| b.auto))
-            .bind(column(&wallets, |w| w.user.0))
-            .bind(column(&wallets, |w| w.balance.amount()))
-            .bind(column(&wallets, |w| w.locked.amount()))
-            .bind(column(&entries, |e| e.user.0))
-            .bind(column(&entries, |e| e.kind.as_str()))
-            .bind(column(&entries, |e| e.amount.amount()))
-            .bind(column(&entries, |e| e.auction_id.map(|id| id.0)))
-            .bind(column(&entries, |e| e.balance_after.amount()))
-            .bind(column(&entries, |e| e.locked_after.amount()))
-            .bind(column(&entries, |e| e.at))
-            .bind(column(&closed, |h| h.auction_id.0))
-            .bind(column(&closed, |h| h.user.0))
-            .bind(column(&open, |h| h.auction_id.0))
-            .bind(column(&open, |h| h.user.0))
-            .bind(column(&open, |h| h.amount.amount()))
-            .bind(column(&events, |e| e.auction_id.0))
-            .bind(event_seqs)
-            .bind(column(&events, |e| e.at))
-            .bind(column(&events, Json))
-            .bind(column(&records, |r| r.user.0))
-            .bind(column(&records, |r| r.key.as_str()))
-            .bind(column(&records, |r| Json(&r.record)))
-            .bind(record_bids)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let row = write_batch(&writes, &records)?
+            .build()
             .fetch_one(&mut *self.tx)
             .await
             .map_err(self.error())?;
+        let BatchWrites {
+            auction,
+            bids,
+            wallets,
+            ..
+        } = writes;
         let saved: i64 = row.try_get("auctions").map_err(self.error())?;
         expect_one(saved.unsigned_abs(), "auction", auction.id)?;
         let saved: i64 = row.try_get("wallets").map_err(self.error())?;
@@ -456,26 +387,7 @@ type PartyRow = (
 #[async_trait]
 impl AuctionStore for PgTx {
     async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
-        let query = sqlx::query(
-            "INSERT INTO auctions (seller, title, description, scope, region, start_price, \
-             policy, buy_now_price, starts_at, ends_at, status, current_price, leader, max_bid, \
-             reserve_met, extensions, bid_count, seq, created_at, closed_at, category, \
-             attributes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22) RETURNING id",
-        );
-        // Category and attributes never change, so only the insert binds them.
-        let row = bind_auction(query, auction)?
-            .bind(&auction.category)
-            .bind(Json(&auction.attributes))
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        let id: i64 = row.try_get(0).map_err(self.error())?;
-        Ok(Auction {
-            id: AuctionId(id),
-            ..auction.clone()
-        })
+        self.insert_auction_row(auction).await
     }
 
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
@@ -511,14 +423,7 @@ impl AuctionStore for PgTx {
         user: UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let record: Option<Json<IdempotencyRecord>> =
-            sqlx::query_scalar("SELECT record FROM idempotency WHERE user_id = $1 AND key = $2")
-                .bind(user.0)
-                .bind(key.as_str())
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(self.error())?;
-        Ok(record.map(|Json(record)| record))
+        self.load_record(user, key).await
     }
 
     async fn save_idempotency(
@@ -527,14 +432,7 @@ impl AuctionStore for PgTx {
         key: &IdempotencyKey,
         record: &IdempotencyRecord,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO idempotency (user_id, key, record) VALUES ($1, $2, $3)")
-            .bind(user.0)
-            .bind(key.as_str())
-            .bind(Json(record))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        Ok(())
+        self.save_record(user, key, record).await
     }
 
     async fn forget_idempotency(&mut self, age: Duration, limit: u32) -> Result<u64, StoreError> {
@@ -584,6 +482,16 @@ impl PgTx {
 fn db_time(at: Timestamp) -> Timestamp {
     at
 }
+
+/// How Postgres stores an amount: as `NUMERIC`.
+fn db_amount(amount: Money) -> Decimal {
+    amount.amount()
+}
+
+// An auction's row, wallets, history and idempotency records: one
+// implementation for both databases.
+crate::codec::impl_auction_rows!(PgTx, Postgres, amount: db_amount, time: db_time);
+crate::rows::impl_rows!(PgTx, amount: db_amount, time: db_time);
 
 // The outbox: one implementation for both databases.
 crate::outbox::impl_outbox!(PgTx, lock: " FOR UPDATE SKIP LOCKED", time: db_time);

@@ -20,19 +20,16 @@ use neighborbid_core::{
     Auction, AuctionId, Bid, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money,
     Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
-use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 mod writes;
 
 use crate::codec::{
-    self, auction_columns, expect_one, micros, scope_columns, to_i64, Conflict, ConflictCounters,
-    ConflictCounts,
+    self, auction_columns, micros, to_i64, Conflict, ConflictCounters, ConflictCounts,
 };
 
 type AuctionRow = codec::AuctionRow<String, i64>;
@@ -241,36 +238,6 @@ impl SqliteTx {
     }
 }
 
-/// Binds an auction's columns as `?1..?20` in the order of
-/// `auction_columns!()` without `id`.
-fn bind_auction<'q>(
-    query: Query<'q, Sqlite, SqliteArguments<'q>>,
-    auction: &'q Auction,
-) -> Result<Query<'q, Sqlite, SqliteArguments<'q>>, StoreError> {
-    let (scope, region) = scope_columns(&auction.scope);
-    Ok(query
-        .bind(auction.seller.0)
-        .bind(&auction.title)
-        .bind(&auction.description)
-        .bind(scope)
-        .bind(region)
-        .bind(auction.start_price.to_string())
-        .bind(Json(&auction.policy))
-        .bind(auction.buy_now_price.map(|price| price.to_string()))
-        .bind(auction.starts_at.timestamp_micros())
-        .bind(auction.ends_at.timestamp_micros())
-        .bind(auction.status.as_str())
-        .bind(auction.current_price.to_string())
-        .bind(auction.leader.map(|leader| leader.0))
-        .bind(auction.max_bid.map(|max| max.to_string()))
-        .bind(auction.reserve_met)
-        .bind(i64::from(auction.extensions))
-        .bind(i64::from(auction.bid_count))
-        .bind(to_i64(auction.seq, "seq")?)
-        .bind(auction.created_at.timestamp_micros())
-        .bind(auction.closed_at.map(|at| at.timestamp_micros())))
-}
-
 /// A list of user ids as the JSON array `json_each` reads.
 fn id_array(users: &[UserId]) -> String {
     let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
@@ -301,26 +268,7 @@ impl Transaction for SqliteTx {
 #[async_trait]
 impl AuctionStore for SqliteTx {
     async fn insert_auction(&mut self, auction: &Auction) -> Result<Auction, StoreError> {
-        let query = sqlx::query(
-            "INSERT INTO auctions (seller, title, description, scope, region, start_price, \
-             policy, buy_now_price, starts_at, ends_at, status, current_price, leader, max_bid, \
-             reserve_met, extensions, bid_count, seq, created_at, closed_at, category, \
-             attributes) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-             ?21, ?22) RETURNING id",
-        );
-        // Category and attributes never change, so only the insert binds them.
-        let row = bind_auction(query, auction)?
-            .bind(&auction.category)
-            .bind(Json(&auction.attributes))
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        let id: i64 = row.try_get(0).map_err(self.error())?;
-        Ok(Auction {
-            id: AuctionId(id),
-            ..auction.clone()
-        })
+        self.insert_auction_row(auction).await
     }
 
     async fn lock_auction(&mut self, id: AuctionId) -> Result<Option<Auction>, StoreError> {
@@ -357,14 +305,7 @@ impl AuctionStore for SqliteTx {
         user: UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let record: Option<Json<IdempotencyRecord>> =
-            sqlx::query_scalar("SELECT record FROM idempotency WHERE user_id = ?1 AND key = ?2")
-                .bind(user.0)
-                .bind(key.as_str())
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(self.error())?;
-        Ok(record.map(|Json(record)| record))
+        self.load_record(user, key).await
     }
 
     async fn save_idempotency(
@@ -373,14 +314,7 @@ impl AuctionStore for SqliteTx {
         key: &IdempotencyKey,
         record: &IdempotencyRecord,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO idempotency (user_id, key, record) VALUES (?1, ?2, ?3)")
-            .bind(user.0)
-            .bind(key.as_str())
-            .bind(Json(record))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(self.error())?;
-        Ok(())
+        self.save_record(user, key, record).await
     }
 
     async fn forget_idempotency(&mut self, age: Duration, limit: u32) -> Result<u64, StoreError> {
@@ -435,36 +369,14 @@ impl WalletLedger for SqliteTx {
     }
 
     async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        let updated =
-            sqlx::query("UPDATE wallets SET balance = ?2, locked = ?3 WHERE user_id = ?1")
-                .bind(wallet.user.0)
-                .bind(wallet.balance.to_string())
-                .bind(wallet.locked.to_string())
-                .execute(&mut *self.tx)
-                .await
-                .map_err(self.error())?;
-        expect_one(updated.rows_affected(), "wallet", wallet.user)
+        self.save_wallet_row(wallet).await
     }
 
     async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ledger_entries \
-             (user_id, kind, amount, auction_id, balance_after, locked_after, at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(entry.user.0)
-        .bind(entry.kind.as_str())
-        .bind(entry.amount.to_string())
-        .bind(entry.auction_id.map(|id| id.0))
-        .bind(entry.balance_after.to_string())
-        .bind(entry.locked_after.to_string())
-        .bind(entry.at.timestamp_micros())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(())
+        self.append_entry_row(entry).await
     }
 }
+
 impl SqliteTx {
     /// [`Outbox::mark_delivered`](neighborbid_core::store::Outbox::mark_delivered)
     /// on this database.
@@ -494,6 +406,16 @@ impl SqliteTx {
 fn db_time(at: Timestamp) -> i64 {
     at.timestamp_micros()
 }
+
+/// How SQLite stores an amount: decimal text.
+fn db_amount(amount: Money) -> String {
+    amount.to_string()
+}
+
+// An auction's row, wallets, history and idempotency records: one
+// implementation for both databases.
+crate::codec::impl_auction_rows!(SqliteTx, Sqlite, amount: db_amount, time: db_time);
+crate::rows::impl_rows!(SqliteTx, amount: db_amount, time: db_time);
 
 // The outbox: one implementation for both databases.
 crate::outbox::impl_outbox!(SqliteTx, lock: "", time: db_time);

@@ -124,7 +124,7 @@ async fn lock_waits_time_out_as_retryable_conflicts() {
         drop(holder);
     });
     let receipt = h.bid(auction, ALICE, 100).await.expect("bid after retries");
-    assert_eq!(receipt.auction.current_price, money(100));
+    assert_eq!(receipt.auction.bidding.current_price, money(100));
     assert!(
         store.conflicts().lock_timeouts >= 2,
         "the bid waited and retried"
@@ -604,9 +604,9 @@ async fn a_command_that_waited_for_the_lock_past_the_end_is_late() {
         });
         h.fund(ALICE, 1_000).await;
         let mut cmd = h.national(100, 10);
-        cmd.buy_now_price = Some(money(500));
+        cmd.listing.buy_now_price = Some(money(500));
         let auction = h.create(cmd).await;
-        let ends_at = auction.ends_at;
+        let ends_at = auction.bidding.ends_at;
 
         let mut holder = store.begin().await.expect("begin");
         holder.lock_auction(auction.id).await.expect("lock");
@@ -649,7 +649,7 @@ async fn a_command_that_waited_for_the_lock_past_the_end_is_late() {
             assert!(late, "{path}: {result:?}");
         }
         assert_eq!(
-            h.auction(auction.id).await.bid_count,
+            h.auction(auction.id).await.bidding.bid_count,
             u32::from(path == "bid in time"),
             "{path}"
         );
@@ -685,7 +685,7 @@ async fn processes_whose_clocks_disagree_decide_by_the_database_clock() {
         Increment::fixed(money(10)),
         ends_at,
     );
-    cmd.policy.close = ClosePolicy::Soft {
+    cmd.listing.policy.close = ClosePolicy::Soft {
         window_secs: 2,
         extend_by_secs: 2,
         max_extensions: 1,
@@ -699,13 +699,13 @@ async fn processes_whose_clocks_disagree_decide_by_the_database_clock() {
     // By its own clock the auction ended minutes ago; by the database's
     // it runs, and the bid is outside the closing window.
     let first = ahead.bid(auction.id, ALICE, 100).await.expect("in time");
-    assert_eq!(first.auction.extensions, 0);
+    assert_eq!(first.auction.bidding.extensions, 0);
     // Inside the window by the database's clock (by its own, minutes
     // before it): the bid extends the auction.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let second = behind.bid(auction.id, BOB, 110).await.expect("in time");
-    assert_eq!(second.auction.extensions, 1, "{:?}", second.auction);
-    let extended = second.auction.ends_at;
+    assert_eq!(second.auction.bidding.extensions, 1, "{:?}", second.auction);
+    let extended = second.auction.bidding.ends_at;
     assert!(extended > ends_at, "{extended} after {ends_at}");
     assert!(
         ahead
@@ -729,8 +729,8 @@ async fn processes_whose_clocks_disagree_decide_by_the_database_clock() {
     );
     let closed = ahead.engine.close_due_auctions(10).await.expect("close");
     assert_eq!(closed.len(), 1);
-    assert_eq!(closed[0].status, AuctionStatus::Sold);
-    let closed_at = closed[0].closed_at.expect("closed");
+    assert_eq!(closed[0].bidding.status, AuctionStatus::Sold);
+    let closed_at = closed[0].bidding.closed_at.expect("closed");
     assert!(
         closed_at >= extended,
         "{closed_at} before the end {extended}"

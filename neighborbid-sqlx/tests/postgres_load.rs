@@ -189,7 +189,11 @@ async fn events_are_forgotten_while_bids_closes_and_a_relay_run() {
     assert!(forgotten > 0, "a pass ran while auctions closed");
     for id in &ids {
         let view = engine.auction(*id, Page::first(1)).await.expect("auction");
-        assert_ne!(view.auction.status, AuctionStatus::Open, "auction {id}");
+        assert_ne!(
+            view.auction.bidding.status,
+            AuctionStatus::Open,
+            "auction {id}"
+        );
     }
     let left: i64 = sqlx::query("SELECT count(*) FROM outbox")
         .fetch_one(store.pool())

@@ -48,6 +48,32 @@ async fn rows_stored_by_an_earlier_version_still_read_back() {
     }
 }
 
+/// The fixtures' reading may only gain fields: a changed, dropped or
+/// extra value fails.
+#[test]
+fn an_older_reading_may_lack_only_fields_added_since() {
+    let old = "[\n    Auction {\n        id: 1,\n        seq: 2,\n    },\n]";
+    let now = |fields: &str| format!("[\n    Auction {{\n        id: 1,\n{fields}    }},\n]");
+    let added = "        seq: 2,\n        photos: [\n            \"a.jpg\",\n        ],\n        kind: None,\n";
+    assert_eq!(stored::reads_back_as(old, &now(added)), Ok(()));
+    assert_eq!(
+        stored::reads_back_as(old, &now("        seq: 2,\n")),
+        Ok(())
+    );
+    for wrong in [
+        "        seq: 3,\n",
+        "",
+        "        kind: None,\n        seq: 3,\n",
+    ] {
+        assert!(
+            stored::reads_back_as(old, &now(wrong)).is_err(),
+            "{wrong:?}"
+        );
+    }
+    let extra_row = format!("{}\n    Auction {{\n    }},\n]", &old[..old.len() - 2]);
+    assert!(stored::reads_back_as(old, &extra_row).is_err());
+}
+
 /// Every row of the store's tables as `INSERT` statements, one per line.
 async fn dump(store: &SqliteStore) -> String {
     let mut sql = String::new();

@@ -4,8 +4,8 @@
 
 use chrono::TimeDelta;
 use neighborbid_core::{
-    AuctionPolicy, BroadcastNotifier, Clock, CreateAuction, Deposit, Engine, EngineConfig,
-    ManualClock, MemoryStore, Money, Page, PlaceBid, Scope, SystemClock, UserId,
+    AuctionPolicy, BroadcastNotifier, Clock, CreateAuction, Deposit, Engine, EngineConfig, Listing,
+    ManualClock, MemoryStore, Money, Page, PlaceBid, SystemClock, UserId,
 };
 use std::sync::Arc;
 
@@ -36,22 +36,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auction = engine
         .create_auction(
             CreateAuction {
-                seller,
-                title: "Film camera".into(),
-                description: "Works, with a 50mm lens".into(),
-                category: None,
-                attributes: Default::default(),
-                scope: Scope::National,
-                start_price: Money::units(10_000),
-                policy: AuctionPolicy::fixed(Money::units(1_000)),
-                buy_now_price: None,
+                listing: Listing {
+                    description: "Works, with a 50mm lens".into(),
+                    ..Listing::new(
+                        seller,
+                        "Film camera",
+                        Money::units(10_000),
+                        AuctionPolicy::fixed(Money::units(1_000)),
+                    )
+                },
                 starts_at: None,
                 ends_at: engine.now() + TimeDelta::minutes(10),
             },
             None,
         )
         .await?;
-    println!("auction {} opened at {}", auction.id, auction.start_price);
+    println!(
+        "auction {} opened at {}",
+        auction.id, auction.listing.start_price
+    );
 
     for (bidder, amount) in [
         (mina, 10_000),
@@ -69,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match engine.place_bid(bid, None).await {
             Ok(receipt) => println!(
                 "user {bidder} leads at {}; next bid at least {}",
-                receipt.auction.current_price,
+                receipt.auction.bidding.current_price,
                 receipt.auction.min_next_bid()
             ),
             Err(refused) => println!("user {bidder} bid {amount}: refused ({refused})"),
@@ -78,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     clock.advance(TimeDelta::minutes(10));
     for closed in engine.close_due_auctions(100).await? {
-        println!("auction {} closed: {}", closed.id, closed.status);
+        println!("auction {} closed: {}", closed.id, closed.bidding.status);
     }
     for user in [seller, mina, jun] {
         let wallet = engine.wallet(user, Page::first(1)).await?.wallet;

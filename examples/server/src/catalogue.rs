@@ -162,11 +162,13 @@ impl Catalogue for SiteCatalogue {
         OpenCatalogue.check_listing(seller, listing)?;
         check_category(
             listing
+                .listing
                 .category
                 .get_or_insert_with(|| DEFAULT_CATEGORY.to_owned()),
         )?;
         // Details are optional (older clients send none), but must be known.
         let detail = |name: &str, allowed: &[(&str, &str)], code: &str, message: &str| match listing
+            .listing
             .attributes
             .get(name)
         {
@@ -188,6 +190,7 @@ impl Catalogue for SiteCatalogue {
             "shipping is paid by the seller or the buyer",
         )?;
         if let Some(name) = listing
+            .listing
             .attributes
             .keys()
             .find(|name| ![CONDITION, SHIPPING_PAYER].contains(&name.as_str()))
@@ -197,7 +200,7 @@ impl Catalogue for SiteCatalogue {
                 &format!("{name:?} is not an item detail here"),
             ));
         }
-        if let Scope::Local { region } = &listing.scope {
+        if let Scope::Local { region } = &listing.listing.scope {
             if !neighbourhoods().iter().any(|hood| hood == region.as_str()) {
                 return Err(unknown_region("a local auction is in one neighbourhood"));
             }

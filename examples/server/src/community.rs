@@ -215,7 +215,7 @@ pub(crate) async fn answer<S: Store>(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let auction = auction(&site, question.auction_id).await?;
-    if auction.seller != UserId(account.id) {
+    if auction.listing.seller != UserId(account.id) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "not_seller",
@@ -391,12 +391,12 @@ pub(crate) async fn send_watch_notices<S: Store, N: Notifier>(
             }
         };
         let now = engine.now();
-        let left = auction.ends_at - now;
+        let left = auction.bidding.ends_at - now;
         // "Ended" waits for the settlement, so it can tell the outcome.
         // Each notice claims its flag; "ended" also settles "soon", which
         // would come too late. (One assignment per column: Postgres refuses
         // two.)
-        let (flag, claim, kind, detail) = if auction.status != AuctionStatus::Open {
+        let (flag, claim, kind, detail) = if auction.bidding.status != AuctionStatus::Open {
             let claim = "end_sent = 1, soon_sent = 1";
             ("end_sent", claim, "ended", outcome(&auction))
         } else if let Some(detail) = ending_soon(left, chrono::TimeDelta::from_std(soon)?) {
@@ -420,7 +420,7 @@ pub(crate) async fn send_watch_notices<S: Store, N: Notifier>(
             .bind(account)
             .bind(id)
             .bind(kind)
-            .bind(&auction.title)
+            .bind(&auction.listing.title)
             .bind(&detail)
             .bind(now.timestamp())
             .execute(&mut *tx)
@@ -433,9 +433,9 @@ pub(crate) async fn send_watch_notices<S: Store, N: Notifier>(
 }
 
 fn outcome(auction: &Auction) -> String {
-    match auction.status {
-        AuctionStatus::Sold => format!("sold for {}", auction.current_price),
-        AuctionStatus::BoughtNow => format!("bought now for {}", auction.current_price),
+    match auction.bidding.status {
+        AuctionStatus::Sold => format!("sold for {}", auction.bidding.current_price),
+        AuctionStatus::BoughtNow => format!("bought now for {}", auction.bidding.current_price),
         AuctionStatus::Cancelled => "cancelled by the seller".to_owned(),
         AuctionStatus::Unsold | AuctionStatus::Open => "ended without a sale".to_owned(),
     }

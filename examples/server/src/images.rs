@@ -187,7 +187,7 @@ pub(crate) async fn upload<S: Store>(
     let (parts, body) = request.into_parts();
     let account = signed_in(&site, &parts).await?;
     let auction = auction(&site, id).await?;
-    if auction.seller != UserId(account.id) {
+    if auction.listing.seller != UserId(account.id) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "not_seller",

@@ -5,8 +5,8 @@ use std::error::Error;
 
 use chrono::TimeDelta;
 use neighborbid_core::{
-    AuctionPolicy, BuyNowPolicy, ClosePolicy, CreateAuction, Deposit, Engine, Increment, Money,
-    Notifier, PlaceBid, Region, Scope, Store, UserId,
+    AuctionPolicy, BuyNowPolicy, ClosePolicy, CreateAuction, Deposit, Engine, Increment, Listing,
+    Money, Notifier, PlaceBid, Region, Scope, Store, UserId,
 };
 
 use crate::accounts::{Accounts, Credentials};
@@ -122,22 +122,22 @@ pub(crate) async fn demo<S: Store, N: Notifier>(
             },
             buy_now: BuyNowPolicy::Always,
         };
+        let listing = Listing {
+            description: "A demo item: bid away.".into(),
+            category: Some(category.into()),
+            attributes: [
+                (catalogue::CONDITION.to_owned(), condition.to_owned()),
+                (catalogue::SHIPPING_PAYER.to_owned(), "buyer".to_owned()),
+            ]
+            .into(),
+            scope,
+            buy_now_price: buy_now.map(Money::units),
+            ..Listing::new(users[seller].0, title, Money::units(start), policy)
+        };
         let auction = engine
             .create_auction(
                 CreateAuction {
-                    seller: users[seller].0,
-                    title: title.into(),
-                    description: "A demo item: bid away.".into(),
-                    category: Some(category.into()),
-                    attributes: [
-                        (catalogue::CONDITION.to_owned(), condition.to_owned()),
-                        (catalogue::SHIPPING_PAYER.to_owned(), "buyer".to_owned()),
-                    ]
-                    .into(),
-                    scope,
-                    start_price: Money::units(start),
-                    policy,
-                    buy_now_price: buy_now.map(Money::units),
+                    listing,
                     starts_at: None,
                     ends_at: now + TimeDelta::hours(hours),
                 },

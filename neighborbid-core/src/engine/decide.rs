@@ -258,7 +258,7 @@ async fn write_decision<T: Transaction>(
 pub(super) fn bid_receipt(auction: Auction, bidder: UserId, bid: Option<Bid>) -> Receipt {
     Receipt::BidPlaced(BidReceipt {
         bid,
-        leading: auction.leader == Some(bidder),
+        leading: auction.bidding.leader == Some(bidder),
         auction,
     })
 }

@@ -30,27 +30,24 @@ fn rules_with(currency: &Currency) -> Rules<'_> {
 fn auction() -> Auction {
     Auction {
         id: AuctionId(7),
-        seller: SELLER,
-        title: "Desk".into(),
-        description: String::new(),
-        category: None,
-        attributes: Default::default(),
-        scope: Scope::National,
-        start_price: m(100),
-        policy: AuctionPolicy::fixed(m(10)),
-        buy_now_price: Some(m(500)),
+        listing: Listing {
+            buy_now_price: Some(m(500)),
+            ..listing().listing
+        },
         starts_at: t0(),
-        ends_at: t0() + TimeDelta::hours(1),
-        status: AuctionStatus::Open,
-        current_price: m(100),
-        leader: None,
-        max_bid: None,
-        reserve_met: false,
-        extensions: 0,
-        bid_count: 0,
-        seq: 0,
         created_at: t0(),
-        closed_at: None,
+        bidding: Bidding {
+            ends_at: t0() + TimeDelta::hours(1),
+            status: AuctionStatus::Open,
+            current_price: m(100),
+            leader: None,
+            max_bid: None,
+            reserve_met: false,
+            extensions: 0,
+            bid_count: 0,
+            seq: 0,
+            closed_at: None,
+        },
     }
 }
 
@@ -64,14 +61,15 @@ fn wallet(user: UserId, balance: u64, locked: u64) -> Wallet {
 
 /// The auction after ALICE's accepted bid of 150, with her hold.
 pub(crate) fn led_by_alice() -> (Auction, Vec<Hold>) {
-    let auction = Auction {
-        current_price: m(150),
-        leader: Some(ALICE),
-        max_bid: Some(m(150)),
-        reserve_met: true,
-        bid_count: 1,
-        seq: 1,
-        ..auction()
+    let auction = {
+        let mut auction = auction();
+        auction.bidding.current_price = m(150);
+        auction.bidding.leader = Some(ALICE);
+        auction.bidding.max_bid = Some(m(150));
+        auction.bidding.reserve_met = true;
+        auction.bidding.bid_count = 1;
+        auction.bidding.seq = 1;
+        auction
     };
     let holds = vec![Hold {
         auction_id: auction.id,
@@ -127,7 +125,11 @@ fn first_bid_needs_the_start_price() {
     );
     let d = place(&a, &[], &wallets, &bid(ALICE, 100), t0()).expect("accepted");
     assert_eq!(
-        (d.auction.current_price, d.auction.leader, d.auction.seq),
+        (
+            d.auction.bidding.current_price,
+            d.auction.bidding.leader,
+            d.auction.bidding.seq
+        ),
         (m(100), Some(ALICE), 1)
     );
     assert_eq!(d.wallets, [wallet(ALICE, 900, 100)]);
@@ -232,16 +234,17 @@ fn bids_outside_the_window_or_on_closed_auctions_are_refused() {
         rejected(early),
         Rejection::AuctionNotStarted { starts_at: t0() }
     );
-    let late = place(&a, &[], &wallets, &bid(ALICE, 100), a.ends_at);
+    let late = place(&a, &[], &wallets, &bid(ALICE, 100), a.bidding.ends_at);
     assert_eq!(
         rejected(late),
         Rejection::AuctionEnded {
-            ended_at: a.ends_at
+            ended_at: a.bidding.ends_at
         }
     );
-    let cancelled = Auction {
-        status: AuctionStatus::Cancelled,
-        ..auction()
+    let cancelled = {
+        let mut auction = auction();
+        auction.bidding.status = AuctionStatus::Cancelled;
+        auction
     };
     let result = place(&cancelled, &[], &wallets, &bid(ALICE, 100), t0());
     assert_eq!(rejected(result), Rejection::AuctionCancelled);
@@ -251,10 +254,11 @@ fn bids_outside_the_window_or_on_closed_auctions_are_refused() {
         AuctionStatus::Unsold,
         AuctionStatus::BoughtNow,
     ] {
-        let closed = Auction {
-            status,
-            closed_at: Some(closed_at),
-            ..auction()
+        let closed = {
+            let mut auction = auction();
+            auction.bidding.status = status;
+            auction.bidding.closed_at = Some(closed_at);
+            auction
         };
         let result = place(&closed, &[], &wallets, &bid(ALICE, 100), t0());
         assert_eq!(
@@ -273,11 +277,12 @@ fn sellers_and_foreign_regions_cannot_bid() {
     let own = place(&a, &[], &wallets, &bid(SELLER, 100), t0());
     assert_eq!(rejected(own), Rejection::SellerCannotBid);
     let region = Region::new("mangwon");
-    let local = Auction {
-        scope: Scope::Local {
+    let local = {
+        let mut auction = auction();
+        auction.listing.scope = Scope::Local {
             region: region.clone(),
-        },
-        ..auction()
+        };
+        auction
     };
     for from in [None, Some(Region::new("hapjeong"))] {
         let cmd = PlaceBid {
@@ -310,11 +315,12 @@ impl RegionPolicy for Anyone {
 
 #[test]
 fn the_region_policy_is_replaceable() {
-    let local = Auction {
-        scope: Scope::Local {
+    let local = {
+        let mut auction = auction();
+        auction.listing.scope = Scope::Local {
             region: Region::new("mangwon"),
-        },
-        ..auction()
+        };
+        auction
     };
     let currency = Currency::default();
     let rules = Rules {
@@ -332,9 +338,10 @@ fn the_region_policy_is_replaceable() {
 
 #[test]
 fn bad_bid_amounts_are_refused_before_anything_else() {
-    let a = Auction {
-        status: AuctionStatus::Cancelled,
-        ..auction()
+    let a = {
+        let mut auction = auction();
+        auction.bidding.status = AuctionStatus::Cancelled;
+        auction
     };
     let wallets = [wallet(ALICE, 1_000, 0)];
     let zero = PlaceBid {
@@ -408,7 +415,11 @@ fn buy_now_releases_the_leader_and_pays_the_seller() {
         ]
     );
     assert_eq!(
-        (d.auction.status, d.auction.leader, d.auction.closed_at),
+        (
+            d.auction.bidding.status,
+            d.auction.bidding.leader,
+            d.auction.bidding.closed_at
+        ),
         (AuctionStatus::BoughtNow, Some(BOB), Some(t0()))
     );
     let kinds: Vec<_> = d.entries.iter().map(|e| e.kind).collect();
@@ -440,18 +451,20 @@ fn buy_now_releases_the_leader_and_pays_the_seller() {
 #[test]
 fn buy_now_refusals() {
     let wallets = [wallet(SELLER, 0, 0), wallet(BOB, 100, 0)];
-    let none = Auction {
-        buy_now_price: None,
-        ..auction()
+    let none = {
+        let mut auction = auction();
+        auction.listing.buy_now_price = None;
+        auction
     };
     assert_eq!(
         rejected(buy(&none, &[], &wallets, BOB)),
         Rejection::BuyNowUnavailable
     );
-    let passed = Auction {
-        current_price: m(500),
-        leader: Some(ALICE),
-        ..auction()
+    let passed = {
+        let mut auction = auction();
+        auction.bidding.current_price = m(500);
+        auction.bidding.leader = Some(ALICE);
+        auction
     };
     assert_eq!(
         rejected(buy(&passed, &[], &wallets, BOB)),
@@ -480,11 +493,13 @@ fn settlement_pays_the_seller_from_the_winners_hold() {
         wallets: &wallets,
     };
     assert_eq!(
-        settle(state, a.ends_at - TimeDelta::microseconds(1)),
+        settle(state, a.bidding.ends_at - TimeDelta::microseconds(1)),
         Ok(None),
         "not due yet"
     );
-    let d = settle(state, a.ends_at).expect("settles").expect("due");
+    let d = settle(state, a.bidding.ends_at)
+        .expect("settles")
+        .expect("due");
     assert_eq!(d.wallets, [wallet(SELLER, 150, 0), wallet(ALICE, 850, 0)]);
     assert_eq!(
         d.holds,
@@ -494,7 +509,10 @@ fn settlement_pays_the_seller_from_the_winners_hold() {
             amount: Money::ZERO
         }]
     );
-    assert_eq!((d.auction.status, d.auction.seq), (AuctionStatus::Sold, 2));
+    assert_eq!(
+        (d.auction.bidding.status, d.auction.bidding.seq),
+        (AuctionStatus::Sold, 2)
+    );
     assert_eq!(
         d.event.public,
         [PublicEvent::Sold {
@@ -509,7 +527,11 @@ fn settlement_pays_the_seller_from_the_winners_hold() {
         holds: &[],
         wallets: &wallets,
     };
-    assert_eq!(settle(state, sold.ends_at), Ok(None), "settled once");
+    assert_eq!(
+        settle(state, sold.bidding.ends_at),
+        Ok(None),
+        "settled once"
+    );
 }
 
 #[test]
@@ -520,8 +542,8 @@ fn settlement_without_bids_is_unsold_and_a_broken_hold_is_an_invariant_error() {
         holds: &[],
         wallets: &[],
     };
-    let d = settle(state, a.ends_at).expect("ok").expect("due");
-    assert_eq!(d.auction.status, AuctionStatus::Unsold);
+    let d = settle(state, a.bidding.ends_at).expect("ok").expect("due");
+    assert_eq!(d.auction.bidding.status, AuctionStatus::Unsold);
     assert!(d.entries.is_empty());
 
     let (a, _) = led_by_alice();
@@ -532,7 +554,7 @@ fn settlement_without_bids_is_unsold_and_a_broken_hold_is_an_invariant_error() {
         wallets: &wallets,
     };
     assert!(matches!(
-        settle(state, a.ends_at),
+        settle(state, a.bidding.ends_at),
         Err(RuleError::Inconsistent(_))
     ));
 }
@@ -555,13 +577,13 @@ fn cancel_rules() {
     );
     let d = cancel(state, &by(SELLER), t0()).expect("cancelled");
     assert_eq!(
-        (d.auction.status, d.event.public.clone()),
+        (d.auction.bidding.status, d.event.public.clone()),
         (AuctionStatus::Cancelled, vec![PublicEvent::Cancelled])
     );
     assert_eq!(
-        rejected(cancel(state, &by(SELLER), a.ends_at)),
+        rejected(cancel(state, &by(SELLER), a.bidding.ends_at)),
         Rejection::AuctionEnded {
-            ended_at: a.ends_at
+            ended_at: a.bidding.ends_at
         }
     );
     let (led, holds) = led_by_alice();
@@ -579,15 +601,7 @@ fn cancel_rules() {
 /// A valid listing at [`t0`]: a desk from 100, by 10, for an hour.
 fn listing() -> CreateAuction {
     CreateAuction {
-        seller: SELLER,
-        title: "Desk".into(),
-        description: String::new(),
-        category: None,
-        attributes: Default::default(),
-        scope: Scope::National,
-        start_price: m(100),
-        policy: AuctionPolicy::fixed(m(10)),
-        buy_now_price: None,
+        listing: Listing::new(SELLER, "Desk", m(100), AuctionPolicy::fixed(m(10))),
         starts_at: None,
         ends_at: t0() + TimeDelta::hours(1),
     }
@@ -598,29 +612,29 @@ fn auctions_are_validated_on_creation() {
     let currency = Currency::default();
     let rules = rules_with(&currency);
     let cmd = CreateAuction {
-        title: "  Desk  ".into(),
         ends_at: t0() + TimeDelta::hours(1) + TimeDelta::nanoseconds(1_500),
-        ..listing()
+        ..listing().with_listing(|listing| listing.title = "  Desk  ".into())
     };
     let a = create_auction(rules, &cmd, t0()).expect("valid");
-    assert_eq!((a.title.as_str(), a.starts_at, a.seq), ("Desk", t0(), 0));
     assert_eq!(
-        a.ends_at,
+        (a.listing.title.as_str(), a.starts_at, a.bidding.seq),
+        ("Desk", t0(), 0)
+    );
+    assert_eq!(
+        a.bidding.ends_at,
         t0() + TimeDelta::hours(1) + TimeDelta::microseconds(1),
         "kept to the microsecond"
     );
-    let long = CreateAuction {
-        description: "x".repeat(10_001),
-        ..cmd.clone()
-    };
+    let long = cmd
+        .clone()
+        .with_listing(|listing| listing.description = "x".repeat(10_001));
     assert_eq!(
         create_auction(rules, &long, t0()).map_err(|r| r.code()),
         Err("invalid_auction")
     );
-    let precise = CreateAuction {
-        policy: AuctionPolicy::fixed("0.001".parse().expect("money")),
-        ..cmd
-    };
+    let precise = cmd.with_listing(|listing| {
+        listing.policy = AuctionPolicy::fixed("0.001".parse().expect("money"))
+    });
     assert_eq!(
         create_auction(rules, &precise, t0()).map_err(|r| r.code()),
         Err("invalid_amount")
@@ -635,17 +649,13 @@ fn malformed_auctions_are_refused_with_a_reason() {
     let base = listing();
     let cases: Vec<(CreateAuction, &str)> = vec![
         (
-            CreateAuction {
-                title: "   ".into(),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.title = "   ".into()),
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                title: "x".repeat(201),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.title = "x".repeat(201)),
             "invalid_auction",
         ),
         (
@@ -663,33 +673,26 @@ fn malformed_auctions_are_refused_with_a_reason() {
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                start_price: Money::ZERO,
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.start_price = Money::ZERO),
             "invalid_amount",
         ),
         (
-            CreateAuction {
-                policy: AuctionPolicy::fixed(Money::ZERO),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.policy = AuctionPolicy::fixed(Money::ZERO)),
             "invalid_amount",
         ),
         (
-            CreateAuction {
-                buy_now_price: Some(m(99)),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.buy_now_price = Some(m(99))),
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                scope: Scope::Local {
+            base.clone().with_listing(|listing| {
+                listing.scope = Scope::Local {
                     region: Region::new(""),
-                },
-                ..base.clone()
-            },
+                }
+            }),
             "invalid_auction",
         ),
     ];
@@ -729,47 +732,36 @@ fn malformed_auctions_are_refused_with_a_reason() {
     let attribute = |value: &str| [("condition".to_owned(), value.to_owned())].into();
     let controls: Vec<(CreateAuction, &str)> = vec![
         (
-            CreateAuction {
-                title: "a\0b".into(),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.title = "a\0b".into()),
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                title: "line\nbreak".into(),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.title = "line\nbreak".into()),
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                description: "fine\nbut\0not".into(),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.description = "fine\nbut\0not".into()),
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                category: Some("bell\u{7}".into()),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.category = Some("bell\u{7}".into())),
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                attributes: attribute("\0"),
-                ..base.clone()
-            },
+            base.clone()
+                .with_listing(|listing| listing.attributes = attribute("\0")),
             "invalid_auction",
         ),
         (
-            CreateAuction {
-                scope: Scope::Local {
+            base.clone().with_listing(|listing| {
+                listing.scope = Scope::Local {
                     region: Region::new("seoul\0"),
-                },
-                ..base.clone()
-            },
+                }
+            }),
             "invalid_auction",
         ),
     ];
@@ -886,12 +878,13 @@ mod policies {
     impl Sim {
         fn new(policy: AuctionPolicy, start: &str, buy_now: Option<u64>) -> Sim {
             Sim {
-                auction: Auction {
-                    policy,
-                    start_price: start.parse().expect("price"),
-                    current_price: start.parse().expect("price"),
-                    buy_now_price: buy_now.map(m),
-                    ..auction()
+                auction: {
+                    let mut auction = auction();
+                    auction.listing.policy = policy;
+                    auction.listing.start_price = start.parse().expect("price");
+                    auction.listing.buy_now_price = buy_now.map(m);
+                    auction.bidding.current_price = start.parse().expect("price");
+                    auction
                 },
                 holds: Vec::new(),
                 wallets: [SELLER, ALICE, BOB, CAROL]
@@ -949,7 +942,10 @@ mod policies {
         }
 
         fn price(&self) -> (Money, Option<UserId>) {
-            (self.auction.current_price, self.auction.leader)
+            (
+                self.auction.bidding.current_price,
+                self.auction.bidding.leader,
+            )
         }
     }
 
@@ -1040,7 +1036,7 @@ mod policies {
         };
         let mut sim = Sim::new(reserve.clone(), "100", None);
         let below = sim.bid(ALICE, "100", Some("150"), t0()).expect("first");
-        assert!(!sim.auction.reserve_met);
+        assert!(!sim.auction.bidding.reserve_met);
         assert!(!below
             .event
             .public
@@ -1053,9 +1049,9 @@ mod policies {
             .public
             .contains(&PublicEvent::ReserveMet { price: m(200) }));
 
-        let end = sim.auction.ends_at;
+        let end = sim.auction.bidding.ends_at;
         let sold = settle(sim.state(), end).expect("settle").expect("due");
-        assert_eq!(sold.auction.status, AuctionStatus::Sold);
+        assert_eq!(sold.auction.bidding.status, AuctionStatus::Sold);
         let bob = sold.wallets.iter().find(|w| w.user == BOB).expect("bob");
         assert_eq!((bob.balance, bob.locked), (m(9_800), Money::ZERO));
 
@@ -1063,7 +1059,7 @@ mod policies {
         let mut sim = Sim::new(reserve, "100", None);
         sim.bid(ALICE, "100", Some("150"), t0()).expect("first");
         let unsold = settle(sim.state(), end).expect("settle").expect("due");
-        assert_eq!(unsold.auction.status, AuctionStatus::Unsold);
+        assert_eq!(unsold.auction.bidding.status, AuctionStatus::Unsold);
         assert_eq!(
             unsold.event.public,
             [PublicEvent::ReserveNotMet, PublicEvent::Unsold]
@@ -1082,15 +1078,21 @@ mod policies {
             ..AuctionPolicy::fixed(m(1))
         };
         let mut sim = Sim::new(soft, "10", None);
-        let end = sim.auction.ends_at;
+        let end = sim.auction.bidding.ends_at;
         sim.bid(ALICE, "10", None, end - TimeDelta::seconds(61))
             .expect("outside the window");
-        assert_eq!((sim.auction.ends_at, sim.auction.extensions), (end, 0));
+        assert_eq!(
+            (sim.auction.bidding.ends_at, sim.auction.bidding.extensions),
+            (end, 0)
+        );
 
         let at = end - TimeDelta::seconds(60);
         let first = sim.bid(BOB, "11", None, at).expect("at the edge");
         let new_end = at + TimeDelta::seconds(120);
-        assert_eq!((sim.auction.ends_at, sim.auction.extensions), (new_end, 1));
+        assert_eq!(
+            (sim.auction.bidding.ends_at, sim.auction.bidding.extensions),
+            (new_end, 1)
+        );
         assert!(first
             .event
             .public
@@ -1098,12 +1100,12 @@ mod policies {
 
         let at = new_end - TimeDelta::seconds(1);
         sim.bid(ALICE, "12", None, at).expect("second extension");
-        assert_eq!(sim.auction.extensions, 2);
-        let capped_end = sim.auction.ends_at;
+        assert_eq!(sim.auction.bidding.extensions, 2);
+        let capped_end = sim.auction.bidding.ends_at;
         let at = capped_end - TimeDelta::seconds(1);
         sim.bid(BOB, "13", None, at).expect("no more extensions");
         assert_eq!(
-            (sim.auction.ends_at, sim.auction.extensions),
+            (sim.auction.bidding.ends_at, sim.auction.bidding.extensions),
             (capped_end, 2)
         );
         assert!(matches!(
@@ -1123,7 +1125,7 @@ mod policies {
         let mut sim = Sim::new(short, "10", None);
         sim.bid(ALICE, "10", None, end - TimeDelta::seconds(100))
             .expect("in the window");
-        assert_eq!(sim.auction.ends_at, end);
+        assert_eq!(sim.auction.bidding.ends_at, end);
     }
 
     #[test]
@@ -1178,19 +1180,20 @@ fn is_live_and_is_due_agree_with_the_rules() {
     let times = [
         a.starts_at - micro,
         a.starts_at,
-        a.ends_at - micro,
-        a.ends_at,
-        a.ends_at + micro,
+        a.bidding.ends_at - micro,
+        a.bidding.ends_at,
+        a.bidding.ends_at + micro,
     ];
     for status in AuctionStatus::ALL {
-        let a = Auction {
-            status,
-            ..a.clone()
+        let a = {
+            let mut auction = a.clone();
+            auction.bidding.status = status;
+            auction
         };
         for now in times {
             let takes_bids = check_live(&a, now).is_ok();
             assert_eq!(a.is_live(now), takes_bids, "{status:?} at {now}");
-            let due = status == AuctionStatus::Open && now >= a.ends_at;
+            let due = status == AuctionStatus::Open && now >= a.bidding.ends_at;
             assert_eq!(a.is_due(now), due, "{status:?} at {now}");
         }
     }
@@ -1235,7 +1238,9 @@ fn full_wallets_are_outbid_bought_out_and_paid() {
         holds: &holds,
         wallets: &wallets,
     };
-    let settled = settle(state, a.ends_at).expect("settles").expect("due");
+    let settled = settle(state, a.bidding.ends_at)
+        .expect("settles")
+        .expect("due");
     assert_eq!(
         settled.wallets[0].balance,
         Wallet::LIMIT.checked_add(m(150)).unwrap(),
@@ -1252,7 +1257,7 @@ fn dates_at_the_ends_of_the_range_are_accepted() {
     let auction = create_auction(rules_with(&currency), &cmd, t0()).expect("in range");
     assert_eq!(auction.starts_at, CreateAuction::EARLIEST);
     assert_eq!(
-        auction.ends_at.to_rfc3339(),
+        auction.bidding.ends_at.to_rfc3339(),
         "9999-12-31T23:59:59.999999+00:00"
     );
 }

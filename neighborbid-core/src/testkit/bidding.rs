@@ -6,24 +6,24 @@ use super::*;
 pub async fn auction_round_trip<S: Store>(store: S) {
     let h = Harness::new(store);
     let mut cmd = h.national(100, 10);
-    cmd.buy_now_price = Some("999.99".parse().expect("money"));
-    cmd.description = "multi-line\ndescription — with ünïcode".into();
+    cmd.listing.buy_now_price = Some("999.99".parse().expect("money"));
+    cmd.listing.description = "multi-line\ndescription — with ünïcode".into();
     let national = h.create(cmd).await;
     assert_ne!(national.id, AuctionId::UNASSIGNED);
     assert_eq!(
         (
-            national.status,
-            national.current_price,
-            national.leader,
-            national.seq
+            national.bidding.status,
+            national.bidding.current_price,
+            national.bidding.leader,
+            national.bidding.seq
         ),
         (AuctionStatus::Open, money(100), None, 0)
     );
     assert_eq!(national.min_next_bid(), money(100));
 
     let mut cmd = h.national(5, 1);
-    cmd.seller = BOB;
-    cmd.scope = Scope::Local {
+    cmd.listing.seller = BOB;
+    cmd.listing.scope = Scope::Local {
         region: Region::new("mangwon"),
     };
     cmd.starts_at = Some(h.now() + TimeDelta::minutes(10));
@@ -79,18 +79,14 @@ pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
     let h = Harness::new(store);
     let base = h.national(100, 10);
     let refused = [
-        CreateAuction {
-            title: "a\0b".into(),
-            ..base.clone()
-        },
+        base.clone()
+            .with_listing(|listing| listing.title = "a\0b".into()),
         CreateAuction {
             starts_at: Some(CreateAuction::EARLIEST - TimeDelta::microseconds(1)),
             ..base.clone()
         },
-        CreateAuction {
-            start_price: Money::ZERO,
-            ..base.clone()
-        },
+        base.clone()
+            .with_listing(|listing| listing.start_price = Money::ZERO),
     ];
     for cmd in refused {
         let result = h.engine.create_auction(cmd.clone(), None).await;
@@ -108,17 +104,17 @@ pub async fn invalid_auctions_are_not_stored<S: Store>(store: S) {
     // A description keeps its line breaks and tabs.
     let description = "Two lines:\n\tindented\r\n";
     let kept = h
-        .create(CreateAuction {
-            description: description.into(),
-            ..base.clone()
-        })
+        .create(
+            base.clone()
+                .with_listing(|listing| listing.description = description.into()),
+        )
         .await;
     let view = h
         .engine
         .auction(kept.id, Page::first(1))
         .await
         .expect("view");
-    assert_eq!(view.auction.description, description);
+    assert_eq!(view.auction.listing.description, description);
 
     // A filter no auction can match is refused too, not sent to the store.
     let filters = [
@@ -178,9 +174,9 @@ pub async fn first_bid_and_minimum_increment<S: Store>(store: S) {
     let second = h.bid(auction.id, BOB, 110).await.expect("bid at minimum");
     assert_eq!(
         (
-            second.auction.current_price,
-            second.auction.leader,
-            second.auction.bid_count
+            second.auction.bidding.current_price,
+            second.auction.bidding.leader,
+            second.auction.bidding.bid_count
         ),
         (money(110), Some(BOB), 2)
     );
@@ -252,7 +248,10 @@ pub async fn leader_raises_own_bid<S: Store>(store: S) {
     // 80 available, 200 needed: fine, because the 120 held comes back first.
     let raised = h.bid(auction.id, ALICE, 200).await.expect("raise");
     assert_eq!(
-        (raised.auction.current_price, raised.auction.leader),
+        (
+            raised.auction.bidding.current_price,
+            raised.auction.bidding.leader
+        ),
         (money(200), Some(ALICE))
     );
     let view = h.wallet_view(ALICE).await;
@@ -305,11 +304,16 @@ pub async fn bids_only_while_live<S: Store>(store: S) {
     assert_eq!(
         rejection(h.bid(running.id, ALICE, 100).await),
         Rejection::AuctionEnded {
-            ended_at: running.ends_at
+            ended_at: running.bidding.ends_at
         }
     );
     h.engine.close_due_auctions(10).await.expect("close");
-    let closed_at = h.auction(running.id).await.closed_at.expect("closed_at");
+    let closed_at = h
+        .auction(running.id)
+        .await
+        .bidding
+        .closed_at
+        .expect("closed_at");
     assert_eq!(
         rejection(h.bid(running.id, ALICE, 100).await),
         Rejection::AuctionEnded {
@@ -335,10 +339,10 @@ pub async fn seller_and_region_rules<S: Store>(store: S) {
     h.fund(SELLER, 1_000).await;
     h.fund(ALICE, 1_000).await;
     let mut cmd = h.national(100, 10);
-    cmd.scope = Scope::Local {
+    cmd.listing.scope = Scope::Local {
         region: Region::new("mangwon"),
     };
-    cmd.buy_now_price = Some(money(500));
+    cmd.listing.buy_now_price = Some(money(500));
     let local = h.create(cmd).await;
     assert_eq!(
         rejection(h.bid(local.id, SELLER, 100).await),
@@ -409,7 +413,7 @@ pub async fn buy_now_ends_auction<S: Store>(store: S) {
     assert_eq!(rejection(result), Rejection::BuyNowUnavailable);
 
     let mut cmd = h.national(100, 10);
-    cmd.buy_now_price = Some(money(300));
+    cmd.listing.buy_now_price = Some(money(300));
     let auction = h.create(cmd).await;
     h.bid(auction.id, ALICE, 150).await.expect("alice leads");
     let poor = h.engine.buy_now(buy(auction.id, CAROL), None).await;
@@ -420,7 +424,7 @@ pub async fn buy_now_ends_auction<S: Store>(store: S) {
             required: money(300)
         }
     );
-    assert_eq!(h.auction(auction.id).await.leader, Some(ALICE));
+    assert_eq!(h.auction(auction.id).await.bidding.leader, Some(ALICE));
 
     let bought = h
         .engine
@@ -428,10 +432,14 @@ pub async fn buy_now_ends_auction<S: Store>(store: S) {
         .await
         .expect("buy now");
     assert_eq!(
-        (bought.status, bought.leader, bought.current_price),
+        (
+            bought.bidding.status,
+            bought.bidding.leader,
+            bought.bidding.current_price
+        ),
         (AuctionStatus::BoughtNow, Some(BOB), money(300))
     );
-    assert_eq!(bought.closed_at, Some(h.now()));
+    assert_eq!(bought.bidding.closed_at, Some(h.now()));
     let alice = h.wallet(ALICE).await;
     assert_eq!((alice.balance, alice.locked), (money(1_000), Money::ZERO));
     let bob = h.wallet(BOB).await;
@@ -462,7 +470,7 @@ pub async fn buy_now_ends_auction<S: Store>(store: S) {
 
     // Once bidding reaches the buy-now price, buy-now is gone.
     let mut cmd = h.national(100, 10);
-    cmd.buy_now_price = Some(money(200));
+    cmd.listing.buy_now_price = Some(money(200));
     let passed = h.create(cmd).await;
     h.bid(passed.id, ALICE, 200)
         .await
@@ -501,7 +509,7 @@ pub async fn cancel_rules<S: Store>(store: S) {
         .await
         .expect("cancel");
     assert_eq!(
-        (cancelled.status, cancelled.seq),
+        (cancelled.bidding.status, cancelled.bidding.seq),
         (AuctionStatus::Cancelled, 1)
     );
     let events = h.outbox(auction.id).await;
@@ -522,11 +530,14 @@ pub async fn cancel_rules<S: Store>(store: S) {
     assert_eq!(
         rejection(late),
         Rejection::AuctionEnded {
-            ended_at: ended.ends_at
+            ended_at: ended.bidding.ends_at
         }
     );
     h.engine.close_due_auctions(10).await.expect("close");
-    assert_eq!(h.auction(ended.id).await.status, AuctionStatus::Unsold);
+    assert_eq!(
+        h.auction(ended.id).await.bidding.status,
+        AuctionStatus::Unsold
+    );
 }
 
 /// The seller may end a running auction early: it settles with the leader
@@ -550,7 +561,11 @@ pub async fn seller_ends_early<S: Store>(store: S) {
         .await
         .expect("end early");
     assert_eq!(
-        (ended.status, ended.ends_at, ended.closed_at),
+        (
+            ended.bidding.status,
+            ended.bidding.ends_at,
+            ended.bidding.closed_at
+        ),
         (AuctionStatus::Sold, h.now(), Some(h.now()))
     );
     let replay = h.engine.end_early(end(sold.id, SELLER), Some(key)).await;
@@ -585,7 +600,7 @@ pub async fn seller_ends_early<S: Store>(store: S) {
         .end_early(end(quiet.id, SELLER), None)
         .await
         .expect("end early");
-    assert_eq!(unsold.status, AuctionStatus::Unsold);
+    assert_eq!(unsold.bidding.status, AuctionStatus::Unsold);
     let events = h.outbox(quiet.id).await;
     assert_eq!(
         events[0].public,
@@ -601,7 +616,7 @@ pub async fn seller_ends_early<S: Store>(store: S) {
     assert_eq!(
         rejection(result),
         Rejection::AuctionEnded {
-            ended_at: late.ends_at
+            ended_at: late.bidding.ends_at
         },
         "past its end it is the closer's"
     );

@@ -65,15 +65,15 @@ pub async fn reads_are_paged_newest_first<S: Store>(store: S) {
 pub async fn browsing_filters_sorts_and_counts<S: Store>(store: S) {
     let h = Harness::new(store);
     let now = h.now();
-    let item =
-        |title: &str, description: &str, category: &str, scope: Scope, start: &str| CreateAuction {
-            title: title.into(),
-            description: description.into(),
-            category: Some(category.into()),
-            scope,
-            start_price: start.parse().expect("price"),
-            ..national_auction(now, 1, 1)
-        };
+    let item = |title: &str, description: &str, category: &str, scope: Scope, start: &str| {
+        national_auction(now, 1, 1).with_listing(|listing| {
+            listing.title = title.into();
+            listing.description = description.into();
+            listing.category = Some(category.into());
+            listing.scope = scope;
+            listing.start_price = start.parse().expect("price");
+        })
+    };
     let local = |region: &str| Scope::Local {
         region: Region::new(region),
     };
@@ -85,7 +85,7 @@ pub async fn browsing_filters_sorts_and_counts<S: Store>(store: S) {
         local("seoul/mapo/mangwon"),
         "9",
     );
-    desk.attributes = [("condition", "a"), ("shipping", "buyer")]
+    desk.listing.attributes = [("condition", "a"), ("shipping", "buyer")]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
@@ -107,7 +107,7 @@ pub async fn browsing_filters_sorts_and_counts<S: Store>(store: S) {
         local("seoul/gangnam/yeoksam"),
         "9.5",
     );
-    camera.seller = BOB;
+    camera.listing.seller = BOB;
     camera.ends_at = now + hours(3);
     let camera = h.create(camera).await;
     let mut bike = item("Bike 100%_off", "", "sports", Scope::National, "100.25");
@@ -133,7 +133,7 @@ pub async fn browsing_filters_sorts_and_counts<S: Store>(store: S) {
 
     let fetched = h.auction(desk.id).await;
     assert_eq!(fetched, desk, "category and attributes round-trip");
-    assert_eq!(fetched.attributes["shipping"], "buyer");
+    assert_eq!(fetched.listing.attributes["shipping"], "buyer");
 
     let ids = |filter: AuctionFilter, page: Page| {
         let engine = h.engine.clone();

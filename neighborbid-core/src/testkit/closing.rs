@@ -24,7 +24,7 @@ pub async fn settlement_pays_seller_once<S: Store>(store: S) {
         .is_empty());
     h.clock.advance(TimeDelta::hours(1));
     let closed = h.engine.close_due_auctions(10).await.expect("close");
-    let mut outcomes: Vec<_> = closed.iter().map(|a| (a.id, a.status)).collect();
+    let mut outcomes: Vec<_> = closed.iter().map(|a| (a.id, a.bidding.status)).collect();
     outcomes.sort_by_key(|(id, _)| *id);
     assert_eq!(
         outcomes,
@@ -41,7 +41,10 @@ pub async fn settlement_pays_seller_once<S: Store>(store: S) {
             .is_empty(),
         "exactly once"
     );
-    assert_eq!(h.auction(later.id).await.status, AuctionStatus::Open);
+    assert_eq!(
+        h.auction(later.id).await.bidding.status,
+        AuctionStatus::Open
+    );
 
     let bob = h.wallet_view(BOB).await;
     assert_eq!(
@@ -163,7 +166,7 @@ pub async fn a_stuck_auction_holds_up_no_other<S: Store>(store: S) {
     tx.commit().await.expect("commit");
 
     let mut cmd = h.national(100, 10);
-    cmd.seller = CAROL;
+    cmd.listing.seller = CAROL;
     cmd.ends_at = h.now() + TimeDelta::minutes(30);
     let stuck = h.create(cmd).await;
     let other = h.create(h.national(100, 10)).await;
@@ -182,7 +185,10 @@ pub async fn a_stuck_auction_holds_up_no_other<S: Store>(store: S) {
     assert_eq!((listed[0].auction_id, listed[0].failures), (stuck.id, 1));
     assert!(listed[0].error.contains("balance limit"), "{listed:?}");
     assert!(listed[0].retry_in > std::time::Duration::ZERO);
-    assert_eq!(h.auction(stuck.id).await.status, AuctionStatus::Open);
+    assert_eq!(
+        h.auction(stuck.id).await.bidding.status,
+        AuctionStatus::Open
+    );
     assert_eq!(h.wallet(ALICE).await.locked, money(100), "its hold is kept");
 
     let again = h.engine.close_due_auctions(10).await.expect("close");
@@ -201,7 +207,7 @@ pub async fn a_stuck_auction_holds_up_no_other<S: Store>(store: S) {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let closed = h.engine.close_due_auctions(10).await.expect("close");
     assert_eq!(closed.iter().map(|a| a.id).collect::<Vec<_>>(), [stuck.id]);
-    assert_eq!(closed[0].status, AuctionStatus::Sold);
+    assert_eq!(closed[0].bidding.status, AuctionStatus::Sold);
     assert!(
         h.engine.stuck_auctions().is_empty(),
         "forgotten once settled"
@@ -227,14 +233,20 @@ pub async fn the_closer_settles_auctions_as_they_end<S: Store>(store: S) {
             .await;
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    assert_eq!(h.auction(auction.id).await.status, AuctionStatus::Open);
+    assert_eq!(
+        h.auction(auction.id).await.bidding.status,
+        AuctionStatus::Open
+    );
     h.clock.advance(TimeDelta::hours(1));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while h.auction(auction.id).await.status == AuctionStatus::Open {
+    while h.auction(auction.id).await.bidding.status == AuctionStatus::Open {
         assert!(std::time::Instant::now() < deadline, "never settled");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(h.auction(auction.id).await.status, AuctionStatus::Sold);
+    assert_eq!(
+        h.auction(auction.id).await.bidding.status,
+        AuctionStatus::Sold
+    );
     assert_eq!(h.wallet(SELLER).await.balance, money(120));
     stop.send(()).expect("the closer runs");
     tokio::time::timeout(std::time::Duration::from_secs(10), closer)

@@ -107,7 +107,7 @@ pub async fn idempotent_replays<S: Store>(store: S) {
         .await
         .expect("auction");
     assert_eq!(view.bids.len(), 2, "no second bid");
-    assert_eq!(view.auction.leader, Some(BOB));
+    assert_eq!(view.auction.bidding.leader, Some(BOB));
     let reused = PlaceBid {
         amount: money(170),
         ..bid
@@ -247,7 +247,7 @@ pub async fn a_retry_during_its_lost_commit_gets_its_answer<S: Store>(store: S) 
             .expect("the auction");
         assert_eq!(view.bids.len(), 1, "one bid, whichever attempt wrote it");
         assert_eq!(answer.bid.map(|bid| bid.id), Some(view.bids[0].id));
-        assert_eq!(view.auction.leader, Some(ALICE));
+        assert_eq!(view.auction.bidding.leader, Some(ALICE));
         // Each round's bid holds 100, once.
         let holds = 100 * (round as u64 + 1);
         assert_eq!(h.wallet(ALICE).await.locked, money(holds));

@@ -79,7 +79,7 @@ pub async fn closed_auctions_events_are_forgotten<S: Store>(store: S) {
         .auction(old[1], Page::first(10))
         .await
         .expect("auction");
-    assert_eq!(sold.auction.status, AuctionStatus::Sold);
+    assert_eq!(sold.auction.bidding.status, AuctionStatus::Sold);
     assert_eq!(sold.bids.len(), 1, "bids stay");
     assert_eq!((h.wallet(ALICE).await, h.wallet(SELLER).await), books);
     let undelivered = {
@@ -122,7 +122,7 @@ pub async fn events_have_gapless_sequence<S: Store>(store: S) {
         .expect("events");
     let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
-    assert_eq!(h.auction(auction.id).await.seq, 6);
+    assert_eq!(h.auction(auction.id).await.bidding.seq, 6);
     assert_eq!(
         h.delivered(auction.id),
         stored,
@@ -440,7 +440,7 @@ pub async fn coalesced_bids_share_one_transaction<S: Store>(store: S) {
         let price = results[index]
             .as_ref()
             .ok()
-            .map(|r| r.auction.current_price);
+            .map(|r| r.auction.bidding.current_price);
         assert_eq!(
             price,
             Some(money(units)),

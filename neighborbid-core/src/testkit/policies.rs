@@ -48,13 +48,12 @@ pub async fn policies_round_trip<S: Store>(store: S) {
     h.fund(ALICE, 10_000).await;
     for policy in policies {
         let created = h
-            .create(CreateAuction {
-                policy: policy.clone(),
-                buy_now_price: Some(money(900)),
-                ..h.national(100, 1)
-            })
+            .create(h.national(100, 1).with_listing(|listing| {
+                listing.policy = policy.clone();
+                listing.buy_now_price = Some(money(900));
+            }))
             .await;
-        assert_eq!(created.policy, policy);
+        assert_eq!(created.listing.policy, policy);
         assert_eq!(h.auction(created.id).await, created, "{policy:?}");
         let bid = PlaceBid {
             max_amount: Some(money(300)),
@@ -66,30 +65,32 @@ pub async fn policies_round_trip<S: Store>(store: S) {
 
     // A soft close: the extended end is stored, and the closer waits for it.
     let soft = h
-        .create(CreateAuction {
-            policy: AuctionPolicy {
+        .create(h.national(100, 1).with_listing(|listing| {
+            listing.policy = AuctionPolicy {
                 close: ClosePolicy::Soft {
                     window_secs: 60,
                     extend_by_secs: 120,
                     max_extensions: 3,
                 },
                 ..AuctionPolicy::fixed(money(1))
-            },
-            ..h.national(100, 1)
-        })
+            }
+        }))
         .await;
-    h.clock.set(soft.ends_at - TimeDelta::seconds(30));
+    h.clock.set(soft.bidding.ends_at - TimeDelta::seconds(30));
     let extended = h.bid(soft.id, ALICE, 100).await.expect("late bid");
-    assert_eq!(extended.auction.extensions, 1);
-    assert_eq!(extended.auction.ends_at, h.now() + TimeDelta::seconds(120));
+    assert_eq!(extended.auction.bidding.extensions, 1);
+    assert_eq!(
+        extended.auction.bidding.ends_at,
+        h.now() + TimeDelta::seconds(120)
+    );
     assert_eq!(h.auction(soft.id).await, extended.auction);
-    h.clock.set(soft.ends_at);
+    h.clock.set(soft.bidding.ends_at);
     let closed = h.engine.close_due_auctions(100).await.expect("close");
     assert!(
         closed.iter().all(|auction| auction.id != soft.id),
         "the closer reads the current end, not the original"
     );
-    h.clock.set(extended.auction.ends_at);
+    h.clock.set(extended.auction.bidding.ends_at);
     let closed = h.engine.close_due_auctions(100).await.expect("close");
     assert!(closed.iter().any(|auction| auction.id == soft.id));
 }
@@ -121,7 +122,12 @@ pub async fn proxy_bids_through_the_store<S: Store>(store: S) {
     assert_eq!(rejection(replay), expected, "a replay answers the same");
     let state = h.auction(auction).await;
     assert_eq!(
-        (state.current_price, state.leader, state.max_bid, state.seq),
+        (
+            state.bidding.current_price,
+            state.bidding.leader,
+            state.bidding.max_bid,
+            state.bidding.seq
+        ),
         (money(31), Some(ALICE), Some(money(50)), 2)
     );
     let history = h

@@ -131,7 +131,7 @@ pub async fn single_commands_fail_without_a_trace<S: Store>(store: S) {
     h.fund(ALICE, 500).await;
     h.fund(BOB, 500).await;
     let mut listing = h.national(100, 10);
-    listing.buy_now_price = Some(money(300));
+    listing.listing.buy_now_price = Some(money(300));
     let auction = h.create(listing.clone()).await.id;
     let injected = |result: Result<(), EngineError>, what: &str, fault: Fault| match result {
         Err(EngineError::Store(error)) if error.kind() == StoreErrorKind::Other => {}
@@ -175,7 +175,7 @@ pub async fn single_commands_fail_without_a_trace<S: Store>(store: S) {
     }
     let bought = h.engine.buy_now(buy.clone(), key("bob-buys")).await;
     let bought = bought.expect("the same buy-now now succeeds");
-    assert_eq!(bought.status, AuctionStatus::BoughtNow);
+    assert_eq!(bought.bidding.status, AuctionStatus::BoughtNow);
     let replayed = h.engine.buy_now(buy, key("bob-buys")).await;
     assert_eq!(replayed.expect("replay"), bought);
     h.assert_books(&parties, money(1_000)).await;
@@ -269,7 +269,7 @@ pub async fn mixed_commands_race<S: Store>(store: S) {
     for n in 0..5 {
         let mut create = h.national(10, 5);
         if n < 2 {
-            create.buy_now_price = Some(money(300));
+            create.listing.buy_now_price = Some(money(300));
         }
         if n == 4 {
             create.ends_at = h.now() + TimeDelta::minutes(30);
@@ -362,11 +362,13 @@ pub async fn mixed_commands_race<S: Store>(store: S) {
         let view = h.engine.auction(id, Page::new(0, 500)).await.expect("view");
         bids += view.bids.len();
         let auction = view.auction;
-        match auction.status {
+        match auction.bidding.status {
             AuctionStatus::Open => panic!("auction {id} is still open"),
             AuctionStatus::Sold | AuctionStatus::BoughtNow => {
-                assert!(auction.leader.is_some(), "{auction:?}");
-                paid = paid.checked_add(auction.current_price).expect("paid");
+                assert!(auction.bidding.leader.is_some(), "{auction:?}");
+                paid = paid
+                    .checked_add(auction.bidding.current_price)
+                    .expect("paid");
             }
             AuctionStatus::Unsold | AuctionStatus::Cancelled => {
                 assert!(view.bids.is_empty(), "{auction:?}");
@@ -374,7 +376,11 @@ pub async fn mixed_commands_race<S: Store>(store: S) {
         }
         let events = h.outbox(id).await;
         let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
-        assert_eq!(seqs, (1..=auction.seq).collect::<Vec<_>>(), "auction {id}");
+        assert_eq!(
+            seqs,
+            (1..=auction.bidding.seq).collect::<Vec<_>>(),
+            "auction {id}"
+        );
         // Each decision was timed under the auction's lock: in the order
         // of the decisions, times never go back.
         let times: Vec<Timestamp> = events.iter().map(|event| event.at).collect();

@@ -326,10 +326,10 @@ async fn check_auction<S: Store>(h: &Harness<S>, auction: AuctionId, bidders: &[
     let bid_seqs: Vec<u64> = bids.iter().map(|bid| bid.seq).collect();
     assert_eq!(
         bid_seqs,
-        (1..=state.seq).collect::<Vec<_>>(),
+        (1..=state.bidding.seq).collect::<Vec<_>>(),
         "bid history and sequence numbers of {auction} agree"
     );
-    assert_eq!(state.bid_count as usize, bids.len());
+    assert_eq!(state.bidding.bid_count as usize, bids.len());
     let mut event_seqs: Vec<u64> = Vec::new();
     loop {
         let after = event_seqs.last().copied().unwrap_or(0);
@@ -347,9 +347,12 @@ async fn check_auction<S: Store>(h: &Harness<S>, auction: AuctionId, bidders: &[
         let view = h.wallet_view(bidder).await;
         holds.extend(view.holds.into_iter().filter(|h| h.auction_id == auction));
     }
-    match (bids.last(), state.leader) {
+    match (bids.last(), state.bidding.leader) {
         (Some(last), Some(leader)) => {
-            assert_eq!((last.bidder, last.amount), (leader, state.current_price));
+            assert_eq!(
+                (last.bidder, last.amount),
+                (leader, state.bidding.current_price)
+            );
             assert_eq!(holds.len(), 1, "only the leader of {auction} holds escrow");
             assert_eq!((holds[0].user, holds[0].amount), (leader, last.amount));
         }

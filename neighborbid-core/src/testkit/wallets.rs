@@ -233,7 +233,7 @@ pub async fn concurrent_bidding_conserves_money<S: Store>(store: S) {
             "accepted bids only rise"
         );
         let seqs: Vec<u64> = view.bids.iter().rev().map(|b| b.seq).collect();
-        assert_eq!(seqs, (1..=view.auction.seq).collect::<Vec<_>>());
+        assert_eq!(seqs, (1..=view.auction.bidding.seq).collect::<Vec<_>>());
         let holds: Vec<_> = {
             let mut all = Vec::new();
             for &bidder in &bidders {
@@ -250,12 +250,12 @@ pub async fn concurrent_bidding_conserves_money<S: Store>(store: S) {
             }
             all
         };
-        match view.auction.leader {
+        match view.auction.bidding.leader {
             Some(leader) => {
                 assert_eq!(holds.len(), 1);
                 assert_eq!(
                     (holds[0].user, holds[0].amount),
-                    (leader, view.auction.current_price)
+                    (leader, view.auction.bidding.current_price)
                 );
             }
             None => assert!(holds.is_empty()),
@@ -296,7 +296,7 @@ pub async fn full_wallets_keep_the_market_moving<S: Store>(store: S) {
     assert_eq!(h.wallet(ALICE).await.balance, limit, "refunded in full");
 
     let mut cmd = h.national(100, 10);
-    cmd.buy_now_price = Some(money(500));
+    cmd.listing.buy_now_price = Some(money(500));
     let bought = h.create(cmd).await;
     h.bid(bought.id, ALICE, 100).await.expect("alice leads");
     let buy = BuyNow {
@@ -313,7 +313,7 @@ pub async fn full_wallets_keep_the_market_moving<S: Store>(store: S) {
     h.clock.advance(TimeDelta::hours(1));
     let closed = h.engine.close_due_auctions(10).await.expect("close");
     assert_eq!(closed.len(), 1);
-    assert_eq!(closed[0].status, AuctionStatus::Sold);
+    assert_eq!(closed[0].bidding.status, AuctionStatus::Sold);
     assert!(h.engine.stuck_auctions().is_empty());
     let seller = h.wallet(SELLER).await;
     assert_eq!(seller.balance, plus(limit, 610), "a full seller is paid");

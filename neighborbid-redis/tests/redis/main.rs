@@ -115,12 +115,12 @@ async fn bid<N: Notifier>(engine: &Engine<PgStore, N>, auction: AuctionId, count
             .await
             .expect("auction")
             .auction;
-        let bidder = if now.leader == Some(ALICE) {
+        let bidder = if now.bidding.leader == Some(ALICE) {
             BOB
         } else {
             ALICE
         };
-        let units = 100 + u64::from(now.bid_count);
+        let units = 100 + u64::from(now.bidding.bid_count);
         engine
             .place_bid(bid_of(auction, bidder, units), None)
             .await
@@ -162,9 +162,9 @@ impl Screen {
             .await
             .expect("snapshot")
             .auction;
-        self.seq = auction.seq;
-        self.price = auction.current_price;
-        self.watch.resume_after(auction.seq);
+        self.seq = auction.bidding.seq;
+        self.price = auction.bidding.current_price;
+        self.watch.resume_after(auction.bidding.seq);
     }
 
     /// Applies deliveries until the screen shows `seq`.
@@ -231,7 +231,7 @@ async fn price_in_database<N: Notifier>(
         .await
         .expect("auction")
         .auction;
-    (auction.seq, auction.current_price)
+    (auction.bidding.seq, auction.bidding.current_price)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

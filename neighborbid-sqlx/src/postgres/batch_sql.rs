@@ -1,6 +1,14 @@
 //! The statements of a batch of decisions on Postgres (one command's is a
 //! batch of one): the parties' locks, the batch's reads, and its one write.
 
+use neighborbid_core::store::{BatchRecord, BatchWrites};
+use neighborbid_core::{Hold, StoreError};
+use sqlx::types::Json;
+use sqlx::{Encode, Postgres, QueryBuilder, Type};
+
+use super::push_bidding_update;
+use crate::codec::to_i64;
+
 /// An auction's holds, and the wallets of their owners and of the users
 /// `$2`, locked in ascending order (`PgTx::lock_parties`).
 macro_rules! lock_parties_sql {
@@ -34,72 +42,161 @@ pub(super) fn column<'a, R, T>(rows: &[&'a R], field: impl Fn(&'a R) -> T) -> Ve
     rows.iter().map(|row| field(*row)).collect()
 }
 
-/// `UPDATE` of an auction's columns, bound by [`bind_auction`] as `$1..$20`,
-/// and its id as `$21`.
-macro_rules! update_auction_sql {
-    () => {
-        "UPDATE auctions SET seller = $1, title = $2, description = $3, scope = $4, \
-         region = $5, start_price = $6, policy = $7, buy_now_price = $8, starts_at = $9, \
-         ends_at = $10, status = $11, current_price = $12, leader = $13, max_bid = $14, \
-         reserve_met = $15, extensions = $16, bid_count = $17, seq = $18, \
-         created_at = $19, closed_at = $20 WHERE id = $21"
-    };
+/// `UNNEST(...)` being pushed: each array is one parameter, cast to its
+/// SQL array type.
+pub(super) struct Unnest<'b, 'q> {
+    query: &'b mut QueryBuilder<'q, Postgres>,
+    first: bool,
 }
 
-/// Every row of a batch of decisions in one statement (the auction's last
-/// state first, as `$1..$21`): the CTEs touch disjoint rows (one final
-/// state per auction, wallet and hold), and
-/// `WITH ORDINALITY` keeps history entries and events in order. A record's
-/// receipt gets the id of its bid (matched by `seq`) at `receipt.bid.id`,
-/// where serde puts it (`Receipt` is tagged by a `type` field); the
-/// conformance suite's replays of keyed bids check that path.
-pub(super) const WRITE_BATCH: &str = concat!(
-    "WITH saved_auction AS (",
-    update_auction_sql!(),
-    " RETURNING id
+/// Starts pushing `UNNEST(`.
+pub(super) fn unnest<'b, 'q>(query: &'b mut QueryBuilder<'q, Postgres>) -> Unnest<'b, 'q> {
+    query.push("UNNEST(");
+    Unnest { query, first: true }
+}
+
+impl<'q> Unnest<'_, 'q> {
+    /// Binds `values` as the next array, of SQL type `sql_type[]`.
+    pub(super) fn array<T>(mut self, values: Vec<T>, sql_type: &str) -> Self
+    where
+        Vec<T>: 'q + Encode<'q, Postgres> + Type<Postgres>,
+    {
+        if !self.first {
+            self.query.push(", ");
+        }
+        self.first = false;
+        self.query.push_bind(values).push(format!("::{sql_type}[]"));
+        self
+    }
+
+    /// Closes the parentheses and pushes `rest` (an alias, say).
+    pub(super) fn then(self, rest: &str) {
+        self.query.push(")").push(rest);
+    }
+}
+
+/// Every row of a batch of decisions in one statement, built piece by
+/// piece: the CTEs touch disjoint rows (one final bidding state per
+/// auction, wallet and hold), and `WITH ORDINALITY` keeps history entries
+/// and events in order. A record's receipt gets the id of its bid
+/// (matched by `seq`) at `receipt.bid.id`, where serde puts it (`Receipt`
+/// is tagged by a `type` field); the conformance suite's replays of keyed
+/// bids check that path. The statement returns how many auction and
+/// wallet rows it updated and the new bids' ids by `seq`.
+pub(super) fn write_batch<'q>(
+    writes: &BatchWrites<'q>,
+    records: &[(&'q BatchRecord<'q>, Option<i64>)],
+) -> Result<QueryBuilder<'q, Postgres>, StoreError> {
+    let BatchWrites {
+        auction,
+        bids,
+        wallets,
+        entries,
+        holds,
+        events,
+    } = writes;
+    let seqs = |seqs: Vec<u64>| -> Result<Vec<i64>, StoreError> {
+        seqs.into_iter().map(|seq| to_i64(seq, "seq")).collect()
+    };
+    let (closed, open): (Vec<&Hold>, Vec<&Hold>) =
+        holds.iter().partition(|hold| hold.amount.is_zero());
+    let mut query = QueryBuilder::new("WITH saved_auction AS (");
+    push_bidding_update(&mut query, auction)?;
+    query.push(
+        " RETURNING id
 ), new_bids AS (
     INSERT INTO bids (auction_id, bidder, amount, placed_at, seq, auto)
-    SELECT auction_id, bidder, amount, placed_at, seq, auto
-    FROM UNNEST($22::bigint[], $23::bigint[], $24::numeric[], $25::timestamptz[], $26::bigint[],
-                $27::boolean[]) WITH ORDINALITY
-         AS b(auction_id, bidder, amount, placed_at, seq, auto, n)
+    SELECT auction_id, bidder, amount, placed_at, seq, auto FROM ",
+    );
+    unnest(&mut query)
+        .array(column(bids, |b| b.auction_id.0), "bigint")
+        .array(column(bids, |b| b.bidder.0), "bigint")
+        .array(column(bids, |b| b.amount.amount()), "numeric")
+        .array(column(bids, |b| b.placed_at), "timestamptz")
+        .array(seqs(column(bids, |b| b.seq))?, "bigint")
+        .array(column(bids, |b| b.auto), "boolean")
+        .then(
+            " WITH ORDINALITY AS b(auction_id, bidder, amount, placed_at, seq, auto, n)
     ORDER BY n
     RETURNING id, seq
 ), saved_wallets AS (
-    UPDATE wallets SET balance = w.balance, locked = w.locked
-    FROM UNNEST($28::bigint[], $29::numeric[], $30::numeric[]) AS w(user_id, balance, locked)
+    UPDATE wallets SET balance = w.balance, locked = w.locked FROM ",
+        );
+    unnest(&mut query)
+        .array(column(wallets, |w| w.user.0), "bigint")
+        .array(column(wallets, |w| w.balance.amount()), "numeric")
+        .array(column(wallets, |w| w.locked.amount()), "numeric")
+        .then(
+            " AS w(user_id, balance, locked)
     WHERE wallets.user_id = w.user_id
     RETURNING wallets.user_id
 ), new_entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, auction_id, balance_after, locked_after, at)
-    SELECT user_id, kind, amount, auction_id, balance_after, locked_after, at
-    FROM UNNEST($31::bigint[], $32::text[], $33::numeric[], $34::bigint[], $35::numeric[],
-                $36::numeric[], $37::timestamptz[]) WITH ORDINALITY
+    SELECT user_id, kind, amount, auction_id, balance_after, locked_after, at FROM ",
+        );
+    unnest(&mut query)
+        .array(column(entries, |e| e.user.0), "bigint")
+        .array(column(entries, |e| e.kind.as_str()), "text")
+        .array(column(entries, |e| e.amount.amount()), "numeric")
+        .array(column(entries, |e| e.auction_id.map(|id| id.0)), "bigint")
+        .array(column(entries, |e| e.balance_after.amount()), "numeric")
+        .array(column(entries, |e| e.locked_after.amount()), "numeric")
+        .array(column(entries, |e| e.at), "timestamptz")
+        .then(
+            " WITH ORDINALITY
          AS e(user_id, kind, amount, auction_id, balance_after, locked_after, at, n)
     ORDER BY n
 ), closed_holds AS (
-    DELETE FROM holds USING UNNEST($38::bigint[], $39::bigint[]) AS h(auction_id, user_id)
+    DELETE FROM holds USING ",
+        );
+    unnest(&mut query)
+        .array(column(&closed, |h| h.auction_id.0), "bigint")
+        .array(column(&closed, |h| h.user.0), "bigint")
+        .then(
+            " AS h(auction_id, user_id)
     WHERE holds.auction_id = h.auction_id AND holds.user_id = h.user_id
 ), open_holds AS (
-    INSERT INTO holds (auction_id, user_id, amount)
-    SELECT * FROM UNNEST($40::bigint[], $41::bigint[], $42::numeric[])
+    INSERT INTO holds (auction_id, user_id, amount) SELECT * FROM ",
+        );
+    unnest(&mut query)
+        .array(column(&open, |h| h.auction_id.0), "bigint")
+        .array(column(&open, |h| h.user.0), "bigint")
+        .array(column(&open, |h| h.amount.amount()), "numeric")
+        .then(
+            "
     ON CONFLICT (auction_id, user_id) DO UPDATE SET amount = EXCLUDED.amount
 ), new_events AS (
     INSERT INTO outbox (auction_id, seq, at, payload)
-    SELECT auction_id, seq, at, payload
-    FROM UNNEST($43::bigint[], $44::bigint[], $45::timestamptz[], $46::jsonb[]) WITH ORDINALITY
-         AS o(auction_id, seq, at, payload, n)
+    SELECT auction_id, seq, at, payload FROM ",
+        );
+    unnest(&mut query)
+        .array(column(events, |e| e.auction_id.0), "bigint")
+        .array(seqs(column(events, |e| e.seq))?, "bigint")
+        .array(column(events, |e| e.at), "timestamptz")
+        .array(column(events, Json), "jsonb")
+        .then(
+            " WITH ORDINALITY AS o(auction_id, seq, at, payload, n)
     ORDER BY n
 ), new_records AS (
     INSERT INTO idempotency (user_id, key, record)
     SELECT r.user_id, r.key,
            CASE WHEN b.id IS NULL THEN r.record
                 ELSE jsonb_set(r.record, '{receipt,bid,id}', to_jsonb(b.id)) END
-    FROM UNNEST($47::bigint[], $48::text[], $49::jsonb[], $50::bigint[])
-         AS r(user_id, key, record, bid_seq)
+    FROM ",
+        );
+    let records: Vec<&(&BatchRecord, Option<i64>)> = records.iter().collect();
+    unnest(&mut query)
+        .array(column(&records, |(r, _)| r.user.0), "bigint")
+        .array(column(&records, |(r, _)| r.key.as_str()), "text")
+        .array(column(&records, |(r, _)| Json(&r.record)), "jsonb")
+        .array(column(&records, |(_, bid_seq)| *bid_seq), "bigint")
+        .then(
+            " AS r(user_id, key, record, bid_seq)
     LEFT JOIN new_bids b ON b.seq = r.bid_seq
 )
 SELECT (SELECT count(*) FROM saved_auction) AS auctions,
        (SELECT count(*) FROM saved_wallets) AS wallets,
        COALESCE((SELECT array_agg(id ORDER BY seq) FROM new_bids), '{}') AS bid_ids",
-);
+        );
+    Ok(query)
+}

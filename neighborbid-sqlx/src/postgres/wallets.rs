@@ -63,33 +63,10 @@ impl WalletLedger for PgTx {
     }
 
     async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        let updated =
-            sqlx::query("UPDATE wallets SET balance = $2, locked = $3 WHERE user_id = $1")
-                .bind(wallet.user.0)
-                .bind(wallet.balance.amount())
-                .bind(wallet.locked.amount())
-                .execute(&mut *self.tx)
-                .await
-                .map_err(self.error())?;
-        expect_one(updated.rows_affected(), "wallet", wallet.user)
+        self.save_wallet_row(wallet).await
     }
 
     async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ledger_entries \
-             (user_id, kind, amount, auction_id, balance_after, locked_after, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(entry.user.0)
-        .bind(entry.kind.as_str())
-        .bind(entry.amount.amount())
-        .bind(entry.auction_id.map(|id| id.0))
-        .bind(entry.balance_after.amount())
-        .bind(entry.locked_after.amount())
-        .bind(entry.at)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        Ok(())
+        self.append_entry_row(entry).await
     }
 }

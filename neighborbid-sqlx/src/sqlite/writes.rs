@@ -6,8 +6,9 @@ use neighborbid_core::rules::Decision;
 use neighborbid_core::store::{AuctionStore, BatchRecord, BatchWrites, WalletLedger};
 use neighborbid_core::{Auction, Bid, BidId, Event, Hold, StoreError};
 use sqlx::types::Json;
+use sqlx::QueryBuilder;
 
-use super::{bind_auction, SqliteTx};
+use super::{push_bidding_update, SqliteTx};
 use crate::codec::{expect_one, to_i64};
 
 impl SqliteTx {
@@ -49,15 +50,10 @@ impl SqliteTx {
     }
 
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE auctions SET seller = ?1, title = ?2, description = ?3, scope = ?4, \
-             region = ?5, start_price = ?6, policy = ?7, buy_now_price = ?8, starts_at = ?9, \
-             ends_at = ?10, status = ?11, current_price = ?12, leader = ?13, max_bid = ?14, \
-             reserve_met = ?15, extensions = ?16, bid_count = ?17, seq = ?18, \
-             created_at = ?19, closed_at = ?20 WHERE id = ?21",
-        );
-        let updated = bind_auction(query, auction)?
-            .bind(auction.id.0)
+        let mut query = QueryBuilder::new("");
+        push_bidding_update(&mut query, auction)?;
+        let updated = query
+            .build()
             .execute(&mut *self.tx)
             .await
             .map_err(self.error())?;
