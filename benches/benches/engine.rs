@@ -7,38 +7,38 @@ use chrono::{TimeDelta, Utc};
 use criterion::{criterion_main, Criterion};
 use neighborbid_core::rules::{self, AuctionState, Rules, SameRegion};
 use neighborbid_core::{
-    Auction, AuctionId, AuctionPolicy, AuctionStatus, Bidding, CreateAuction, Currency, Deposit,
-    Engine, EngineConfig, EngineError, Hold, Listing, MemoryStore, Money, NoopNotifier, PlaceBid,
-    Rejection, UserId, Wallet,
+    Auction, AuctionId, AuctionPolicy, CreateAuction, Currency, Deposit, Engine, EngineConfig,
+    EngineError, Hold, Listing, MemoryStore, Money, NoopNotifier, PlaceBid, Rejection, UserId,
+    Wallet,
 };
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// An auction created an hour ago, led by user 2 at 500 after 400 bids.
 fn hot_auction() -> Auction {
     let now = Utc::now();
-    Auction {
-        id: AuctionId(1),
-        listing: Listing::new(
-            UserId(1),
-            "bench",
-            Money::units(100),
-            AuctionPolicy::fixed(Money::units(1)),
-        ),
-        starts_at: now - TimeDelta::hours(1),
-        created_at: now - TimeDelta::hours(1),
-        bidding: Bidding {
-            ends_at: now + TimeDelta::hours(1),
-            status: AuctionStatus::Open,
-            current_price: Money::units(500),
-            leader: Some(UserId(2)),
-            max_bid: Some(Money::units(500)),
-            reserve_met: true,
-            extensions: 0,
-            bid_count: 400,
-            seq: 400,
-            closed_at: None,
-        },
-    }
+    let policy = AuctionPolicy::fixed(Money::units(1));
+    let cmd = CreateAuction {
+        listing: Listing::new(UserId(1), "bench", Money::units(100), policy),
+        starts_at: None,
+        ends_at: now + TimeDelta::hours(1),
+    };
+    let currency = Currency::default();
+    let rules = Rules {
+        currency: &currency,
+        region_policy: &SameRegion,
+    };
+    let mut auction =
+        rules::create_auction(rules, &cmd, now - TimeDelta::hours(1)).expect("a valid auction");
+    auction.id = AuctionId(1);
+    let bidding = &mut auction.bidding;
+    bidding.current_price = Money::units(500);
+    bidding.leader = Some(UserId(2));
+    bidding.max_bid = Some(Money::units(500));
+    bidding.reserve_met = true;
+    bidding.bid_count = 400;
+    bidding.seq = 400;
+    auction
 }
 
 fn decide(c: &mut Criterion) {

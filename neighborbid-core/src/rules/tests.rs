@@ -27,28 +27,14 @@ fn rules_with(currency: &Currency) -> Rules<'_> {
     }
 }
 
+/// [`listing`] with a buy-now price of 500, as created at [`t0`]: open
+/// from then for an hour, no bid.
 fn auction() -> Auction {
-    Auction {
-        id: AuctionId(7),
-        listing: Listing {
-            buy_now_price: Some(m(500)),
-            ..listing().listing
-        },
-        starts_at: t0(),
-        created_at: t0(),
-        bidding: Bidding {
-            ends_at: t0() + TimeDelta::hours(1),
-            status: AuctionStatus::Open,
-            current_price: m(100),
-            leader: None,
-            max_bid: None,
-            reserve_met: false,
-            extensions: 0,
-            bid_count: 0,
-            seq: 0,
-            closed_at: None,
-        },
-    }
+    let currency = Currency::default();
+    let cmd = listing().with_listing(|listing| listing.buy_now_price = Some(m(500)));
+    let mut auction = create_auction(rules_with(&currency), &cmd, t0()).expect("valid");
+    auction.id = AuctionId(7);
+    auction
 }
 
 fn wallet(user: UserId, balance: u64, locked: u64) -> Wallet {
