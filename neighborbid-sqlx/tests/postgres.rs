@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::stored;
+use common::{stored, upgrade};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +35,9 @@ async fn fresh_store() -> (PgStore, TestDatabase) {
 
 neighborbid_core::conformance_tests!(fresh_store);
 
-/// Rows written by earlier versions read back as they did then (see
-/// `common/stored.rs`), and as they do on SQLite.
+/// Rows written by earlier versions, in the schema of their day, upgrade
+/// and read back as they did then (and as on SQLite), and the engine
+/// carries on from them (see `common/stored.rs` and `common/upgrade.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_stored_by_an_earlier_version_still_read_back() {
     if stored::blessing() {
@@ -45,13 +46,19 @@ async fn rows_stored_by_an_earlier_version_still_read_back() {
         stored::bless(&store, "postgres", dump(db.url()).await).await;
     }
     for set in stored::sets() {
-        let (store, db) = fresh_store().await;
+        let db = TestDatabase::create().await;
+        let store = db.options().connect();
+        let version = upgrade::schema_version(&set);
+        let then = upgrade::migrator_up_to("postgres", version).await;
+        then.run(store.pool()).await.expect("the schema of the set");
         session(db.url())
             .await
             .execute(sqlx::raw_sql(&stored::rows(&set, "postgres")))
             .await
-            .unwrap_or_else(|error| panic!("set {set} loads into today's schema: {error}"));
+            .unwrap_or_else(|error| panic!("set {set} loads into schema {version}: {error}"));
+        store.migrate().await.expect("upgrade");
         stored::assert_reads_back(&store, &set).await;
+        upgrade::carry_on(store).await;
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::stored;
+use common::{stored, upgrade};
 
 use std::time::Duration;
 
@@ -29,8 +29,9 @@ async fn open(dir: &TempDir) -> SqliteStore {
 
 neighborbid_core::conformance_tests!(fresh_store);
 
-/// Rows written by earlier versions read back as they did then (see
-/// `common/stored.rs`).
+/// Rows written by earlier versions, in the schema of their day, upgrade
+/// and read back as they did then, and the engine carries on from them
+/// (see `common/stored.rs` and `common/upgrade.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_stored_by_an_earlier_version_still_read_back() {
     if stored::blessing() {
@@ -39,12 +40,22 @@ async fn rows_stored_by_an_earlier_version_still_read_back() {
         stored::bless(&store, "sqlite", dump(&store).await).await;
     }
     for set in stored::sets() {
-        let (store, _dir) = fresh_store().await;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(dir.path().join("neighborbid.db"))
+            .await
+            .expect("open");
+        let version = upgrade::schema_version(&set);
+        let then = upgrade::migrator_up_to("sqlite", version).await;
+        then.run(store.writer())
+            .await
+            .expect("the schema of the set");
         sqlx::raw_sql(&stored::rows(&set, "sqlite"))
             .execute(store.writer())
             .await
-            .unwrap_or_else(|error| panic!("set {set} loads into today's schema: {error}"));
+            .unwrap_or_else(|error| panic!("set {set} loads into schema {version}: {error}"));
+        store.migrate().await.expect("upgrade");
         stored::assert_reads_back(&store, &set).await;
+        upgrade::carry_on(store).await;
     }
 }
 

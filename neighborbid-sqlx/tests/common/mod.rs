@@ -1,6 +1,7 @@
 //! What the Postgres and SQLite tests share.
 
 pub(crate) mod stored;
+pub(crate) mod upgrade;
 
 use neighborbid_core::testkit::{money, Harness, ALICE, BOB};
 use neighborbid_core::{IdempotencyKey, PlaceBid, Store};

@@ -37,7 +37,7 @@ pub(crate) const TABLES: &[&str] = &[
 /// The fixture set a bless run writes: the format of today's code.
 pub(crate) const SET: &str = "2026-12";
 
-const USERS: [UserId; 4] = [ALICE, BOB, CAROL, SELLER];
+pub(crate) const USERS: [UserId; 4] = [ALICE, BOB, CAROL, SELLER];
 
 /// The idempotency keys the scenario uses, by user.
 const KEYS: &[(UserId, &str)] = &[
@@ -87,6 +87,8 @@ pub(crate) fn blessing() -> bool {
 /// its rows as `dump` (the file `<SET>-<database>.sql`) and its reading.
 pub(crate) async fn bless<S: Store>(store: &S, database: &str, dump: String) {
     std::fs::write(fixture(SET, &format!("{database}.sql")), dump).expect("write the rows");
+    let version = super::upgrade::latest_version(database).await;
+    std::fs::write(fixture(SET, "schema.txt"), format!("{version}\n")).expect("write the schema");
     let reading = read_back(store).await;
     std::fs::write(fixture(SET, "read-back.txt"), reading).expect("write the reading");
 }
