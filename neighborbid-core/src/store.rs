@@ -27,6 +27,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+mod formats;
+
+pub use formats::{StoredEvent, EVENT_FORMAT};
+
 use crate::auction::{Auction, AuctionStatus, Bid, Region};
 use crate::command::{IdempotencyKey, IdempotencyRecord, Receipt};
 use crate::error::{Rejection, StoreError};

@@ -1,5 +1,7 @@
 //! The outbox ([`Outbox`](neighborbid_core::store::Outbox)), written once
-//! for both databases. A backend supplies what differs: how a time is
+//! for both databases. Payloads are
+//! [`StoredEvent`](neighborbid_core::store::StoredEvent)s, not the wire's
+//! JSON of an event. A backend supplies what differs: how a time is
 //! bound (`time`), what locks the rows a relay takes (`lock`: Postgres
 //! skips rows another relay holds; SQLite's writer lock already excludes
 //! other relays), and how a list of events is marked delivered (its
@@ -19,7 +21,7 @@ macro_rules! impl_outbox {
             ) -> Result<Vec<neighborbid_core::Event>, neighborbid_core::StoreError> {
                 let sql = "SELECT payload FROM outbox WHERE auction_id = $1 AND seq > $2 \
                            ORDER BY seq LIMIT $3";
-                let events: Vec<sqlx::types::Json<neighborbid_core::Event>> =
+                let events: Vec<sqlx::types::Json<neighborbid_core::store::StoredEvent>> =
                     sqlx::query_scalar(sql)
                         .bind(id.0)
                         .bind(i64::try_from(after).unwrap_or(i64::MAX))
@@ -27,7 +29,10 @@ macro_rules! impl_outbox {
                         .fetch_all(&mut *self.tx)
                         .await
                         .map_err(self.error())?;
-                Ok(events.into_iter().map(|event| event.0).collect())
+                events
+                    .into_iter()
+                    .map(|event| event.0.into_event())
+                    .collect()
             }
 
             async fn undelivered_events(
@@ -40,14 +45,17 @@ macro_rules! impl_outbox {
                      ORDER BY auction_id, seq LIMIT $2",
                     $lock
                 );
-                let events: Vec<sqlx::types::Json<neighborbid_core::Event>> =
+                let events: Vec<sqlx::types::Json<neighborbid_core::store::StoredEvent>> =
                     sqlx::query_scalar(sql)
                         .bind($time(before))
                         .bind(i64::from(limit))
                         .fetch_all(&mut *self.tx)
                         .await
                         .map_err(self.error())?;
-                Ok(events.into_iter().map(|event| event.0).collect())
+                events
+                    .into_iter()
+                    .map(|event| event.0.into_event())
+                    .collect()
             }
 
             async fn mark_delivered(

@@ -1,7 +1,7 @@
 //! The statements of a batch of decisions on Postgres (one command's is a
 //! batch of one): the parties' locks, the batch's reads, and its one write.
 
-use neighborbid_core::store::{BatchRecord, BatchWrites};
+use neighborbid_core::store::{BatchRecord, BatchWrites, StoredEvent};
 use neighborbid_core::{Hold, StoreError};
 use sqlx::types::Json;
 use sqlx::{Encode, Postgres, QueryBuilder, Type};
@@ -173,7 +173,7 @@ pub(super) fn write_batch<'q>(
         .array(column(events, |e| e.auction_id.0), "bigint")
         .array(seqs(column(events, |e| e.seq))?, "bigint")
         .array(column(events, |e| e.at), "timestamptz")
-        .array(column(events, Json), "jsonb")
+        .array(column(events, |e| Json(StoredEvent::from(e))), "jsonb")
         .then(
             " WITH ORDINALITY AS o(auction_id, seq, at, payload, n)
     ORDER BY n

@@ -3,7 +3,7 @@
 //! transaction already holds the database's write lock.
 
 use neighborbid_core::rules::Decision;
-use neighborbid_core::store::{AuctionStore, BatchRecord, BatchWrites, WalletLedger};
+use neighborbid_core::store::{AuctionStore, BatchRecord, BatchWrites, StoredEvent, WalletLedger};
 use neighborbid_core::{Auction, Bid, BidId, Event, Hold, StoreError};
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
@@ -85,7 +85,7 @@ impl SqliteTx {
             .bind(event.auction_id.0)
             .bind(to_i64(event.seq, "seq")?)
             .bind(event.at.timestamp_micros())
-            .bind(Json(event))
+            .bind(Json(StoredEvent::from(event)))
             .execute(&mut *self.tx)
             .await
             .map_err(self.error())?;

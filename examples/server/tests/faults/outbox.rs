@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use neighborbid_core::store::StoredEvent;
 use neighborbid_redis::testing::TestRedis;
 use serde_json::Value;
 use sqlx::postgres::PgConnection;
@@ -101,7 +102,7 @@ impl Consumer {
                 continue;
             }
             match received.events.get(&key) {
-                Some((_, event)) if *event == row.get::<Value, _>("payload") => {}
+                Some((_, event)) if *event == published(row.get("payload")) => {}
                 Some((_, event)) => found.push(format!("event {key:?} arrived changed: {event}")),
                 None if delivered => found.push(format!(
                     "event {key:?} is marked delivered but never arrived"
@@ -122,4 +123,11 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A stored outbox payload as the relay publishes its event.
+fn published(payload: Value) -> Value {
+    let stored: StoredEvent = serde_json::from_value(payload).expect("a stored event");
+    let event = stored.into_event().expect("a known format");
+    serde_json::to_value(event).expect("an event's JSON")
 }
