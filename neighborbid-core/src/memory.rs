@@ -24,7 +24,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, BidId, UserId};
 use crate::money::Money;
-use crate::rules::Decision;
+use crate::rules::{Decision, WalletDecision};
 use crate::store::{
     AuctionFilter, AuctionStore, BatchRecord, ForgottenEvents, Outbox, Page, Queries, Store,
     Transaction, WalletLedger,
@@ -590,12 +590,9 @@ impl WalletLedger for MemoryTx {
         Ok(holds)
     }
 
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        self.put_wallet(wallet)
-    }
-
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.put_entry(entry)
+    async fn write_wallet_decision(&mut self, decision: &WalletDecision) -> Result<(), StoreError> {
+        self.put_wallet(&decision.wallet)?;
+        self.put_entry(&decision.entry)
     }
 }
 #[async_trait]

@@ -228,8 +228,7 @@ pub fn create_auction(
         ));
     }
     let label = |text: &str| !text.trim().is_empty() && text.chars().count() <= Listing::MAX_LABEL;
-    if cmd
-        .listing
+    if listing
         .category
         .as_deref()
         .is_some_and(|category| !label(category))
@@ -237,8 +236,7 @@ pub fn create_auction(
         return Err(invalid("a category is 1 to 100 characters"));
     }
     if listing.attributes.len() > Listing::MAX_ATTRIBUTES
-        || !cmd
-            .listing
+        || !listing
             .attributes
             .iter()
             .all(|(name, value)| label(name) && label(value))
@@ -257,8 +255,7 @@ pub fn create_auction(
     let positive = |field, amount| positive(rules, field, amount);
     let start_price = positive("start_price", listing.start_price)?;
     let policy = listing.policy.validate(rules.currency)?;
-    let buy_now_price = cmd
-        .listing
+    let buy_now_price = listing
         .buy_now_price
         .map(|price| positive("buy_now_price", price))
         .transpose()?;

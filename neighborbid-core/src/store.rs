@@ -37,7 +37,7 @@ use crate::error::{Rejection, StoreError};
 use crate::event::{Event, EventId};
 use crate::ids::{AuctionId, UserId};
 use crate::money::Money;
-use crate::rules::{self, Decision};
+use crate::rules::{self, Decision, WalletDecision};
 use crate::wallet::{Hold, LedgerEntry, Wallet};
 use crate::Timestamp;
 
@@ -531,11 +531,10 @@ pub trait WalletLedger: Send {
     /// which guards its holds.
     async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError>;
 
-    /// Overwrites a locked wallet.
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError>;
-
-    /// Appends a history entry.
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
+    /// Writes a decision about one locked wallet alone (a deposit's or a
+    /// withdrawal's): its new balances and its history entry. Decisions
+    /// about auctions go through [`Transaction::write_decisions`].
+    async fn write_wallet_decision(&mut self, decision: &WalletDecision) -> Result<(), StoreError>;
 }
 
 /// The outbox: every event is written in the transaction of its change

@@ -39,6 +39,7 @@ mod postgres;
 mod queries;
 mod rows;
 mod sqlite;
+mod statement;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -329,8 +329,8 @@ impl Transaction for PgTx {
                 Ok((r, bid.map(|bid| to_i64(bid.seq, "seq")).transpose()?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let row = write_batch(&writes, &records)?
-            .build()
+        let (sql, arguments) = write_batch(&writes, &records)?.finish()?;
+        let row = sqlx::query_with(&sql, arguments)
             .fetch_one(&mut *self.tx)
             .await
             .map_err(self.error())?;

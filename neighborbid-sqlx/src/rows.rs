@@ -1,6 +1,6 @@
 //! The row reads and writes of a command's transaction that both
-//! databases share: a wallet's new balances, a history entry, and
-//! idempotency records. Each backend's `AuctionStore` and `WalletLedger`
+//! databases share: a wallet decision (new balances and a history entry)
+//! and idempotency records. Each backend's `AuctionStore` and `WalletLedger`
 //! call these; what differs (locking, Postgres's batch statement) stays
 //! in the backend's module.
 
@@ -45,6 +45,16 @@ macro_rules! impl_rows {
                     .await
                     .map_err(self.error())?;
                 Ok(())
+            }
+
+            /// Writes a wallet decision: the wallet's new balances and its
+            /// history entry.
+            async fn write_wallet_rows(
+                &mut self,
+                decision: &neighborbid_core::rules::WalletDecision,
+            ) -> Result<(), neighborbid_core::StoreError> {
+                self.save_wallet_row(&decision.wallet).await?;
+                self.append_entry_row(&decision.entry).await
             }
 
             /// Writes a locked wallet's balances.

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use neighborbid_core::rules::Decision;
+use neighborbid_core::rules::{Decision, WalletDecision};
 use neighborbid_core::store::{AuctionStore, BatchRecord, Queries, WalletLedger};
 use neighborbid_core::{
-    Auction, AuctionId, Bid, EventId, Hold, IdempotencyKey, IdempotencyRecord, LedgerEntry, Money,
-    Store, StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
+    Auction, AuctionId, Bid, EventId, Hold, IdempotencyKey, IdempotencyRecord, Money, Store,
+    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -368,12 +368,8 @@ impl WalletLedger for SqliteTx {
         codec::convert(rows, HoldRow::into_hold)
     }
 
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        self.save_wallet_row(wallet).await
-    }
-
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.append_entry_row(entry).await
+    async fn write_wallet_decision(&mut self, decision: &WalletDecision) -> Result<(), StoreError> {
+        self.write_wallet_rows(decision).await
     }
 }
 

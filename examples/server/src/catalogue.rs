@@ -158,17 +158,16 @@ fn check_category(category: &str) -> Result<(), ApiError> {
 }
 
 impl Catalogue for SiteCatalogue {
-    fn check_listing(&self, seller: &Actor, listing: &mut CreateAuction) -> Result<(), ApiError> {
-        OpenCatalogue.check_listing(seller, listing)?;
+    fn check_listing(&self, seller: &Actor, cmd: &mut CreateAuction) -> Result<(), ApiError> {
+        OpenCatalogue.check_listing(seller, cmd)?;
+        let listing = &mut cmd.listing;
         check_category(
             listing
-                .listing
                 .category
                 .get_or_insert_with(|| DEFAULT_CATEGORY.to_owned()),
         )?;
         // Details are optional (older clients send none), but must be known.
         let detail = |name: &str, allowed: &[(&str, &str)], code: &str, message: &str| match listing
-            .listing
             .attributes
             .get(name)
         {
@@ -190,7 +189,6 @@ impl Catalogue for SiteCatalogue {
             "shipping is paid by the seller or the buyer",
         )?;
         if let Some(name) = listing
-            .listing
             .attributes
             .keys()
             .find(|name| ![CONDITION, SHIPPING_PAYER].contains(&name.as_str()))
@@ -200,7 +198,7 @@ impl Catalogue for SiteCatalogue {
                 &format!("{name:?} is not an item detail here"),
             ));
         }
-        if let Scope::Local { region } = &listing.listing.scope {
+        if let Scope::Local { region } = &listing.scope {
             if !neighbourhoods().iter().any(|hood| hood == region.as_str()) {
                 return Err(unknown_region("a local auction is in one neighbourhood"));
             }

@@ -86,16 +86,14 @@ impl<S: Store, N: Notifier> Engine<S, N> {
                 let wallet = lock_wallet(tx, cmd.user).await?;
                 let now = decision_time(tx, clock).await?;
                 let decision = rules::deposit(rules, &wallet, cmd, now)?;
-                tx.save_wallet(&decision.wallet).await?;
-                tx.append_entry(&decision.entry).await?;
+                tx.write_wallet_decision(&decision).await?;
                 Receipt::Deposited(decision.entry)
             }
             Command::Withdraw(cmd) => {
                 let wallet = lock_wallet(tx, cmd.user).await?;
                 let now = decision_time(tx, clock).await?;
                 let decision = rules::withdraw(rules, &wallet, cmd, now)?;
-                tx.save_wallet(&decision.wallet).await?;
-                tx.append_entry(&decision.entry).await?;
+                tx.write_wallet_decision(&decision).await?;
                 Receipt::Withdrawn(decision.entry)
             }
             Command::PlaceBid(cmd) => {

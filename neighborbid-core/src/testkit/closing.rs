@@ -1,6 +1,8 @@
 //! The closer: settlement once, closers racing, stuck auctions, the closer loop.
 
 use super::*;
+use crate::rules::WalletDecision;
+use crate::LedgerEntry;
 
 /// At its end the winner's escrow pays the seller, exactly once; an
 /// auction without bids ends unsold; running auctions are left alone.
@@ -157,12 +159,25 @@ pub async fn a_stuck_auction_holds_up_no_other<S: Store>(store: S) {
     h.fund(CAROL, 1).await;
     let mut tx = h.engine.store().begin().await.expect("begin");
     tx.lock_wallets(&[CAROL]).await.expect("lock");
-    let brim = Wallet {
-        user: CAROL,
-        balance: Money::MAX,
-        locked: Money::ZERO,
+    // A deposit no currency of the engine's would take: straight to the
+    // store.
+    let brim = WalletDecision {
+        wallet: Wallet {
+            user: CAROL,
+            balance: Money::MAX,
+            locked: Money::ZERO,
+        },
+        entry: LedgerEntry {
+            user: CAROL,
+            kind: EntryKind::Deposit,
+            amount: Money::MAX.checked_sub(money(1)).expect("below MAX"),
+            auction_id: None,
+            balance_after: Money::MAX,
+            locked_after: Money::ZERO,
+            at: h.now(),
+        },
     };
-    tx.save_wallet(&brim).await.expect("save");
+    tx.write_wallet_decision(&brim).await.expect("write");
     tx.commit().await.expect("commit");
 
     let mut cmd = h.national(100, 10);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::rules::Decision;
+use crate::rules::{Decision, WalletDecision};
 use crate::store::{
     AuctionStore, BatchReads, BatchRecord, ForgottenEvents, Outbox, Queries, WalletLedger,
 };
@@ -32,10 +32,9 @@ pub enum Fault {
     WriteDecisions,
     /// After [`AuctionStore::insert_auction`].
     InsertAuction,
-    /// After [`WalletLedger::save_wallet`] (a deposit or a withdrawal).
-    SaveWallet,
-    /// After [`WalletLedger::append_entry`] (a deposit or a withdrawal).
-    AppendEntry,
+    /// After [`WalletLedger::write_wallet_decision`] (a deposit or a
+    /// withdrawal).
+    WriteWalletDecision,
     /// After [`AuctionStore::save_idempotency`] (a keyed command that
     /// writes no auction decision: a deposit, a withdrawal, a new auction).
     SaveIdempotency,
@@ -318,14 +317,9 @@ impl<T: Transaction> WalletLedger for FaultyTx<T> {
         self.inner.auction_holds(auction).await
     }
 
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        self.inner.save_wallet(wallet).await?;
-        self.trip(Fault::SaveWallet)
-    }
-
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.inner.append_entry(entry).await?;
-        self.trip(Fault::AppendEntry)
+    async fn write_wallet_decision(&mut self, decision: &WalletDecision) -> Result<(), StoreError> {
+        self.inner.write_wallet_decision(decision).await?;
+        self.trip(Fault::WriteWalletDecision)
     }
 }
 #[async_trait]

@@ -79,8 +79,7 @@ pub async fn failures_leave_no_trace<S: Store>(store: S) {
         amount: money(50),
     };
     for fault in [
-        Fault::SaveWallet,
-        Fault::AppendEntry,
+        Fault::WriteWalletDecision,
         Fault::SaveIdempotency,
         Fault::Commit,
     ] {
@@ -130,9 +129,9 @@ pub async fn single_commands_fail_without_a_trace<S: Store>(store: S) {
     let parties = [ALICE, BOB, SELLER];
     h.fund(ALICE, 500).await;
     h.fund(BOB, 500).await;
-    let mut listing = h.national(100, 10);
-    listing.listing.buy_now_price = Some(money(300));
-    let auction = h.create(listing.clone()).await.id;
+    let mut cmd = h.national(100, 10);
+    cmd.listing.buy_now_price = Some(money(300));
+    let auction = h.create(cmd.clone()).await.id;
     let injected = |result: Result<(), EngineError>, what: &str, fault: Fault| match result {
         Err(EngineError::Store(error)) if error.kind() == StoreErrorKind::Other => {}
         other => panic!("{what} at {fault:?}: expected the injected failure, got {other:?}"),
@@ -190,14 +189,14 @@ pub async fn single_commands_fail_without_a_trace<S: Store>(store: S) {
     for fault in [Fault::InsertAuction, Fault::SaveIdempotency, Fault::Commit] {
         let before = listed(&h).await;
         faulty.arm(fault);
-        let result = h.engine.create_auction(listing.clone(), key("list")).await;
+        let result = h.engine.create_auction(cmd.clone(), key("list")).await;
         injected(result.map(|_| ()), "a new auction", fault);
         assert!(faulty.fired(), "a new auction reaches {fault:?}");
         assert_eq!(listed(&h).await, before, "{fault:?}");
     }
-    let created = h.engine.create_auction(listing.clone(), key("list")).await;
+    let created = h.engine.create_auction(cmd.clone(), key("list")).await;
     let created = created.expect("the same listing now succeeds");
-    let replayed = h.engine.create_auction(listing, key("list")).await;
+    let replayed = h.engine.create_auction(cmd, key("list")).await;
     assert_eq!(replayed.expect("replay"), created);
 }
 

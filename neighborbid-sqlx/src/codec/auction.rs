@@ -136,56 +136,57 @@ macro_rules! impl_auction_rows {
     ($tx:ty, $db:ty, amount: $amount:path, time: $time:path) => {
         /// Binds a listing's columns in the order of `listing_columns!()`.
         fn push_listing(
-            values: &mut sqlx::query_builder::Separated<'_, '_, $db, &'static str>,
+            values: &mut crate::statement::List<'_, '_, $db>,
             listing: &neighborbid_core::Listing,
         ) {
             let (scope, region) = crate::codec::auction::scope_columns(&listing.scope);
             values
-                .push_bind(listing.seller.0)
-                .push_bind(listing.title.clone())
-                .push_bind(listing.description.clone())
-                .push_bind(listing.category.clone())
-                .push_bind(sqlx::types::Json(listing.attributes.clone()))
-                .push_bind(scope)
-                .push_bind(region)
-                .push_bind($amount(listing.start_price))
-                .push_bind(sqlx::types::Json(listing.policy.clone()))
-                .push_bind(listing.buy_now_price.map($amount));
+                .bind(listing.seller.0)
+                .bind(listing.title.clone())
+                .bind(listing.description.clone())
+                .bind(listing.category.clone())
+                .bind(sqlx::types::Json(listing.attributes.clone()))
+                .bind(scope)
+                .bind(region)
+                .bind($amount(listing.start_price))
+                .bind(sqlx::types::Json(listing.policy.clone()))
+                .bind(listing.buy_now_price.map($amount));
         }
 
         /// Binds a bidding state's columns in the order of
         /// `bidding_columns!()`.
         fn push_bidding(
-            values: &mut sqlx::query_builder::Separated<'_, '_, $db, &'static str>,
+            values: &mut crate::statement::List<'_, '_, $db>,
             bidding: &neighborbid_core::Bidding,
         ) -> Result<(), neighborbid_core::StoreError> {
+            let seq = crate::codec::to_i64(bidding.seq, "seq")?;
             values
-                .push_bind($time(bidding.ends_at))
-                .push_bind(bidding.status.as_str())
-                .push_bind($amount(bidding.current_price))
-                .push_bind(bidding.leader.map(|leader| leader.0))
-                .push_bind(bidding.max_bid.map($amount))
-                .push_bind(bidding.reserve_met)
-                .push_bind(i64::from(bidding.extensions))
-                .push_bind(i64::from(bidding.bid_count))
-                .push_bind(crate::codec::to_i64(bidding.seq, "seq")?)
-                .push_bind(bidding.closed_at.map($time));
+                .bind($time(bidding.ends_at))
+                .bind(bidding.status.as_str())
+                .bind($amount(bidding.current_price))
+                .bind(bidding.leader.map(|leader| leader.0))
+                .bind(bidding.max_bid.map($amount))
+                .bind(bidding.reserve_met)
+                .bind(i64::from(bidding.extensions))
+                .bind(i64::from(bidding.bid_count))
+                .bind(seq)
+                .bind(bidding.closed_at.map($time));
             Ok(())
         }
 
         /// Pushes the `UPDATE` of `auction`'s bidding state: all that a
         /// change of an auction writes to its row.
         fn push_bidding_update(
-            query: &mut sqlx::QueryBuilder<'_, $db>,
+            statement: &mut crate::statement::Statement<'_, $db>,
             auction: &neighborbid_core::Auction,
         ) -> Result<(), neighborbid_core::StoreError> {
-            query.push(concat!(
+            statement.push(concat!(
                 "UPDATE auctions SET (",
                 crate::codec::auction::bidding_columns!(),
                 ") = ("
             ));
-            push_bidding(&mut query.separated(", "), &auction.bidding)?;
-            query.push(") WHERE id = ").push_bind(auction.id.0);
+            push_bidding(&mut statement.list(), &auction.bidding)?;
+            statement.push(") WHERE id = ").bind(auction.id.0);
             Ok(())
         }
 
@@ -195,22 +196,22 @@ macro_rules! impl_auction_rows {
                 &mut self,
                 auction: &neighborbid_core::Auction,
             ) -> Result<neighborbid_core::Auction, neighborbid_core::StoreError> {
-                let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                let mut statement = crate::statement::Statement::<$db>::new(concat!(
                     "INSERT INTO auctions (",
                     crate::codec::auction::listing_columns!(),
                     ", starts_at, created_at, ",
                     crate::codec::auction::bidding_columns!(),
                     ") VALUES ("
                 ));
-                let mut values = query.separated(", ");
+                let mut values = statement.list();
                 push_listing(&mut values, &auction.listing);
                 values
-                    .push_bind($time(auction.starts_at))
-                    .push_bind($time(auction.created_at));
+                    .bind($time(auction.starts_at))
+                    .bind($time(auction.created_at));
                 push_bidding(&mut values, &auction.bidding)?;
-                query.push(") RETURNING id");
-                let id: i64 = query
-                    .build_query_scalar()
+                statement.push(") RETURNING id");
+                let (sql, arguments) = statement.finish()?;
+                let id: i64 = sqlx::query_scalar_with(&sql, arguments)
                     .fetch_one(&mut *self.tx)
                     .await
                     .map_err(self.error())?;

@@ -4,10 +4,11 @@
 use neighborbid_core::store::{BatchRecord, BatchWrites, StoredEvent};
 use neighborbid_core::{Hold, StoreError};
 use sqlx::types::Json;
-use sqlx::{Encode, Postgres, QueryBuilder, Type};
+use sqlx::{Encode, Postgres, Type};
 
 use super::push_bidding_update;
 use crate::codec::to_i64;
+use crate::statement::{List, Statement};
 
 /// An auction's holds, and the wallets of their owners and of the users
 /// `$2`, locked in ascending order (`PgTx::lock_parties`).
@@ -42,41 +43,30 @@ pub(super) fn column<'a, R, T>(rows: &[&'a R], field: impl Fn(&'a R) -> T) -> Ve
     rows.iter().map(|row| field(*row)).collect()
 }
 
-/// `UNNEST(...)` being pushed: each array is one parameter, cast to its
-/// SQL array type.
-pub(super) struct Unnest<'b, 'q> {
-    query: &'b mut QueryBuilder<'q, Postgres>,
-    first: bool,
+/// Pushes `UNNEST(` and returns the list of its arrays.
+pub(super) fn unnest<'s, 'q>(statement: &'s mut Statement<'q, Postgres>) -> List<'s, 'q, Postgres> {
+    statement.push("UNNEST(");
+    statement.list()
 }
 
-/// Starts pushing `UNNEST(`.
-pub(super) fn unnest<'b, 'q>(query: &'b mut QueryBuilder<'q, Postgres>) -> Unnest<'b, 'q> {
-    query.push("UNNEST(");
-    Unnest { query, first: true }
-}
-
-impl<'q> Unnest<'_, 'q> {
-    /// Binds `values` as the next array, of SQL type `sql_type[]`.
-    pub(super) fn array<T>(mut self, values: Vec<T>, sql_type: &str) -> Self
+impl<'q> List<'_, 'q, Postgres> {
+    /// Binds `values` as the next array of an [`unnest`], cast to
+    /// `sql_type[]`.
+    pub(super) fn array<T>(&mut self, values: Vec<T>, sql_type: &str) -> &mut Self
     where
         Vec<T>: 'q + Encode<'q, Postgres> + Type<Postgres>,
     {
-        if !self.first {
-            self.query.push(", ");
-        }
-        self.first = false;
-        self.query.push_bind(values).push(format!("::{sql_type}[]"));
-        self
+        self.bind(values).push("::").push(sql_type).push("[]")
     }
 
-    /// Closes the parentheses and pushes `rest` (an alias, say).
-    pub(super) fn then(self, rest: &str) {
-        self.query.push(")").push(rest);
+    /// Closes the [`unnest`] and pushes `rest` (an alias, say).
+    pub(super) fn then(&mut self, rest: &str) {
+        self.push(")").push(rest);
     }
 }
 
 /// Every row of a batch of decisions in one statement, built piece by
-/// piece: the CTEs touch disjoint rows (one final bidding state per
+/// piece (see [`Statement`]): the CTEs touch disjoint rows (one final bidding state per
 /// auction, wallet and hold), and `WITH ORDINALITY` keeps history entries
 /// and events in order. A record's receipt gets the id of its bid
 /// (matched by `seq`) at `receipt.bid.id`, where serde puts it (`Receipt`
@@ -86,7 +76,7 @@ impl<'q> Unnest<'_, 'q> {
 pub(super) fn write_batch<'q>(
     writes: &BatchWrites<'q>,
     records: &[(&'q BatchRecord<'q>, Option<i64>)],
-) -> Result<QueryBuilder<'q, Postgres>, StoreError> {
+) -> Result<Statement<'q, Postgres>, StoreError> {
     let BatchWrites {
         auction,
         bids,
@@ -100,7 +90,7 @@ pub(super) fn write_batch<'q>(
     };
     let (closed, open): (Vec<&Hold>, Vec<&Hold>) =
         holds.iter().partition(|hold| hold.amount.is_zero());
-    let mut query = QueryBuilder::new("WITH saved_auction AS (");
+    let mut query = Statement::new("WITH saved_auction AS (");
     push_bidding_update(&mut query, auction)?;
     query.push(
         " RETURNING id

@@ -2,8 +2,9 @@
 //! history and escrow holds.
 
 use async_trait::async_trait;
+use neighborbid_core::rules::WalletDecision;
 use neighborbid_core::store::WalletLedger;
-use neighborbid_core::{Hold, LedgerEntry, StoreError, UserId, Wallet};
+use neighborbid_core::{Hold, StoreError, UserId, Wallet};
 
 use super::*;
 
@@ -62,11 +63,7 @@ impl WalletLedger for PgTx {
         codec::convert(rows, HoldRow::into_hold)
     }
 
-    async fn save_wallet(&mut self, wallet: &Wallet) -> Result<(), StoreError> {
-        self.save_wallet_row(wallet).await
-    }
-
-    async fn append_entry(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.append_entry_row(entry).await
+    async fn write_wallet_decision(&mut self, decision: &WalletDecision) -> Result<(), StoreError> {
+        self.write_wallet_rows(decision).await
     }
 }

@@ -3,13 +3,13 @@
 //! transaction already holds the database's write lock.
 
 use neighborbid_core::rules::Decision;
-use neighborbid_core::store::{AuctionStore, BatchRecord, BatchWrites, StoredEvent, WalletLedger};
+use neighborbid_core::store::{AuctionStore, BatchRecord, BatchWrites, StoredEvent};
 use neighborbid_core::{Auction, Bid, BidId, Event, Hold, StoreError};
 use sqlx::types::Json;
-use sqlx::QueryBuilder;
 
 use super::{push_bidding_update, SqliteTx};
 use crate::codec::{expect_one, to_i64};
+use crate::statement::Statement;
 
 impl SqliteTx {
     /// [`Transaction::write_decisions`](neighborbid_core::Transaction::write_decisions).
@@ -30,10 +30,10 @@ impl SqliteTx {
             });
         }
         for wallet in writes.wallets {
-            self.save_wallet(wallet).await?;
+            self.save_wallet_row(wallet).await?;
         }
         for entry in writes.entries {
-            self.append_entry(entry).await?;
+            self.append_entry_row(entry).await?;
         }
         for hold in writes.holds {
             self.set_hold(hold).await?;
@@ -50,10 +50,10 @@ impl SqliteTx {
     }
 
     async fn update_auction(&mut self, auction: &Auction) -> Result<(), StoreError> {
-        let mut query = QueryBuilder::new("");
-        push_bidding_update(&mut query, auction)?;
-        let updated = query
-            .build()
+        let mut statement = Statement::new("");
+        push_bidding_update(&mut statement, auction)?;
+        let (sql, arguments) = statement.finish()?;
+        let updated = sqlx::query_with(&sql, arguments)
             .execute(&mut *self.tx)
             .await
             .map_err(self.error())?;

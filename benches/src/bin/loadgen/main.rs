@@ -42,7 +42,8 @@ struct Args {
     #[arg(long, value_enum, default_value = "hot")]
     mode: Mode,
     /// Where the engine stores: a fresh Postgres database on the server
-    /// `DATABASE_URL` names (dropped afterwards), or memory.
+    /// `DATABASE_URL` names (dropped afterwards), a fresh SQLite file in a
+    /// temporary directory, or memory.
     #[arg(long, value_enum, default_value = "postgres")]
     store: StoreKind,
     /// Concurrent bidding tasks.
@@ -125,6 +126,7 @@ enum Mode {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum StoreKind {
     Postgres,
+    Sqlite,
     Memory,
 }
 
@@ -284,6 +286,21 @@ async fn engine_runs(args: &Args) -> Vec<Value> {
         let mut summary = match args.store {
             StoreKind::Memory => {
                 let report = run(MemoryStore::new(), args.mode, load.clone()).await;
+                summary(args, &load, &report)
+            }
+            StoreKind::Sqlite => {
+                let dir = std::env::temp_dir().join(format!(
+                    "neighborbid-loadgen-{}-{}",
+                    std::process::id(),
+                    runs.len()
+                ));
+                std::fs::create_dir_all(&dir).expect("a temporary directory");
+                let store = neighborbid_sqlx::SqliteStore::open(dir.join("loadgen.db"))
+                    .await
+                    .expect("open SQLite");
+                store.migrate().await.expect("migrate");
+                let report = run(store, args.mode, load.clone()).await;
+                let _ = std::fs::remove_dir_all(&dir);
                 summary(args, &load, &report)
             }
             StoreKind::Postgres => {
