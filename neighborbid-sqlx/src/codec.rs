@@ -336,6 +336,11 @@ pub(crate) fn micros(age: std::time::Duration) -> i64 {
     i64::try_from(age.as_micros()).map_or(MILLENNIUM, |micros| micros.min(MILLENNIUM))
 }
 
+/// A migration's failure as the stores report it.
+pub(crate) fn migration_failed(error: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::new(StoreErrorKind::Other, format!("migration failed: {error}")).with_source(error)
+}
+
 /// Checks that an `UPDATE` of a locked row found it.
 pub(crate) fn expect_one(
     rows: u64,

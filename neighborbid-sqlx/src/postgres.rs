@@ -82,10 +82,7 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)
             .await
-            .map_err(|error| {
-                StoreError::new(StoreErrorKind::Other, format!("migration failed: {error}"))
-                    .with_source(error)
-            })
+            .map_err(codec::migration_failed)
     }
 
     /// The connection pool, for the embedder's own queries.

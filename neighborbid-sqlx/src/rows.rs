@@ -1,6 +1,7 @@
 //! The row reads and writes of a command's transaction that both
-//! databases share: a wallet decision (new balances and a history entry)
-//! and idempotency records. Each backend's `AuctionStore` and `WalletLedger`
+//! databases share: an auction's holds, a wallet decision (new balances
+//! and a history entry) and idempotency records. The backend module
+//! names its `HoldRow` type (the database's amounts). Each backend's `AuctionStore` and `WalletLedger`
 //! call these; what differs (locking, Postgres's batch statement) stays
 //! in the backend's module.
 
@@ -45,6 +46,22 @@ macro_rules! impl_rows {
                     .await
                     .map_err(self.error())?;
                 Ok(())
+            }
+
+            /// The open holds on an auction, by user.
+            async fn hold_rows(
+                &mut self,
+                auction: neighborbid_core::AuctionId,
+            ) -> Result<Vec<neighborbid_core::Hold>, neighborbid_core::StoreError> {
+                let rows = sqlx::query_as::<_, HoldRow>(
+                    "SELECT auction_id, user_id, amount FROM holds WHERE auction_id = $1 \
+                     ORDER BY user_id",
+                )
+                .bind(auction.0)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(self.error())?;
+                crate::codec::convert(rows, HoldRow::into_hold)
             }
 
             /// Writes a wallet decision: the wallet's new balances and its

@@ -18,7 +18,7 @@ use neighborbid_core::rules::{Decision, WalletDecision};
 use neighborbid_core::store::{AuctionStore, BatchRecord, Queries, WalletLedger};
 use neighborbid_core::{
     Auction, AuctionId, Bid, EventId, Hold, IdempotencyKey, IdempotencyRecord, Money, Store,
-    StoreError, StoreErrorKind, Timestamp, Transaction, UserId, Wallet,
+    StoreError, Timestamp, Transaction, UserId, Wallet,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -161,10 +161,7 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.writer)
             .await
-            .map_err(|error| {
-                StoreError::new(StoreErrorKind::Other, format!("migration failed: {error}"))
-                    .with_source(error)
-            })
+            .map_err(codec::migration_failed)
     }
 
     /// The writer's pool (one connection), for the embedder's own writes.
@@ -358,14 +355,7 @@ impl WalletLedger for SqliteTx {
     }
 
     async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
-        let rows = sqlx::query_as::<_, HoldRow>(
-            "SELECT auction_id, user_id, amount FROM holds WHERE auction_id = ?1 ORDER BY user_id",
-        )
-        .bind(auction.0)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, HoldRow::into_hold)
+        self.hold_rows(auction).await
     }
 
     async fn write_wallet_decision(&mut self, decision: &WalletDecision) -> Result<(), StoreError> {

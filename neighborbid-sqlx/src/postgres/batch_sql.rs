@@ -66,9 +66,9 @@ impl<'q> List<'_, 'q, Postgres> {
 }
 
 /// Every row of a batch of decisions in one statement, built piece by
-/// piece (see [`Statement`]): the CTEs touch disjoint rows (one final bidding state per
-/// auction, wallet and hold), and `WITH ORDINALITY` keeps history entries
-/// and events in order. A record's receipt gets the id of its bid
+/// piece (see [`Statement`]): the CTEs touch disjoint rows (one final
+/// bidding state per auction, wallet and hold), and `WITH ORDINALITY`
+/// keeps history entries and events in order. A record's receipt gets the id of its bid
 /// (matched by `seq`) at `receipt.bid.id`, where serde puts it (`Receipt`
 /// is tagged by a `type` field); the conformance suite's replays of keyed
 /// bids check that path. The statement returns how many auction and

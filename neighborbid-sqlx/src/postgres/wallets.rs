@@ -53,14 +53,7 @@ impl WalletLedger for PgTx {
     }
 
     async fn auction_holds(&mut self, auction: AuctionId) -> Result<Vec<Hold>, StoreError> {
-        let rows = sqlx::query_as::<_, HoldRow>(
-            "SELECT auction_id, user_id, amount FROM holds WHERE auction_id = $1 ORDER BY user_id",
-        )
-        .bind(auction.0)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(self.error())?;
-        codec::convert(rows, HoldRow::into_hold)
+        self.hold_rows(auction).await
     }
 
     async fn write_wallet_decision(&mut self, decision: &WalletDecision) -> Result<(), StoreError> {
