@@ -12,7 +12,7 @@ use loom::sync::Arc;
 use loom::thread;
 use neighborbid_core::{
     AuctionPolicy, CreateAuction, Deposit, Engine, EngineConfig, EngineError, Listing, ManualClock,
-    MemoryStore, Money, NoopNotifier, Page, PlaceBid, Rejection, RetryPolicy, Scope, UserId,
+    MemoryStore, Money, NoopNotifier, Page, PlaceBid, Rejection, RetryPolicy, UserId,
 };
 
 /// Stack for the model's bidding threads. loom runs each thread as a
