@@ -327,13 +327,14 @@ pub fn place_bid(
     let max = cmd.max_amount.unwrap_or(amount);
 
     let increment = &auction.listing.policy.increment;
+    let before = &auction.bidding;
     // Who leads after this bid, at what price, up to what maximum.
-    let (leader, mut price, leader_max) = match (auction.bidding.leader, auction.bidding.max_bid) {
+    let (leader, mut price, leader_max) = match (before.leader, before.max_bid) {
         (None, _) => (cmd.bidder, amount, max),
         (Some(leader), Some(held)) if leader == cmd.bidder => {
             // A plain bid sets the price; a maximum only raises the ceiling.
             let price = match cmd.max_amount {
-                Some(_) => auction.bidding.current_price,
+                Some(_) => before.current_price,
                 None => amount,
             };
             let raised = held.max(max);
@@ -353,9 +354,7 @@ pub fn place_bid(
     let mut next = advance(auction);
     let mut postings = Postings::new(now, state.wallets, state.holds);
     let mut released = Vec::new();
-    if leading
-        && (auction.bidding.leader != Some(leader) || auction.bidding.max_bid != Some(leader_max))
-    {
+    if leading && (before.leader != Some(leader) || before.max_bid != Some(leader_max)) {
         released = postings.release_all(auction.id).map_err(ledger(max))?;
         postings
             .post(leader, EntryKind::BidHold, leader_max, Some(auction.id))
@@ -375,7 +374,7 @@ pub fn place_bid(
     }
 
     let mut later = Vec::new();
-    if !auction.bidding.reserve_met {
+    if !before.reserve_met {
         match auction.listing.policy.reserve_price {
             None => next.bidding.reserve_met = true,
             Some(reserve) if leader_max >= reserve => {
@@ -391,7 +390,7 @@ pub fn place_bid(
 
     let mut public = Vec::new();
     let mut bid = None;
-    if price != auction.bidding.current_price || auction.bidding.leader != Some(leader) {
+    if price != before.current_price || before.leader != Some(leader) {
         next.bidding.current_price = price;
         next.bidding.bid_count = next.bidding.bid_count.saturating_add(1);
         public.push(PublicEvent::BidPlaced {

@@ -29,10 +29,7 @@ macro_rules! impl_outbox {
                         .fetch_all(&mut *self.tx)
                         .await
                         .map_err(self.error())?;
-                events
-                    .into_iter()
-                    .map(|event| event.0.into_event())
-                    .collect()
+                crate::codec::convert(events, |event| event.0.into_event())
             }
 
             async fn undelivered_events(
@@ -52,10 +49,7 @@ macro_rules! impl_outbox {
                         .fetch_all(&mut *self.tx)
                         .await
                         .map_err(self.error())?;
-                events
-                    .into_iter()
-                    .map(|event| event.0.into_event())
-                    .collect()
+                crate::codec::convert(events, |event| event.0.into_event())
             }
 
             async fn mark_delivered(

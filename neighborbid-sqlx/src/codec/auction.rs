@@ -4,7 +4,7 @@
 //!
 //! A new listing column touches this file (its read, its bind in
 //! [`impl_auction_rows!`]), the `Listing` type in core and a migration per
-//! database: see `docs/writing-a-store.md`.
+//! database: see "A new listing field" in `docs/architecture.md`.
 
 use neighborbid_core::{
     Attributes, Auction, AuctionId, AuctionPolicy, AuctionStatus, Bidding, Listing, Region, Scope,
